@@ -1,0 +1,1 @@
+"""caseflow: RQ workers that project the event log into each case's state."""

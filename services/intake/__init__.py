@@ -1,0 +1,1 @@
+"""intake: the HTTP service partners post referrals and course events to."""

@@ -1,0 +1,24 @@
+"""The intake service: Flask app factory, and the ``caseflow-intake`` console script."""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask
+
+from services.intake.referrals import bp as referrals
+from shared import http
+from shared.bootstrap import connect, event_store
+from shared.config import Settings
+
+
+def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    connection = connection if connection is not None else connect(settings)
+    app = http.service_app("intake", connection, settings.key_prefix, referrals)
+    app.config.update(CPR_SECRET=settings.cpr_hmac_secret)
+    app.extensions["event_store"] = event_store(connection, settings)
+    return app
+
+
+def main() -> None:
+    http.serve(create_app(), "INTAKE_PORT", 5001)

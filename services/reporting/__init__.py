@@ -1,0 +1,1 @@
+"""reporting: read models for statistics, a Flask API over them, and the RQ worker that projects them."""

@@ -1,0 +1,42 @@
+"""Wiring: one place that builds the Redis connection, the event store and projection runners."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from shared.config import Settings
+from shared.events.catalogue import REGISTRY
+from shared.eventstore import EventStore
+from shared.projections import Projection, ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+
+def connect(settings: Settings) -> redis.Redis:
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (the local runner `caseflow-suite up` sets it for you)")
+    return redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+
+
+def event_store(connection: redis.Redis, settings: Settings) -> EventStore:
+    return EventStore(
+        connection,
+        REGISTRY,
+        prefix=settings.key_prefix,
+        partitions=settings.partitions,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+    )
+
+
+def projection_runner(
+    connection: redis.Redis, settings: Settings, projection: Projection
+) -> ProjectionRunner:
+    return ProjectionRunner(
+        event_store(connection, settings),
+        projection,
+        prefix=settings.key_prefix,
+        lease_ttl_ms=settings.lease_ttl_ms,
+        batch_size=settings.batch_size,
+    )

@@ -1,0 +1,30 @@
+"""Configuration, read only from environment variables (12-factor), with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    key_prefix: str
+    partitions: int
+    lease_ttl_ms: int
+    batch_size: int
+    idempotency_ttl_s: int
+    cpr_hmac_secret: bytes
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            redis_url=env.get("REDIS_URL", ""),
+            key_prefix=env.get("CASEFLOW_KEY_PREFIX", "cf"),
+            partitions=int(env.get("CASEFLOW_PARTITIONS", "16")),
+            lease_ttl_ms=int(env.get("CASEFLOW_LEASE_TTL_MS", "10000")),
+            batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "500")),
+            idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
+            cpr_hmac_secret=env.get("CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
+        )

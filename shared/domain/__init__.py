@@ -1,0 +1,1 @@
+"""Pure domain logic: events, state transitions and date rules. No Redis, no Flask."""

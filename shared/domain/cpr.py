@@ -1,0 +1,52 @@
+"""Danish CPR numbers: format, birth date and century rules (no modulus-11 check, as since 2007)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import date
+
+_CPR = re.compile(r"^(\d{2})(\d{2})(\d{2})-?(\d{4})$")
+
+
+class InvalidCpr(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cpr:
+    digits: str  # ten digits, no dash
+    birth_date: date
+
+    @property
+    def sex(self) -> str:
+        return "male" if int(self.digits[-1]) % 2 else "female"
+
+
+def century(seventh_digit: int, yy: int) -> int:
+    """The century a CPR number's two-digit year belongs to."""
+    if seventh_digit <= 3:
+        return 1900
+    if seventh_digit in (4, 9):
+        return 2000 if yy <= 36 else 1900
+    return 2000 if yy <= 57 else 1800  # 5-8
+
+
+def parse_cpr(text: str) -> Cpr:
+    match = _CPR.match(text.strip())
+    if not match:
+        raise InvalidCpr("a CPR number is DDMMYY-SSSS: ten digits, the dash optional")
+    dd, mm, yy, serial = match.groups()
+    year = century(int(serial[0]), int(yy)) + int(yy)
+    try:
+        born = date(year, int(mm), int(dd))
+    except ValueError:
+        raise InvalidCpr("the first six digits are not a valid date of birth") from None
+    return Cpr(digits=dd + mm + yy + serial, birth_date=born)
+
+
+def cpr_fingerprint(cpr: Cpr, secret: bytes) -> str:
+    """A keyed hash (HMAC-SHA256) that matches a citizen without storing the CPR number itself."""
+    return hmac.new(secret, cpr.digits.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,55 @@
+"""The event envelope: what every event carries besides its domain payload."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """Base class of every payload. Subclasses are frozen dataclasses registered with a schema."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended; the log assigns its positions."""
+
+    stream_id: str
+    payload: DomainEvent
+    occurred_at: datetime
+    actor: str
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as read back from the log, upcast to the current schema version."""
+
+    event_id: str
+    event_type: str
+    schema_version: int
+    stream_id: str
+    stream_position: int
+    global_position: int
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    payload: DomainEvent
+    metadata: dict[str, Any]
+
+    @property
+    def occurred_on(self) -> date:
+        """The Danish calendar date the event happened on: what reports count by."""
+        return self.occurred_at.astimezone(COPENHAGEN).date()
+
+
+def start_of_day(day: date) -> datetime:
+    """Midnight in Copenhagen: the instant used when only the date of an event is known."""
+    return datetime(day.year, day.month, day.day, tzinfo=COPENHAGEN)

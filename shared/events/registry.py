@@ -1,0 +1,83 @@
+"""Versioned event schemas and the upcaster path that keeps old events readable.
+
+Each event type has a current schema version. When a schema changes, bump the
+version and register an upcaster from the old version to the next one; stored
+events are never rewritten, they are upcast when read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import Schema
+
+from shared.events.envelope import DomainEvent
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventType(LookupError):
+    pass
+
+
+@dataclass
+class EventType:
+    name: str
+    version: int
+    event_class: type[DomainEvent]
+    schema: Schema
+    upcasters: dict[int, Upcaster] = field(default_factory=dict)
+
+
+class EventRegistry:
+    def __init__(self) -> None:
+        self._by_name: dict[str, EventType] = {}
+        self._by_class: dict[type[DomainEvent], EventType] = {}
+
+    def register(
+        self,
+        event_class: type[DomainEvent],
+        schema: Schema,
+        *,
+        version: int = 1,
+        upcasters: dict[int, Upcaster] | None = None,
+    ) -> None:
+        """Register an event type. ``upcasters[n]`` turns a version-n payload into version n+1."""
+        upcasters = upcasters or {}
+        missing = [v for v in range(1, version) if v not in upcasters]
+        if missing:
+            raise ValueError(f"{event_class.__name__}: no upcaster from version(s) {missing}")
+        event_type = EventType(event_class.__name__, version, event_class, schema, upcasters)
+        self._by_name[event_type.name] = event_type
+        self._by_class[event_class] = event_type
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def dump(self, event: DomainEvent) -> tuple[str, int, dict[str, Any]]:
+        """The type name, current schema version and JSON-ready payload of an event."""
+        event_type = self._by_class.get(type(event))
+        if event_type is None:
+            raise UnknownEventType(type(event).__name__)
+        data: dict[str, Any] = event_type.schema.dump(event)
+        return event_type.name, event_type.version, data
+
+    def load(self, name: str, version: int, data: dict[str, Any]) -> DomainEvent:
+        """Upcast a stored payload to the current version and validate it."""
+        event_type = self._by_name.get(name)
+        if event_type is None:
+            raise UnknownEventType(name)
+        if version > event_type.version:
+            raise ValueError(f"{name} v{version} is newer than this code knows (v{event_type.version})")
+        for from_version in range(version, event_type.version):
+            data = event_type.upcasters[from_version](data)
+        loaded: DomainEvent = event_type.schema.load(data)
+        return loaded
+
+    def current_version(self, name: str) -> int:
+        try:
+            return self._by_name[name].version
+        except KeyError:
+            raise UnknownEventType(name) from None

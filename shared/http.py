@@ -1,0 +1,117 @@
+"""What both Flask services share: one JSON error body for every 4xx/5xx, and request ids.
+
+Every error answers ``{"error": {"code": ..., "message": ..., "fields": {...}}}``;
+``fields`` appears for validation errors only. Messages never echo input values,
+so no personal data reaches a response body or a log line through an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields
+
+
+def error_response(status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields is not None:
+        body["fields"] = fields
+    response = jsonify(error=body)
+    response.status_code = status
+    return response
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 4xx that says what is wrong with it."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", "the body must be a JSON object")
+    return data
+
+
+def install(app: Flask) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError) -> Response:
+        return error_response(e.status, e.code, e.message, e.fields)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(e: ValidationError) -> Response:
+        fields = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        return error_response(422, "validation_failed", "the request has invalid fields", fields)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        code = (e.name or "error").lower().replace(" ", "_")
+        return error_response(e.code or 500, code, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("unhandled error (request %s)", g.get("request_id"))
+        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def service_app(name: str, connection: Any, key_prefix: str, *blueprints: Blueprint) -> Flask:
+    """A service's Flask app with the shared error handling, request ids and health endpoints."""
+    from shared.durability import warn_if_not_durable
+
+    app = Flask(name)
+    app.config.update(KEY_PREFIX=key_prefix)
+    install(app)
+    install_health(app, connection)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
+    warn_if_not_durable(connection, name)
+    return app
+
+
+def install_health(app: Flask, connection: Any) -> None:
+    """``/healthz``: the process answers. ``/readyz``: Redis answers, with the log's durability."""
+    from shared.durability import check_durability
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            durability = check_durability(connection)
+        except Exception:  # Redis unreachable: not ready, and say so without a stack trace
+            return error_response(503, "redis_unreachable", "the event log cannot be reached")
+        return jsonify(status="ready", durable=durability.durable, durability=durability.detail)
+
+
+def serve(app: Flask, port_variable: str, default_port: int) -> None:
+    """Run with Flask's own server: for the local suite. Deployments run gunicorn (see docker-compose.yml)."""
+    import os
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get(port_variable, default_port)))

@@ -1,0 +1,67 @@
+"""Every Redis key name in one place.
+
+The event log's keys share the hash tag ``{log}`` so the append script touches
+a single Redis Cluster slot. Projection keys are namespaced by projection name
+and version, so a rebuild can write new keys beside the live ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LogKeys:
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        """The global log: a Redis Stream whose entry id ``<pos>-0`` is the global position."""
+        return f"{self.prefix}:{{log}}:events"
+
+    @property
+    def position(self) -> str:
+        return f"{self.prefix}:{{log}}:position"
+
+    @property
+    def event_ids(self) -> str:
+        """Hash event id -> global position, for idempotent appends."""
+        return f"{self.prefix}:{{log}}:event-ids"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.prefix}:{{log}}:meta"
+
+    def stream(self, stream_id: str) -> str:
+        """List of the global positions of one stream's events, in stream order."""
+        return f"{self.prefix}:{{log}}:stream:{stream_id}"
+
+    def partition(self, partition: int) -> str:
+        """Index stream of one partition: entry id = global position, field ``s`` = stream id."""
+        return f"{self.prefix}:{{log}}:partition:{partition}"
+
+    def idempotency(self, scope: str, key: str) -> str:
+        return f"{self.prefix}:{{log}}:idempotency:{scope}:{key}"
+
+
+@dataclass(frozen=True)
+class ProjectionKeys:
+    prefix: str
+    projection: str
+
+    def namespace(self, version: int) -> str:
+        return f"{self.prefix}:proj:{self.projection}:v{version}"
+
+    @property
+    def active_version(self) -> str:
+        return f"{self.prefix}:proj:{self.projection}:active"
+
+    def checkpoint(self, version: int, partition: int) -> str:
+        return f"{self.namespace(version)}:checkpoint:{partition}"
+
+    def lease(self, version: int, partition: int) -> str:
+        return f"{self.namespace(version)}:lease:{partition}"
+
+    def nudge_pending(self, partition: int) -> str:
+        """Set while a catch-up job for the partition waits in its queue (jobs pick the live version)."""
+        return f"{self.prefix}:proj:{self.projection}:nudge-pending:{partition}"

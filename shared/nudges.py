@@ -1,0 +1,68 @@
+"""RQ jobs as nudges: "partition P of projection X has new events". The log is what is processed.
+
+A nudge carries only a partition number, never personal data. A flag per
+partition suppresses duplicate nudges while one is queued: the job clears the
+flag before it reads the log, so an append after that enqueues a fresh nudge.
+Lost nudges (a crash between append and enqueue) are caught by the periodic
+sweep, so no event waits forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from rq import Queue
+
+from shared.eventstore import partition_of
+from shared.keys import ProjectionKeys
+
+NUDGE_FLAG_TTL_S = 60
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A projection kind that follows the log, and the queue its workers listen on."""
+
+    projection: str
+    queue: str
+    catch_up_job: str  # dotted path, so intake needs none of the worker's code
+    sweep_job: str
+
+
+SUBSCRIBERS = (
+    Subscriber("caseflow", "caseflow", "services.caseflow.jobs.catch_up", "services.caseflow.jobs.sweep"),
+    Subscriber("reporting", "reporting", "services.reporting.jobs.catch_up", "services.reporting.jobs.sweep"),
+)
+
+
+def nudge_partition(
+    connection: redis.Redis,
+    prefix: str,
+    subscriber: Subscriber,
+    partition: int,
+    request_id: str | None = None,
+) -> bool:
+    """Enqueue a catch-up job unless one is already waiting. Returns whether one was enqueued."""
+    flag = ProjectionKeys(prefix, subscriber.projection).nudge_pending(partition)
+    if not connection.set(flag, 1, nx=True, ex=NUDGE_FLAG_TTL_S):
+        return False
+    meta = {"request_id": request_id} if request_id else {}
+    Queue(subscriber.queue, connection=connection).enqueue(
+        subscriber.catch_up_job, partition, meta=meta, description=f"catch up partition {partition}"
+    )
+    return True
+
+
+def nudge_stream(
+    connection: redis.Redis, prefix: str, partitions: int, stream_id: str, request_id: str | None = None
+) -> None:
+    partition = partition_of(stream_id, partitions)
+    for subscriber in SUBSCRIBERS:
+        nudge_partition(connection, prefix, subscriber, partition, request_id)
+
+
+def enqueue_sweeps(connection: redis.Redis) -> None:
+    """Ask every projection kind to check all partitions (periodically, and at start-up)."""
+    for subscriber in SUBSCRIBERS:
+        Queue(subscriber.queue, connection=connection).enqueue(subscriber.sweep_job, description="sweep")

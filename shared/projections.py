@@ -1,0 +1,191 @@
+"""Running projections exactly once per event, with any number of workers.
+
+The log is split into partitions by stream id. A projection keeps one
+checkpoint per partition: the global position of the last event it applied
+there. A batch is committed in one MULTI/EXEC with its checkpoint, under a
+WATCH on that checkpoint, so:
+
+- a worker killed mid-batch commits nothing, and the next one redoes the batch;
+- two workers on the same partition cannot both commit the same batch (the
+  second EXEC aborts), so no event is applied twice and none is skipped;
+- events of one stream are applied in stream order (one stream, one partition).
+
+A lease per partition only keeps workers from doing the same work at once;
+correctness never depends on it (a lease can expire under a slow worker).
+
+Keys written through ``ProjectionState.put_doc`` must belong to one stream
+(so to one partition); keys shared across partitions may only be changed by
+commutative operations (``incr``, ``add``), because partitions commit in any
+order relative to each other.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import redis
+from redis.client import Pipeline
+
+from shared.events import RecordedEvent
+from shared.eventstore import EventStore
+from shared.keys import ProjectionKeys
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class ProjectionState:
+    """The unit of work of one batch: reads go through ``reader``, writes are queued until ``flush``.
+
+    In a partition run the reader is the pipeline that WATCHes the checkpoint.
+    """
+
+    def __init__(self, reader: redis.Redis | Pipeline, namespace: str) -> None:
+        self._reader = reader
+        self._namespace = namespace
+        self._docs: dict[str, dict[str, Any] | None] = {}
+        self._dirty: set[str] = set()
+        self._ops: list[tuple[str, tuple[Any, ...]]] = []
+
+    def key(self, name: str) -> str:
+        return f"{self._namespace}:{name}"
+
+    def load_docs(self, names: Iterable[str]) -> None:
+        """Fetch many documents in one round trip before a batch touches them."""
+        wanted = [n for n in dict.fromkeys(names) if n not in self._docs]
+        if wanted:
+            for name, raw in zip(wanted, self._reader.mget([self.key(n) for n in wanted]), strict=True):
+                self._docs[name] = json.loads(raw) if raw is not None else None
+
+    def get_doc(self, name: str) -> dict[str, Any] | None:
+        self.load_docs([name])
+        return self._docs[name]
+
+    def put_doc(self, name: str, doc: dict[str, Any]) -> None:
+        self._docs[name] = doc
+        self._dirty.add(name)
+
+    def incr(self, name: str, field: str, amount: int = 1) -> None:
+        self._ops.append(("hincrby", (self.key(name), field, amount)))
+
+    def add(self, name: str, member: str) -> None:
+        self._ops.append(("sadd", (self.key(name), member)))
+
+    def remove(self, name: str, member: str) -> None:
+        self._ops.append(("srem", (self.key(name), member)))
+
+    def flush(self, pipe: Pipeline) -> None:
+        for name in sorted(self._dirty):
+            pipe.set(self.key(name), json.dumps(self._docs[name], sort_keys=True, separators=(",", ":")))
+        for op, args in self._ops:
+            getattr(pipe, op)(*args)
+
+
+class Projection(Protocol):
+    name: str
+    version: int
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        """Fold a batch of one partition's events (in global order) into the read model."""
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        store: EventStore,
+        projection: Projection,
+        *,
+        prefix: str = "cf",
+        lease_ttl_ms: int = 10_000,
+        batch_size: int = 500,
+    ) -> None:
+        self.store = store
+        self.redis: redis.Redis = store.redis
+        self.projection = projection
+        self.keys = ProjectionKeys(prefix, projection.name)
+        self.namespace = self.keys.namespace(projection.version)
+        self._lease_ttl_ms = lease_ttl_ms
+        self._batch_size = batch_size
+        self._release = self.redis.register_script(_RELEASE)
+        self._renew = self.redis.register_script(_RENEW)
+
+    def checkpoint(self, partition: int) -> int:
+        return int(self.redis.get(self.keys.checkpoint(self.projection.version, partition)) or 0)
+
+    def is_caught_up(self) -> bool:
+        return all(self.checkpoint(p) >= self.store.partition_head(p) for p in range(self.store.partitions))
+
+    def catch_up_all(self) -> int:
+        return sum(self.catch_up(p) for p in range(self.store.partitions))
+
+    def catch_up(self, partition: int) -> int:
+        """Apply every event of a partition not yet applied. Returns how many this call applied."""
+        # Clear the nudge flag before reading, so an append after this point enqueues a new nudge.
+        self.redis.delete(self.keys.nudge_pending(partition))
+        applied = 0
+        lease = self.keys.lease(self.projection.version, partition)
+        while True:
+            token = uuid.uuid4().hex
+            if not self.redis.set(lease, token, nx=True, px=self._lease_ttl_ms):
+                return applied  # the holder re-checks the partition after it lets go
+            try:
+                while (done := self._apply_batch(partition)) != 0:
+                    applied += max(done, 0)
+                    self._renew(keys=[lease], args=[token, self._lease_ttl_ms])
+            finally:
+                self._release(keys=[lease], args=[token])
+            # An event appended while we held the lease may have seen it held and not been nudged.
+            if self.store.partition_head(partition) <= self.checkpoint(partition):
+                return applied
+
+    def _apply_batch(self, partition: int) -> int:
+        """Apply one batch; 0 when caught up, -1 when another worker committed first."""
+        checkpoint_key = self.keys.checkpoint(self.projection.version, partition)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(checkpoint_key)  # type: ignore[no-untyped-call]
+                after = int(pipe.get(checkpoint_key) or 0)
+                events = self.store.read_partition(partition, after, self._batch_size)
+                if not events:
+                    return 0
+                state = ProjectionState(pipe, self.namespace)
+                try:
+                    self.projection.apply(events, state)
+                except Exception:
+                    if int(self.redis.get(checkpoint_key) or 0) != after:
+                        return -1  # overtaken mid-batch: what we read was another worker's newer state
+                    raise
+                pipe.multi()
+                state.flush(pipe)
+                pipe.set(checkpoint_key, events[-1].global_position)
+                pipe.execute()
+                return len(events)
+            except redis.WatchError:
+                return -1
+
+
+def replay(store: EventStore, projection: Projection, namespace: str, batch_size: int = 1000) -> int:
+    """Apply the whole log in global order, in one process, into ``namespace``.
+
+    This is the definition of a correct projection: any number of partition
+    workers must end with exactly the state this produces.
+    """
+    position = applied = 0
+    while events := store.read_all(after=position, limit=batch_size):
+        state = ProjectionState(store.redis, namespace)
+        projection.apply(events, state)
+        with store.redis.pipeline() as pipe:
+            state.flush(pipe)
+            pipe.execute()
+        position = events[-1].global_position
+        applied += len(events)
+    return applied

@@ -1,0 +1,162 @@
+"""``caseflow-suite up``: the whole suite on one machine, as child processes, with a demo loaded.
+
+Uses ``REDIS_URL`` when set; otherwise serves an embedded, non-durable store
+from this process. Ctrl-C (or SIGTERM) stops every child cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from shared.embedded import EmbeddedRedis
+
+
+@dataclass(frozen=True)
+class Child:
+    name: str
+    entry_point: str  # "module:function"
+
+
+CHILDREN = (
+    Child("intake", "services.intake.app:main"),
+    Child("reporting", "services.reporting.app:main"),
+    Child("caseflow-worker", "services.caseflow.worker:main"),
+    Child("reporting-worker", "services.reporting.worker:main"),
+    Child("scheduler", "services.caseflow.worker:scheduler"),
+)
+
+
+LOG_DIR = Path(".suite/logs")
+
+
+def _spawn(child: Child, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    module, function = child.entry_point.split(":")
+    code = f"from {module} import {function}; {function}()"
+    with (LOG_DIR / f"{child.name}.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _call(method: str, url: str, body: dict[str, Any] | None = None, partner: str | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if partner:
+        request.add_header("X-Partner", partner)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _wait_healthy(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _call("GET", f"{url}/healthz")
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
+
+
+def load_demo(intake: str, reporting: str) -> dict[str, Any]:
+    """A few referrals from several partners, one taken into assessment, one declined."""
+    programme = "demo-cph"
+    referrals = [
+        ("reden", {"alias": "Demo A"}),
+        ("reden", {"alias": "Demo B"}),
+        ("livarehab", {"alias": "Demo C"}),
+        ("kk-socialforvaltning", {}),
+    ]
+    ids = []
+    for partner, citizen in referrals:
+        body = {"programme_id": programme, "consent": {"given": True}, "citizen": citizen}
+        ids.append(_call("POST", f"{intake}/referrals", body, partner)["referral_id"])
+    _call("POST", f"{intake}/referrals/{ids[0]}/assessment", {}, "kk-socialforvaltning")
+    _call(
+        "POST",
+        f"{intake}/referrals/{ids[2]}/decline",
+        {"reason": "outside target group"},
+        "kk-socialforvaltning",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        report: dict[str, Any] = _call("GET", f"{reporting}/programmes/{programme}/referrals-per-partner")
+        if (
+            report["caught_up"] and report["total"]["referrals"] >= len(referrals)
+        ) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="caseflow-suite")
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("--no-demo", action="store_true", help="start empty")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    embedded = None
+    if not env.get("REDIS_URL"):
+        embedded = EmbeddedRedis(port=int(env.get("EMBEDDED_REDIS_PORT", "6399"))).start()
+        env["REDIS_URL"] = embedded.url
+        print(
+            "\n  !! No REDIS_URL given: using the EMBEDDED in-memory store at "
+            f"{embedded.url}.\n  !! It is NOT durable: every event is lost when the suite stops.\n"
+            "  !! For real use set REDIS_URL to a Redis with AOF on.\n",
+            flush=True,
+        )
+    intake = f"http://127.0.0.1:{env.setdefault('INTAKE_PORT', '5001')}"
+    reporting = f"http://127.0.0.1:{env.setdefault('REPORTING_PORT', '5002')}"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    children = [_spawn(child, env) for child in CHILDREN]
+    print(f"Started {', '.join(c.name for c in CHILDREN)}; their logs are in {LOG_DIR}/", flush=True)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        _wait_healthy(intake)
+        _wait_healthy(reporting)
+        if not args.no_demo:
+            report = load_demo(intake, reporting)
+            print("\nDemo loaded. Referrals per partner, from the reporting service:\n", flush=True)
+            print(json.dumps(report, indent=2), flush=True)
+        print(
+            f"\nThe suite is up: intake {intake}, reporting {reporting}. Try:\n"
+            f"  curl -s -X POST {intake}/referrals -H 'Content-Type: application/json' \\\n"
+            "    -H 'X-Partner: reden' \\\n"
+            """    -d '{"programme_id": "demo-cph", "consent": {"given": true},'"""
+            """ "citizen": {"alias": "Maja"}}'\n"""
+            f"  curl -s {reporting}/programmes/demo-cph/referrals-per-partner\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        print(f"a child process exited (see {LOG_DIR}/); stopping the suite", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded:
+            embedded.stop()

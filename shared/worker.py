@@ -1,0 +1,69 @@
+"""Running RQ workers and the cron scheduler for the suite's queues."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import get_current_job
+from rq.cron import CronScheduler
+from rq.worker import SimpleWorker
+
+from shared.bootstrap import connect, projection_runner
+from shared.config import Settings
+from shared.durability import warn_if_not_durable
+from shared.nudges import SUBSCRIBERS, enqueue_sweeps
+from shared.projections import Projection, ProjectionRunner
+
+SWEEP_INTERVAL_S = 30
+
+
+class SuiteWorker(SimpleWorker):
+    """An in-process RQ worker: nudge jobs are short and ours, so forking per job buys nothing.
+
+    The embedded store (fakeredis over TCP) answers CLIENT INFO in a shape
+    redis-py cannot parse; a worker's address is informational, so it is
+    recorded as unknown rather than failing the worker.
+    """
+
+    def _set_ip_address(self, connection: Any) -> None:
+        try:
+            super()._set_ip_address(connection)
+        except ValueError:
+            self.ip_address = "unknown"
+
+
+def current_runner(projection: Projection) -> ProjectionRunner:
+    """The runner for a job: built from the job's own connection, so tests and deployments agree."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("projection jobs run inside an RQ worker")
+    return projection_runner(job.connection, Settings.from_env(), projection)
+
+
+def run_worker(queue: str, service: str) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    connection = connect(Settings.from_env())
+    warn_if_not_durable(connection, service)
+    enqueue_sweeps(connection)  # catch up on anything appended while no worker ran
+    SuiteWorker([queue], connection=connection).work()
+
+
+def run_scheduler() -> None:
+    """RQ's cron scheduler: periodic sweeps, so a lost nudge delays an event by at most a sweep interval."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    connection = connect(Settings.from_env())
+    scheduler = CronScheduler(connection=connection)
+    for subscriber in SUBSCRIBERS:
+        scheduler.register(
+            _import(subscriber.sweep_job),
+            subscriber.queue,
+            interval=SWEEP_INTERVAL_S,
+            name=f"sweep-{subscriber.projection}",
+        )
+    scheduler.start()  # type: ignore[no-untyped-call]
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)

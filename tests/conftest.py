@@ -1,0 +1,138 @@
+"""Fixtures: each Redis test runs on fakeredis *and* on a real redis-server.
+
+The real server is one this session starts on a free port (or ``REDIS_TEST_URL``
+when given). If it cannot be started or reached, the tests fail: they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from services.intake.app import create_app as create_intake
+from services.reporting.app import create_app as create_reporting
+from shared.bootstrap import event_store
+from shared.config import Settings
+from shared.embedded import _install_info_command
+from shared.eventstore import EventStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis_server(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (scripts/ensure-redis-server installs it)")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis.from_url(url).ping()
+            return process, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"redis-server did not answer on port {port}")
+
+
+@pytest.fixture(scope="session")
+def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("REDIS_TEST_URL")
+    if given:
+        try:
+            redis.Redis.from_url(given).ping()
+        except redis.ConnectionError as e:
+            pytest.fail(f"REDIS_TEST_URL={given} cannot be reached: {e}")
+        yield given
+        return
+    process, url = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(params=["fakeredis", "real-redis"])
+def connection(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    if request.param == "fakeredis":
+        _install_info_command()  # RQ asks the server's version; fakeredis has no INFO of its own
+        yield fakeredis.FakeRedis()
+        return
+    conn = redis.Redis.from_url(request.getfixturevalue("real_redis_url"))
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+@pytest.fixture
+def real_connection(real_redis_url: str) -> Iterator[redis.Redis]:
+    """For tests that need several processes on one server."""
+    conn = redis.Redis.from_url(real_redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env({})
+
+
+@pytest.fixture
+def store(connection: redis.Redis, settings: Settings) -> EventStore:
+    return event_store(connection, settings)
+
+
+@pytest.fixture
+def intake(connection: redis.Redis, settings: Settings) -> FlaskClient:
+    return create_intake(connection, settings).test_client()
+
+
+@pytest.fixture
+def reporting(connection: redis.Redis, settings: Settings) -> FlaskClient:
+    return create_reporting(connection, settings).test_client()
+
+
+PARTNER = {"X-Partner": "reden"}
+
+
+def referral_body(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "programme_id": "demo-cph",
+        "consent": {"given": True},
+        "citizen": {"alias": "Maja"},
+        "referred_on": "2016-01-15",
+    }
+    body.update(overrides)
+    return body

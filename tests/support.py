@@ -1,0 +1,100 @@
+"""Helpers shared by the tests: a realistic log generator, real RQ workers, read-model snapshots."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+import redis
+
+from shared.domain.case import Refused, decide_decline, decide_start_assessment, decide_withdraw, evolve
+from shared.domain.events import ReferralReceived
+from shared.events import DomainEvent, NewEvent
+from shared.events.envelope import start_of_day
+from shared.eventstore import EventStore
+from shared.nudges import nudge_stream
+from shared.worker import SuiteWorker
+
+PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
+INTERNAL = (":checkpoint:", ":lease:", ":nudge-pending:")
+
+
+def run_workers(connection: redis.Redis, *queues: str) -> None:
+    """Real RQ workers, in-process, in burst mode: they run every queued job, then return."""
+    SuiteWorker(list(queues or ("caseflow", "reporting")), connection=connection).work(burst=True)
+
+
+def generate_log(
+    store: EventStore, cases: int, seed: int = 1, nudge: bool = False, prefix: str = "cf"
+) -> int:
+    """Append plausible lifecycles, interleaved across cases. Returns how many events were appended."""
+    rng = random.Random(seed)
+
+    open_cases: dict[str, Any] = {}
+    appended = 0
+    start = date(2016, 1, 1)
+    for i in range(cases):
+        case_id = f"case-{seed:04d}{i:028d}"
+        on = start + timedelta(days=i % 300)
+        payload: DomainEvent = ReferralReceived(
+            programme_id=rng.choice(("demo-cph", "demo-ballerup")),
+            source=rng.choice(PARTNERS),
+            consent_given=True,
+        )
+        appended += _append(store, case_id, payload, on, 0, nudge, prefix)
+        open_cases[case_id] = evolve(None, case_id, payload, on)
+        # Interleave: now and then move a random open case on.
+        for _ in range(rng.randint(0, 2)):
+            if not open_cases:
+                break
+            other = rng.choice(sorted(open_cases))
+            case = open_cases[other]
+            later = case.history[-1].on + timedelta(days=rng.randint(0, 20))
+            decide = rng.choice(
+                (
+                    lambda c, d: decide_start_assessment(c, d),
+                    lambda c, d: decide_decline(c, "outside target group", d),
+                    lambda c, d: decide_withdraw(c, "citizen moved", d),
+                )
+            )
+            try:
+                event = decide(case, later)
+            except Refused:
+                continue
+            appended += _append(store, other, event, later, case.version, nudge, prefix)
+            case = evolve(case, other, event, later)
+            if case.status.is_open:
+                open_cases[other] = case
+            else:
+                del open_cases[other]
+    return appended
+
+
+def _append(
+    store: EventStore, case_id: str, payload: DomainEvent, on: date, version: int, nudge: bool, prefix: str
+) -> int:
+    store.append(case_id, [NewEvent(case_id, payload, start_of_day(on), "test")], expected_version=version)
+    if nudge:
+        nudge_stream(store.redis, prefix, store.partitions, case_id)
+    return 1
+
+
+def snapshot(connection: redis.Redis, namespace: str) -> dict[str, Any]:
+    """Every read-model key under a namespace with its value, minus the runner's own bookkeeping."""
+    result: dict[str, Any] = {}
+    for raw_key in connection.scan_iter(match=f"{namespace}:*", count=1000):
+        key = raw_key.decode()
+        if any(marker in key for marker in INTERNAL):
+            continue
+        kind = connection.type(raw_key).decode()
+        suffix = key[len(namespace) :]
+        if kind == "string":
+            result[suffix] = connection.get(raw_key)
+        elif kind == "hash":
+            result[suffix] = connection.hgetall(raw_key)
+        elif kind == "set":
+            result[suffix] = connection.smembers(raw_key)
+        else:
+            raise AssertionError(f"unexpected {kind} at {key}")
+    return result

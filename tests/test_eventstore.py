@@ -1,0 +1,153 @@
+"""The event log: atomic, versioned, idempotent appends and ordered reads (fakeredis and real Redis)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived
+from shared.events import DomainEvent, NewEvent
+from shared.eventstore import (
+    ANY_VERSION,
+    EventStore,
+    IdempotencyKey,
+    IdempotencyKeyReused,
+    WrongExpectedVersion,
+    partition_of,
+)
+
+REFERRAL = ReferralReceived(programme_id="demo", source="reden", consent_given=True)
+
+
+def new(stream: str, payload: DomainEvent = REFERRAL, event_id: str | None = None) -> NewEvent:
+    event = NewEvent(stream, payload, datetime(2016, 1, 15, tzinfo=UTC), "reden")
+    return NewEvent(**{**event.__dict__, "event_id": event_id}) if event_id else event
+
+
+def test_append_assigns_stream_and_global_positions(store: EventStore) -> None:
+    store.append("case-a", [new("case-a")], expected_version=0)
+    store.append("case-b", [new("case-b")], expected_version=0)
+    result = store.append(
+        "case-a",
+        [new("case-a", AssessmentStarted()), new("case-a", ReferralDeclined("x"))],
+        expected_version=1,
+    )
+    assert result.stream_version == 3
+    assert result.global_positions == (3, 4)
+    events = store.read_stream("case-a")
+    assert [(e.stream_position, e.global_position, e.event_type) for e in events] == [
+        (1, 1, "ReferralReceived"),
+        (2, 3, "AssessmentStarted"),
+        (3, 4, "ReferralDeclined"),
+    ]
+    assert events[0].payload == REFERRAL
+    assert events[0].occurred_at == datetime(2016, 1, 15, tzinfo=UTC)
+    assert events[0].recorded_at > events[0].occurred_at
+    assert store.head() == 4
+
+
+def test_a_stale_expected_version_is_a_conflict_and_writes_nothing(store: EventStore) -> None:
+    store.append("case-a", [new("case-a")], expected_version=0)
+    with pytest.raises(WrongExpectedVersion) as stale:
+        store.append("case-a", [new("case-a", AssessmentStarted())], expected_version=0)
+    assert (stale.value.expected, stale.value.actual) == (0, 1)
+    with pytest.raises(WrongExpectedVersion):
+        store.append("case-new", [new("case-new")], expected_version=3)
+    assert store.head() == 1
+    assert store.stream_version("case-a") == 1
+    assert store.read_stream("case-new") == []
+
+
+def test_racing_writers_on_one_version_exactly_one_wins(store: EventStore) -> None:
+    store.append("case-a", [new("case-a")], expected_version=0)
+    outcomes: list[str] = []
+
+    def write() -> None:
+        try:
+            store.append("case-a", [new("case-a", AssessmentStarted())], expected_version=1)
+            outcomes.append("ok")
+        except WrongExpectedVersion:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict"] * 7 + ["ok"]
+    assert store.stream_version("case-a") == 2
+
+
+def test_the_same_event_id_twice_is_one_event_with_the_original_result(store: EventStore) -> None:
+    first = store.append("case-a", [new("case-a", event_id="e-1")], expected_version=0)
+    again = store.append("case-a", [new("case-a", event_id="e-1")], expected_version=0)
+    assert not first.duplicate and again.duplicate
+    assert (again.global_positions, again.stream_version) == (first.global_positions, first.stream_version)
+    assert store.head() == 1
+    assert len(store.read_all()) == 1
+
+
+def test_an_idempotency_key_replays_the_original_append(store: EventStore) -> None:
+    key = IdempotencyKey("reden", "req-1", "fingerprint-1")
+    first = store.append("case-a", [new("case-a")], expected_version=0, idempotency=key)
+    # A retry makes new event ids and even a new stream id: the key still finds the original.
+    again = store.append("case-b", [new("case-b")], expected_version=0, idempotency=key)
+    assert again.duplicate
+    assert (again.stream_id, again.global_positions) == ("case-a", first.global_positions)
+    assert store.head() == 1
+    with pytest.raises(IdempotencyKeyReused):
+        store.append("case-c", [new("case-c")], idempotency=IdempotencyKey("reden", "req-1", "other-body"))
+    # Keys are scoped per client: another partner's identical key is its own request.
+    other = store.append("case-d", [new("case-d")], idempotency=IdempotencyKey("livarehab", "req-1", "fp"))
+    assert not other.duplicate and store.head() == 2
+
+
+def test_read_all_pages_through_the_global_order(store: EventStore) -> None:
+    for i in range(25):
+        store.append(f"case-{i % 4}", [new(f"case-{i % 4}", AssessmentStarted() if i >= 4 else REFERRAL)])
+    seen = []
+    position = 0
+    while page := store.read_all(after=position, limit=7):
+        seen += [e.global_position for e in page]
+        position = page[-1].global_position
+    assert seen == list(range(1, 26))
+    assert [e.global_position for e in store.read_all(after=20)] == [21, 22, 23, 24, 25]
+
+
+def test_partitions_index_every_event_of_their_streams(store: EventStore) -> None:
+    streams = [f"case-{i}" for i in range(40)]
+    for s in streams:
+        store.append(s, [new(s)], expected_version=0)
+    indexed = []
+    for p in range(store.partitions):
+        events = store.read_partition(p, after=0, limit=1000)
+        assert all(partition_of(e.stream_id, store.partitions) == p for e in events)
+        assert [e.global_position for e in events] == sorted(e.global_position for e in events)
+        indexed += [e.global_position for e in events]
+        assert store.partition_head(p) == (events[-1].global_position if events else 0)
+    assert sorted(indexed) == list(range(1, 41))
+
+
+def test_the_partition_count_is_fixed_when_the_log_is_created(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    later = EventStore(connection, store.registry, partitions=store.partitions + 5)
+    assert later.partitions == store.partitions
+
+
+def test_an_append_is_all_or_nothing(store: EventStore) -> None:
+    store.append("case-a", [new("case-a", event_id="e-1")])
+    # The second event of this batch was appended before: the new first one must not be written either.
+    with pytest.raises(ValueError, match="nothing written"):
+        store.append("case-b", [new("case-b", event_id="e-2"), new("case-b", event_id="e-1")])
+    with pytest.raises(ValueError):
+        store.append("case-a", [new("case-a"), new("case-b")])  # one append, one stream
+    assert store.head() == 1
+    assert store.read_stream("case-b") == []
+    assert (
+        store.append("case-b", [new("case-b", event_id="e-2")], expected_version=ANY_VERSION).stream_version
+        == 1
+    )

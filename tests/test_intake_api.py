@@ -1,0 +1,133 @@
+"""Intake over HTTP, through the real Flask app (fakeredis and real Redis)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import redis
+from flask.testing import FlaskClient
+
+from shared.eventstore import EventStore
+from tests.conftest import PARTNER, referral_body
+
+
+def post(client: FlaskClient, path: str, body: Any, **headers: str) -> Any:
+    return client.post(path, json=body, headers={**PARTNER, **headers})
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_json()
+    error: dict[str, Any] = response.get_json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    return error
+
+
+def test_a_referral_is_accepted_and_readable(intake: FlaskClient, store: EventStore) -> None:
+    response = post(intake, "/referrals", referral_body())
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["status"] == "referred" and body["status_da"] == "henvendelse"
+    assert body["source"] == "reden" and body["referred_on"] == "2016-01-15"
+    assert response.headers["Location"] == f"/referrals/{body['referral_id']}"
+    assert intake.get(response.headers["Location"], headers=PARTNER).get_json()["status"] == "referred"
+    [event] = store.read_stream(body["referral_id"])
+    assert event.event_type == "ReferralReceived" and event.actor == "reden"
+    assert event.metadata["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_invalid_fields_get_422_with_every_field_named(intake: FlaskClient, store: EventStore) -> None:
+    future = (date.today() + timedelta(days=2)).isoformat()
+    body = referral_body(
+        programme_id="Not A Slug", referred_on=future, consent={}, citizen={"cpr": "320190-1234"}
+    )
+    error = assert_error(post(intake, "/referrals", body), 422, "validation_failed")
+    assert set(error["fields"]) == {"programme_id", "referred_on", "consent", "citizen"}
+    assert error["fields"]["consent"] == {"given": ["Missing data for required field."]}
+    assert "320190" not in str(error)  # the CPR number is never echoed
+    assert store.head() == 0  # nothing half-written
+
+
+def test_malformed_requests_get_clear_4xx(intake: FlaskClient, store: EventStore) -> None:
+    assert_error(
+        intake.post("/referrals", data="{", headers={**PARTNER, "Content-Type": "application/json"}),
+        400,
+        "malformed_json",
+    )
+    assert_error(
+        intake.post("/referrals", data="x", headers={**PARTNER, "Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
+    assert_error(post(intake, "/referrals", ["a list"]), 400, "malformed_json")
+    assert_error(intake.post("/referrals", json=referral_body()), 401, "unauthenticated")
+    assert_error(
+        intake.post(
+            "/referrals", data=b"x" * 70_000, headers={**PARTNER, "Content-Type": "application/json"}
+        ),
+        413,
+        "request_entity_too_large",
+    )
+    assert_error(intake.get("/nowhere"), 404, "not_found")
+    assert_error(intake.put("/referrals", json={}), 405, "method_not_allowed")
+    assert_error(intake.get("/referrals/case-" + "0" * 32, headers=PARTNER), 404, "not_found")
+    assert_error(intake.get("/referrals/../../etc", headers=PARTNER), 404, "not_found")
+    assert store.head() == 0
+
+
+def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
+    intake: FlaskClient, store: EventStore
+) -> None:
+    first = post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "reden-2016-0001"})
+    again = post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "reden-2016-0001"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.get_json()["referral_id"] == first.get_json()["referral_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert store.head() == 1
+    reused = post(
+        intake,
+        "/referrals",
+        referral_body(citizen={"alias": "Other"}),
+        **{"Idempotency-Key": "reden-2016-0001"},
+    )
+    assert_error(reused, 422, "idempotency_key_reused")
+    assert_error(
+        post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "bad key!"}),
+        400,
+        "invalid_idempotency_key",
+    )
+    assert store.head() == 1
+
+
+def test_lifecycle_commands_and_their_refusals(intake: FlaskClient, store: EventStore) -> None:
+    case = post(intake, "/referrals", referral_body()).get_json()["referral_id"]
+    assert_error(
+        post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-14"}), 409, "date_before_referral"
+    )
+    started = post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-20"})
+    assert started.status_code == 201 and started.get_json()["status"] == "in_assessment"
+    assert_error(
+        post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-21"}), 409, "already_in_assessment"
+    )
+    assert_error(post(intake, f"/referrals/{case}/decline", {"on": "2016-01-21"}), 422, "validation_failed")
+    declined = post(
+        intake, f"/referrals/{case}/decline", {"on": "2016-01-22", "reason": "outside target group"}
+    )
+    assert declined.get_json()["status"] == "declined"
+    assert declined.get_json()["outcome_reason"] == "outside target group"
+    assert_error(post(intake, f"/referrals/{case}/withdraw", {"reason": "x"}), 409, "case_closed")
+    assert [e.event_type for e in store.read_stream(case)] == [
+        "ReferralReceived",
+        "AssessmentStarted",
+        "ReferralDeclined",
+    ]
+
+
+def test_the_cpr_number_is_never_stored(intake: FlaskClient, connection: redis.Redis) -> None:
+    response = post(intake, "/referrals", referral_body(citizen={"cpr": "010190-1234"}))
+    assert response.status_code == 201
+    assert "0101901234" not in response.get_data(as_text=True)
+    for key in connection.scan_iter():
+        dumped = repr(connection.dump(key))
+        assert "0101901234" not in dumped and "010190-1234" not in dumped, key

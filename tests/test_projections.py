@@ -1,0 +1,143 @@
+"""Exactly-once projection under redelivery, duplicates, reordering, crashes and stale workers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+import redis
+from rq import Queue
+
+from services.caseflow.projection import CaseflowProjection
+from services.reporting.projection import ReportingProjection
+from shared.events import RecordedEvent
+from shared.eventstore import EventStore
+from shared.nudges import SUBSCRIBERS
+from shared.projections import Projection, ProjectionRunner, ProjectionState, replay
+from tests.support import generate_log, run_workers, snapshot
+
+PROJECTIONS = [CaseflowProjection(), ReportingProjection()]
+
+
+def reference(store: EventStore, projection: Projection) -> dict[str, object]:
+    namespace = f"reference:{projection.name}"
+    replay(store, projection, namespace)
+    return snapshot(store.redis, namespace)
+
+
+def live(runner: ProjectionRunner) -> dict[str, object]:
+    return snapshot(runner.redis, runner.namespace)
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_catching_up_twice_applies_each_event_once(store: EventStore, projection: Projection) -> None:
+    generate_log(store, cases=60)
+    runner = ProjectionRunner(store, projection, batch_size=7)
+    applied = runner.catch_up_all()
+    assert applied == store.head()
+    assert runner.catch_up_all() == 0
+    assert runner.is_caught_up()
+    assert live(runner) == reference(store, projection)
+
+
+class CrashingProjection:
+    """Dies after applying some events of a batch, as a worker killed mid-batch would."""
+
+    def __init__(self, inner: Projection, crash_at: int) -> None:
+        self.inner, self.crash_at = inner, crash_at
+        self.name, self.version = inner.name, inner.version
+        self.seen = 0
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        for event in events:
+            self.seen += 1
+            if self.seen == self.crash_at:
+                raise RuntimeError("worker killed")
+            self.inner.apply([event], state)
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_a_crash_mid_batch_commits_nothing_and_the_retry_applies_it_once(
+    store: EventStore, projection: Projection
+) -> None:
+    generate_log(store, cases=40)
+    crashing = ProjectionRunner(store, CrashingProjection(projection, crash_at=25), batch_size=10)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        crashing.catch_up_all()
+    before_retry = live(crashing)
+    healthy = ProjectionRunner(store, projection, batch_size=10)
+    healthy.catch_up_all()
+    assert before_retry != live(healthy)  # the crash left work undone...
+    assert live(healthy) == reference(store, projection)  # ...which the retry did exactly once
+
+
+class OvertakenProjection:
+    """While this worker is mid-batch, its lease expires and a second worker processes the partition."""
+
+    def __init__(self, inner: Projection, store: EventStore, partition: int) -> None:
+        self.inner, self.store, self.partition = inner, store, partition
+        self.name, self.version = inner.name, inner.version
+        self.overtaken = False
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        if not self.overtaken:
+            self.overtaken = True
+            other = ProjectionRunner(self.store, self.inner)
+            self.store.redis.delete(other.keys.lease(self.version, self.partition))  # the lease ran out
+            assert other.catch_up(self.partition) > 0
+        self.inner.apply(events, state)
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_a_worker_that_lost_its_lease_cannot_commit_a_stale_batch(
+    store: EventStore, projection: Projection
+) -> None:
+    """Reporting writes blindly, so its stale commit is stopped by the WATCH on the checkpoint; caseflow
+    reads the newer case documents and trips its own version check, which the runner sees as overtaken."""
+    generate_log(store, cases=40)
+    partition = max(range(store.partitions), key=store.partition_head)
+    slow = ProjectionRunner(store, OvertakenProjection(projection, store, partition))
+    slow.catch_up(partition)
+    assert slow.projection.overtaken  # type: ignore[attr-defined]
+    ProjectionRunner(store, projection).catch_up_all()
+    assert live(slow) == reference(store, projection)
+
+
+def test_duplicate_and_reordered_nudges_through_rq_give_the_replay_state(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    generate_log(store, cases=80, nudge=True)
+    rng = random.Random(7)
+    for subscriber in SUBSCRIBERS:
+        queue = Queue(subscriber.queue, connection=connection)
+        partitions = [p for p in range(store.partitions) for _ in range(3)]
+        rng.shuffle(partitions)
+        for p in partitions:  # every partition nudged three times, in random order
+            queue.enqueue(subscriber.catch_up_job, p)
+    run_workers(connection)
+    for projection in PROJECTIONS:
+        runner = ProjectionRunner(store, projection)
+        assert runner.is_caught_up()
+        assert live(runner) == reference(store, projection)
+
+
+def test_a_lost_nudge_is_caught_by_the_sweep(store: EventStore, connection: redis.Redis) -> None:
+    generate_log(store, cases=20, nudge=False)  # appended, but no job was ever enqueued
+    runner = ProjectionRunner(store, CaseflowProjection())
+    assert not runner.is_caught_up()
+    Queue("caseflow", connection=connection).enqueue("services.caseflow.jobs.sweep")
+    run_workers(connection, "caseflow")
+    assert runner.is_caught_up()
+    assert live(runner) == reference(store, CaseflowProjection())
+
+
+def test_an_event_applied_twice_is_detected(store: EventStore) -> None:
+    """The case projection checks stream positions, so a double apply fails loudly instead of corrupting."""
+    generate_log(store, cases=5)
+    runner = ProjectionRunner(store, CaseflowProjection())
+    runner.catch_up_all()
+    partition = max(range(store.partitions), key=store.partition_head)
+    store.redis.set(runner.keys.checkpoint(1, partition), 0)  # as if the checkpoint had not been stored
+    with pytest.raises((RuntimeError, ValueError), match=r"applied to version|no rule for ReferralReceived"):
+        runner.catch_up(partition)
