@@ -29,6 +29,8 @@ class Child:
     entry_point: str  # "module:function"
 
 
+EXAMPLE_REFERRAL = {"programme_id": "demo-cph", "consent": {"given": True}, "citizen": {"alias": "Maja"}}
+
 CHILDREN = (
     Child("intake", "services.intake.app:main"),
     Child("reporting", "services.reporting.app:main"),
@@ -137,8 +139,7 @@ def main() -> None:
             f"\nThe suite is up: intake {intake}, reporting {reporting}. Try:\n"
             f"  curl -s -X POST {intake}/referrals -H 'Content-Type: application/json' \\\n"
             "    -H 'X-Partner: reden' \\\n"
-            """    -d '{"programme_id": "demo-cph", "consent": {"given": true},'"""
-            """ "citizen": {"alias": "Maja"}}'\n"""
+            f"    -d '{json.dumps(EXAMPLE_REFERRAL)}'\n"
             f"  curl -s {reporting}/programmes/demo-cph/referrals-per-partner\n"
             "Ctrl-C stops everything.\n",
             flush=True,

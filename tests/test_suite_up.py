@@ -49,11 +49,13 @@ def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_pa
     try:
         deadline = time.monotonic() + 90
         assert suite.stdout is not None
-        while not any("The suite is up" in line for line in lines):
+        while not any("Ctrl-C stops everything" in line for line in lines):
             assert time.monotonic() < deadline and suite.poll() is None, "".join(lines)
             lines.append(suite.stdout.readline())
         output = "".join(lines)
         assert "EMBEDDED in-memory store" in output and "NOT durable" in output
+        example = output.split("-d '", 1)[1].split("'\n", 1)[0]
+        assert json.loads(example)["programme_id"] == "demo-cph"  # the printed curl example works
         report_text = output.split("from the reporting service:")[1]
         report, _ = json.JSONDecoder().raw_decode(report_text.strip())
         assert report["caught_up"] is True

@@ -106,8 +106,7 @@ def _load_case(case_id: str) -> Case:
 def _view(case: Case) -> dict[str, Any]:
     """What a caller sees of a referral: the case, named by its referral id."""
     view = case.to_dict()
-    view["referral_id"] = view.pop("case_id")
-    return view
+    return {"referral_id": view.pop("case_id")} | view
 
 
 def _written(result: AppendResult, status: int) -> Response:
