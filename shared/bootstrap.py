@@ -30,9 +30,7 @@ def event_store(connection: redis.Redis, settings: Settings) -> EventStore:
     )
 
 
-def projection_runner(
-    connection: redis.Redis, settings: Settings, projection: Projection
-) -> ProjectionRunner:
+def projection_runner(connection: redis.Redis, settings: Settings, projection: Projection) -> ProjectionRunner:
     return ProjectionRunner(
         event_store(connection, settings),
         projection,

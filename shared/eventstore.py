@@ -27,43 +27,59 @@ from shared.keys import LogKeys
 from shared.redis_values import as_text, entry_position, stream_entries
 
 ANY_VERSION = -1
-_FIELDS_PER_EVENT = 8
 
-# KEYS: events, position, stream list, event-ids, partition index, idempotency key
-# ARGV: expected, stream id, use idempotency (0/1), request fingerprint, idempotency ttl, n,
-#       then per event: id, type, schema version, occurred_at, recorded_at, actor, payload, metadata
+# KEYS: events, position, event-ids, idempotency key, then per stream: its position list, its partition index
+# ARGV: use idempotency (0/1), request fingerprint, idempotency ttl, number of streams k,
+#       then per stream: stream id, expected version, number of events,
+#       then per event, streams in order: id, type, schema version, occurred_at, recorded_at, actor, payload, meta
 _APPEND = """
-local use_idem = ARGV[3] == '1'
+local use_idem = ARGV[1] == '1'
 if use_idem then
-  local previous = redis.call('GET', KEYS[6])
+  local previous = redis.call('GET', KEYS[4])
   if previous then return {'duplicate_key', previous} end
 end
-local n = tonumber(ARGV[6])
+local k = tonumber(ARGV[4])
+local base = 4 + k * 3
+local total = 0
+for j = 0, k - 1 do total = total + tonumber(ARGV[4 + j * 3 + 3]) end
 local seen = {'duplicate_events'}
-for i = 0, n - 1 do
-  local at = redis.call('HGET', KEYS[4], ARGV[7 + i * 8])
+for i = 0, total - 1 do
+  local at = redis.call('HGET', KEYS[3], ARGV[base + 1 + i * 8])
   if at then seen[#seen + 1] = at end
 end
-if #seen == n + 1 then return seen end
+if #seen == total + 1 then return seen end
 if #seen > 1 then return {'partial_duplicate'} end
-local version = redis.call('LLEN', KEYS[3])
-local expected = tonumber(ARGV[1])
-if expected >= 0 and version ~= expected then return {'conflict', tostring(version)} end
+local versions = {}
+for j = 0, k - 1 do
+  local version = redis.call('LLEN', KEYS[5 + j * 2])
+  local expected = tonumber(ARGV[4 + j * 3 + 2])
+  if expected >= 0 and version ~= expected then return {'conflict', ARGV[4 + j * 3 + 1], tostring(version)} end
+  versions[j + 1] = version
+end
 local reply = {'ok'}
-for i = 0, n - 1 do
-  local b = 7 + i * 8
-  local pos = redis.call('INCR', KEYS[2])
-  local sp = version + i + 1
-  redis.call('XADD', KEYS[1], pos .. '-0', 'id', ARGV[b], 'type', ARGV[b + 1], 'v', ARGV[b + 2],
-    'stream', ARGV[2], 'sp', sp, 'occurred_at', ARGV[b + 3], 'recorded_at', ARGV[b + 4],
-    'actor', ARGV[b + 5], 'payload', ARGV[b + 6], 'meta', ARGV[b + 7])
-  redis.call('RPUSH', KEYS[3], pos)
-  redis.call('HSET', KEYS[4], ARGV[b], pos .. ':' .. sp)
-  redis.call('XADD', KEYS[5], pos .. '-0', 's', ARGV[2])
-  reply[#reply + 1] = pos .. ':' .. sp
+local summary = {}
+local e = 0
+for j = 0, k - 1 do
+  local stream = ARGV[4 + j * 3 + 1]
+  local n = tonumber(ARGV[4 + j * 3 + 3])
+  summary[#summary + 1] = stream .. ':' .. n
+  for i = 0, n - 1 do
+    local b = base + 1 + e * 8
+    local pos = redis.call('INCR', KEYS[2])
+    local sp = versions[j + 1] + i + 1
+    redis.call('XADD', KEYS[1], pos .. '-0', 'id', ARGV[b], 'type', ARGV[b + 1], 'v', ARGV[b + 2],
+      'stream', stream, 'sp', sp, 'occurred_at', ARGV[b + 3], 'recorded_at', ARGV[b + 4],
+      'actor', ARGV[b + 5], 'payload', ARGV[b + 6], 'meta', ARGV[b + 7])
+    redis.call('RPUSH', KEYS[5 + j * 2], pos)
+    redis.call('HSET', KEYS[3], ARGV[b], pos .. ':' .. sp)
+    redis.call('XADD', KEYS[6 + j * 2], pos .. '-0', 's', stream)
+    reply[#reply + 1] = pos .. ':' .. sp
+    e = e + 1
+  end
 end
 if use_idem then
-  redis.call('SET', KEYS[6], ARGV[4] .. '|' .. ARGV[2] .. '|' .. table.concat(reply, ',', 2), 'EX', ARGV[5])
+  redis.call('SET', KEYS[4], ARGV[2] .. '|' .. table.concat(summary, ',') .. '|' .. table.concat(reply, ',', 2),
+    'EX', ARGV[3])
 end
 return reply
 """
@@ -89,11 +105,28 @@ class IdempotencyKey:
 
 
 @dataclass(frozen=True)
-class AppendResult:
+class StreamWrite:
+    """Events for one stream, and the version the writer read it at."""
+
     stream_id: str
-    stream_version: int
+    events: Sequence[NewEvent]
+    expected_version: int = ANY_VERSION
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    stream_versions: dict[str, int]  # each written stream's version after the append, in write order
     global_positions: tuple[int, ...]
     duplicate: bool  # True when this was a replay of an earlier append
+
+    @property
+    def stream_id(self) -> str:
+        """The first stream written: the one a command is about."""
+        return next(iter(self.stream_versions))
+
+    @property
+    def stream_version(self) -> int:
+        return self.stream_versions[self.stream_id]
 
 
 def partition_of(stream_id: str, partitions: int) -> int:
@@ -135,20 +168,31 @@ class EventStore:
         idempotency: IdempotencyKey | None = None,
     ) -> AppendResult:
         """Append events to one stream atomically, or raise ``WrongExpectedVersion``."""
-        if not events:
-            raise ValueError("nothing to append")
-        if any(e.stream_id != stream_id for e in events):
-            raise ValueError("all events of one append belong to one stream")
+        return self.append_many([StreamWrite(stream_id, events, expected_version)], idempotency=idempotency)
+
+    def append_many(self, writes: Sequence[StreamWrite], *, idempotency: IdempotencyKey | None = None) -> AppendResult:
+        """Append to several streams at once: every expected version holds and all is written, or nothing is."""
+        streams = [w.stream_id for w in writes]
+        if not writes or any(not w.events for w in writes) or len(set(streams)) != len(streams):
+            raise ValueError("each write names a different stream and has at least one event")
+        if any(e.stream_id != w.stream_id for w in writes for e in w.events):
+            raise ValueError("an event must be written to its own stream")
         recorded_at = datetime.now(UTC).isoformat()
+        idem_key = self.keys.idempotency(idempotency.scope, idempotency.key) if idempotency else self.keys.meta
+        keys = [self.keys.events, self.keys.position, self.keys.event_ids, idem_key]
         argv: list[Any] = [
-            expected_version,
-            stream_id,
             "1" if idempotency else "0",
             idempotency.fingerprint if idempotency else "",
             self._idempotency_ttl_s,
-            len(events),
+            len(writes),
         ]
-        for event in events:
+        for write in writes:
+            argv += [write.stream_id, write.expected_version, len(write.events)]
+            keys += [
+                self.keys.stream(write.stream_id),
+                self.keys.partition(partition_of(write.stream_id, self.partitions)),
+            ]
+        for event in (e for w in writes for e in w.events):
             name, version, payload = self.registry.dump(event.payload)
             argv += [
                 event.event_id,
@@ -160,29 +204,22 @@ class EventStore:
                 json.dumps(payload, separators=(",", ":")),
                 json.dumps(event.metadata, separators=(",", ":")),
             ]
-        idem_key = (
-            self.keys.idempotency(idempotency.scope, idempotency.key) if idempotency else self.keys.meta
-        )
-        keys = [
-            self.keys.events,
-            self.keys.position,
-            self.keys.stream(stream_id),
-            self.keys.event_ids,
-            self.keys.partition(partition_of(stream_id, self.partitions)),
-            idem_key,
-        ]
         reply = [as_text(x) for x in self._append_script(keys=keys, args=argv)]
         outcome, rest = reply[0], reply[1:]
         if outcome == "conflict":
-            raise WrongExpectedVersion(stream_id, expected_version, int(rest[0]))
+            stream, actual = rest[0], int(rest[1])
+            expected = next(w.expected_version for w in writes if w.stream_id == stream)
+            raise WrongExpectedVersion(stream, expected, actual)
         if outcome == "partial_duplicate":
             raise ValueError("some events of this batch were appended before, others not: nothing written")
         if outcome == "duplicate_key":
-            fingerprint, original_stream, positions = rest[0].split("|", 2)
+            fingerprint, summary, positions = rest[0].split("|", 2)
             if idempotency is not None and fingerprint != idempotency.fingerprint:
                 raise IdempotencyKeyReused(idempotency.key)
-            return _result(original_stream, positions.split(","), duplicate=True)
-        return _result(stream_id, rest, duplicate=outcome == "duplicate_events")
+            counts = [(s, int(n)) for s, _, n in (part.rpartition(":") for part in summary.split(","))]
+            return _result(counts, positions.split(","), duplicate=True)
+        counts = [(w.stream_id, len(w.events)) for w in writes]
+        return _result(counts, rest, duplicate=outcome == "duplicate_events")
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -195,8 +232,9 @@ class EventStore:
         entries = stream_entries(self.redis.xrange(self.keys.events, f"{after + 1}-0", "+", count=limit))
         return [self._decode(entry_id, fields) for entry_id, fields in entries]
 
-    def read_stream(self, stream_id: str) -> list[RecordedEvent]:
-        positions = [int(p) for p in self.redis.lrange(self.keys.stream(stream_id), 0, -1)]
+    def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
+        positions = [int(p) for p in self.redis.lrange(self.keys.stream(stream_id), after_version, -1)]
         return self._fetch(positions)
 
     def stream_version(self, stream_id: str) -> int:
@@ -204,9 +242,7 @@ class EventStore:
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[RecordedEvent]:
         """The events of one partition after a global position, in global order."""
-        index = stream_entries(
-            self.redis.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit)
-        )
+        index = stream_entries(self.redis.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit))
         return self._fetch([entry_position(entry_id) for entry_id, _ in index])
 
     def partition_head(self, partition: int) -> int:
@@ -236,11 +272,11 @@ class EventStore:
         )
 
 
-def _result(stream_id: str, pairs: Sequence[str], *, duplicate: bool) -> AppendResult:
+def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicate: bool) -> AppendResult:
+    """Map the script's ``position:stream position`` pairs back onto the streams, in write order."""
     split = [pair.split(":") for pair in pairs]
-    return AppendResult(
-        stream_id=stream_id,
-        stream_version=int(split[-1][1]),
-        global_positions=tuple(int(pos) for pos, _ in split),
-        duplicate=duplicate,
-    )
+    versions, offset = {}, 0
+    for stream, n in counts:
+        versions[stream] = int(split[offset + n - 1][1])
+        offset += n
+    return AppendResult(versions, tuple(int(pos) for pos, _ in split), duplicate)

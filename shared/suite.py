@@ -94,9 +94,7 @@ def load_demo(intake: str, reporting: str) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
         report: dict[str, Any] = _call("GET", f"{reporting}/programmes/{programme}/referrals-per-partner")
-        if (
-            report["caught_up"] and report["total"]["referrals"] >= len(referrals)
-        ) or time.monotonic() > deadline:
+        if (report["caught_up"] and report["total"]["referrals"] >= len(referrals)) or time.monotonic() > deadline:
             return report
         time.sleep(0.2)
 

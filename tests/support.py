@@ -25,9 +25,7 @@ def run_workers(connection: redis.Redis, *queues: str) -> None:
     SuiteWorker(list(queues or ("caseflow", "reporting")), connection=connection).work(burst=True)
 
 
-def generate_log(
-    store: EventStore, cases: int, seed: int = 1, nudge: bool = False, prefix: str = "cf"
-) -> int:
+def generate_log(store: EventStore, cases: int, seed: int = 1, nudge: bool = False, prefix: str = "cf") -> int:
     """Append plausible lifecycles, interleaved across cases. Returns how many events were appended."""
     rng = random.Random(seed)
 

@@ -37,9 +37,7 @@ def spawn(kind: str, url: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-def test_racing_and_killed_workers_equal_one_in_order_replay(
-    real_connection: redis.Redis, real_redis_url: str
-) -> None:
+def test_racing_and_killed_workers_equal_one_in_order_replay(real_connection: redis.Redis, real_redis_url: str) -> None:
     store = event_store(real_connection, Settings.from_env({}))
     workers = [spawn(kind, real_redis_url) for kind in ("caseflow", "caseflow", "reporting", "reporting")]
     try:

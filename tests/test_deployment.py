@@ -64,7 +64,5 @@ def test_docker_compose_accepts_the_file() -> None:
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         return  # the YAML checks above still ran; the client is optional on a developer machine
-    result = subprocess.run(
-        [docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True
-    )
+    result = subprocess.run([docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -80,9 +80,7 @@ def test_lifecycle_refusals_carry_a_code() -> None:
         decide_start_assessment(case, date(2016, 1, 9))
     assert before.value.code == "date_before_referral"
 
-    declined = evolve(
-        case, "case-1", decide_decline(case, "not in target group", date(2016, 1, 11)), date(2016, 1, 11)
-    )
+    declined = evolve(case, "case-1", decide_decline(case, "not in target group", date(2016, 1, 11)), date(2016, 1, 11))
     assert declined.status is CaseStatus.DECLINED
     assert declined.outcome_reason == "not in target group"
     for decide in (

@@ -15,6 +15,7 @@ from shared.eventstore import (
     EventStore,
     IdempotencyKey,
     IdempotencyKeyReused,
+    StreamWrite,
     WrongExpectedVersion,
     partition_of,
 )
@@ -131,9 +132,7 @@ def test_partitions_index_every_event_of_their_streams(store: EventStore) -> Non
     assert sorted(indexed) == list(range(1, 41))
 
 
-def test_the_partition_count_is_fixed_when_the_log_is_created(
-    store: EventStore, connection: redis.Redis
-) -> None:
+def test_the_partition_count_is_fixed_when_the_log_is_created(store: EventStore, connection: redis.Redis) -> None:
     later = EventStore(connection, store.registry, partitions=store.partitions + 5)
     assert later.partitions == store.partitions
 
@@ -147,7 +146,36 @@ def test_an_append_is_all_or_nothing(store: EventStore) -> None:
         store.append("case-a", [new("case-a"), new("case-b")])  # one append, one stream
     assert store.head() == 1
     assert store.read_stream("case-b") == []
-    assert (
-        store.append("case-b", [new("case-b", event_id="e-2")], expected_version=ANY_VERSION).stream_version
-        == 1
-    )
+    assert store.append("case-b", [new("case-b", event_id="e-2")], expected_version=ANY_VERSION).stream_version == 1
+
+
+def test_a_multi_stream_append_is_all_or_nothing_across_streams(store: EventStore) -> None:
+    store.append("case-a", [new("case-a")], expected_version=0)
+    store.append("caseload-demo", [new("caseload-demo")], expected_version=0)
+    stale = [
+        StreamWrite("case-a", [new("case-a", AssessmentStarted())], expected_version=1),
+        StreamWrite("caseload-demo", [new("caseload-demo", AssessmentStarted())], expected_version=0),
+    ]
+    with pytest.raises(WrongExpectedVersion) as conflict:
+        store.append_many(stale)
+    assert conflict.value.stream_id == "caseload-demo"
+    assert (store.stream_version("case-a"), store.head()) == (1, 2)  # the first stream was not touched
+
+    key = IdempotencyKey("reden", "close-1", "fp")
+    fresh = [
+        StreamWrite("case-a", [new("case-a", AssessmentStarted())], expected_version=1),
+        StreamWrite("caseload-demo", [new("caseload-demo", AssessmentStarted())] * 1, expected_version=1),
+    ]
+    result = store.append_many(fresh, idempotency=key)
+    assert result.stream_versions == {"case-a": 2, "caseload-demo": 2}
+    assert result.global_positions == (3, 4)
+    replayed = store.append_many(fresh, idempotency=key)
+    assert replayed.duplicate and replayed.stream_versions == result.stream_versions
+    assert store.head() == 4
+    with pytest.raises(ValueError):
+        store.append_many([StreamWrite("case-a", [new("case-a")]), StreamWrite("case-a", [new("case-a")])])
+
+
+def test_a_reader_can_fetch_only_what_it_lacks(store: EventStore) -> None:
+    store.append("case-a", [new("case-a"), new("case-a", AssessmentStarted()), new("case-a", ReferralDeclined("x"))])
+    assert [e.stream_position for e in store.read_stream("case-a", after_version=1)] == [2, 3]

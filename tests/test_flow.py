@@ -15,17 +15,12 @@ def test_a_referral_flows_to_caseflow_and_reporting(
     empty = reporting.get("/programmes/demo-cph/referrals-per-partner").get_json()
     assert empty["partners"] == [] and empty["total"]["referrals"] == 0
 
-    ids = [
-        intake.post("/referrals", json=referral_body(), headers=PARTNER).get_json()["referral_id"]
-        for _ in range(2)
-    ]
+    ids = [intake.post("/referrals", json=referral_body(), headers=PARTNER).get_json()["referral_id"] for _ in range(2)]
     intake.post("/referrals", json=referral_body(), headers={"X-Partner": "livarehab"})
     intake.post(f"/referrals/{ids[0]}/decline", json={"reason": "no consent to course"}, headers=PARTNER)
 
     stale = reporting.get("/programmes/demo-cph/referrals-per-partner").get_json()
-    assert (
-        stale["caught_up"] is False and stale["total"]["referrals"] == 0
-    )  # nothing runs until a worker does
+    assert stale["caught_up"] is False and stale["total"]["referrals"] == 0  # nothing runs until a worker does
 
     run_workers(connection)
 

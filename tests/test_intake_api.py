@@ -39,9 +39,7 @@ def test_a_referral_is_accepted_and_readable(intake: FlaskClient, store: EventSt
 
 def test_invalid_fields_get_422_with_every_field_named(intake: FlaskClient, store: EventStore) -> None:
     future = (date.today() + timedelta(days=2)).isoformat()
-    body = referral_body(
-        programme_id="Not A Slug", referred_on=future, consent={}, citizen={"cpr": "320190-1234"}
-    )
+    body = referral_body(programme_id="Not A Slug", referred_on=future, consent={}, citizen={"cpr": "320190-1234"})
     error = assert_error(post(intake, "/referrals", body), 422, "validation_failed")
     assert set(error["fields"]) == {"programme_id", "referred_on", "consent", "citizen"}
     assert error["fields"]["consent"] == {"given": ["Missing data for required field."]}
@@ -63,9 +61,7 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, store: EventStore
     assert_error(post(intake, "/referrals", ["a list"]), 400, "malformed_json")
     assert_error(intake.post("/referrals", json=referral_body()), 401, "unauthenticated")
     assert_error(
-        intake.post(
-            "/referrals", data=b"x" * 70_000, headers={**PARTNER, "Content-Type": "application/json"}
-        ),
+        intake.post("/referrals", data=b"x" * 70_000, headers={**PARTNER, "Content-Type": "application/json"}),
         413,
         "request_entity_too_large",
     )
@@ -76,9 +72,7 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, store: EventStore
     assert store.head() == 0
 
 
-def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
-    intake: FlaskClient, store: EventStore
-) -> None:
+def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(intake: FlaskClient, store: EventStore) -> None:
     first = post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "reden-2016-0001"})
     again = post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "reden-2016-0001"})
     assert (first.status_code, again.status_code) == (201, 201)
@@ -102,18 +96,12 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
 
 def test_lifecycle_commands_and_their_refusals(intake: FlaskClient, store: EventStore) -> None:
     case = post(intake, "/referrals", referral_body()).get_json()["referral_id"]
-    assert_error(
-        post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-14"}), 409, "date_before_referral"
-    )
+    assert_error(post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-14"}), 409, "date_before_referral")
     started = post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-20"})
     assert started.status_code == 201 and started.get_json()["status"] == "in_assessment"
-    assert_error(
-        post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-21"}), 409, "already_in_assessment"
-    )
+    assert_error(post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-21"}), 409, "already_in_assessment")
     assert_error(post(intake, f"/referrals/{case}/decline", {"on": "2016-01-21"}), 422, "validation_failed")
-    declined = post(
-        intake, f"/referrals/{case}/decline", {"on": "2016-01-22", "reason": "outside target group"}
-    )
+    declined = post(intake, f"/referrals/{case}/decline", {"on": "2016-01-22", "reason": "outside target group"})
     assert declined.get_json()["status"] == "declined"
     assert declined.get_json()["outcome_reason"] == "outside target group"
     assert_error(post(intake, f"/referrals/{case}/withdraw", {"reason": "x"}), 409, "case_closed")

@@ -90,9 +90,7 @@ class OvertakenProjection:
 
 
 @pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
-def test_a_worker_that_lost_its_lease_cannot_commit_a_stale_batch(
-    store: EventStore, projection: Projection
-) -> None:
+def test_a_worker_that_lost_its_lease_cannot_commit_a_stale_batch(store: EventStore, projection: Projection) -> None:
     """Reporting writes blindly, so its stale commit is stopped by the WATCH on the checkpoint; caseflow
     reads the newer case documents and trips its own version check, which the runner sees as overtaken."""
     generate_log(store, cases=40)

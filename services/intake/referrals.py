@@ -74,21 +74,15 @@ def _idempotency(partner: str, body: dict[str, Any], path: str) -> IdempotencyKe
 def _append(event: NewEvent, expected_version: int, idempotency: IdempotencyKey | None) -> AppendResult:
     store = _store()
     try:
-        result = store.append(
-            event.stream_id, [event], expected_version=expected_version, idempotency=idempotency
-        )
+        result = store.append(event.stream_id, [event], expected_version=expected_version, idempotency=idempotency)
     except WrongExpectedVersion:
-        raise ApiError(
-            409, "concurrent_update", "the case changed while you wrote; read it again and retry"
-        ) from None
+        raise ApiError(409, "concurrent_update", "the case changed while you wrote; read it again and retry") from None
     except IdempotencyKeyReused:
         raise ApiError(
             422, "idempotency_key_reused", "this Idempotency-Key was used before with a different request"
         ) from None
     # The event is safe in the log now; a lost nudge only delays projection until the next sweep.
-    nudge_stream(
-        store.redis, current_app.config["KEY_PREFIX"], store.partitions, event.stream_id, g.request_id
-    )
+    nudge_stream(store.redis, current_app.config["KEY_PREFIX"], store.partitions, event.stream_id, g.request_id)
     return result
 
 
@@ -156,9 +150,7 @@ def _command(
         payload = decide(case, data)
     except Refused as refused:
         raise ApiError(409, refused.code, refused.message) from None
-    return _written(
-        _append(_new_event(case_id, payload, data["on"], partner), case.version, idempotency), 201
-    )
+    return _written(_append(_new_event(case_id, payload, data["on"], partner), case.version, idempotency), 201)
 
 
 @bp.post("/referrals/<case_id>/assessment")

@@ -84,9 +84,7 @@ class Case:
             source=doc["source"],
             referred_on=date.fromisoformat(doc["referred_on"]),
             status=CaseStatus(doc["status"]),
-            history=tuple(
-                StatusChange(date.fromisoformat(c["on"]), CaseStatus(c["status"])) for c in doc["history"]
-            ),
+            history=tuple(StatusChange(date.fromisoformat(c["on"]), CaseStatus(c["status"])) for c in doc["history"]),
             version=doc["version"],
             outcome_reason=doc["outcome_reason"],
         )
@@ -126,9 +124,7 @@ def evolve(case: Case | None, case_id: str, event: DomainEvent, on: date) -> Cas
 
 
 def _moved(case: Case, status: CaseStatus, on: date) -> Case:
-    return replace(
-        case, status=status, history=(*case.history, StatusChange(on, status)), version=case.version + 1
-    )
+    return replace(case, status=status, history=(*case.history, StatusChange(on, status)), version=case.version + 1)
 
 
 def _require_open(case: Case, action: str) -> None:
