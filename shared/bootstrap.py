@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared.config import Settings
 from shared.events.catalogue import REGISTRY
@@ -17,7 +19,14 @@ log = logging.getLogger(__name__)
 def connect(settings: Settings) -> redis.Redis:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (the local runner `caseflow-suite up` sets it for you)")
-    return redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    # Bounded retries with backoff ride out a Redis restart or a dropped connection. Re-sending is safe:
+    # an append repeated after a lost reply finds its event ids already in the log and writes nothing.
+    return redis.Redis.from_url(
+        settings.redis_url,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 def event_store(connection: redis.Redis, settings: Settings) -> EventStore:

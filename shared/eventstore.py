@@ -24,7 +24,7 @@ import redis
 
 from shared.events import EventRegistry, NewEvent, RecordedEvent
 from shared.keys import LogKeys
-from shared.redis_values import as_text, entry_position, stream_entries
+from shared.redis_values import as_text, entry_position, load_script, stream_entries
 
 ANY_VERSION = -1
 
@@ -106,7 +106,12 @@ class IdempotencyKey:
 
 @dataclass(frozen=True)
 class StreamWrite:
-    """Events for one stream, and the version the writer read it at."""
+    """Events for one stream, and the version the writer read it at.
+
+    With no events it is a read-check: the append goes through only if the
+    stream is still at ``expected_version`` (e.g. the programme whose capacity
+    an assignment relied on).
+    """
 
     stream_id: str
     events: Sequence[NewEvent]
@@ -149,7 +154,7 @@ class EventStore:
         self.keys = LogKeys(prefix)
         self.partitions = self._agree_partitions(partitions)
         self._idempotency_ttl_s = idempotency_ttl_s
-        self._append_script = connection.register_script(_APPEND)
+        self._append_script = load_script(connection, _APPEND)
 
     def _agree_partitions(self, wanted: int) -> int:
         """The partition count is fixed when the log is created; every process uses the stored one."""
@@ -173,8 +178,10 @@ class EventStore:
     def append_many(self, writes: Sequence[StreamWrite], *, idempotency: IdempotencyKey | None = None) -> AppendResult:
         """Append to several streams at once: every expected version holds and all is written, or nothing is."""
         streams = [w.stream_id for w in writes]
-        if not writes or any(not w.events for w in writes) or len(set(streams)) != len(streams):
-            raise ValueError("each write names a different stream and has at least one event")
+        if not any(w.events for w in writes) or len(set(streams)) != len(streams):
+            raise ValueError("each write names a different stream, and some write has events")
+        if any(not w.events and w.expected_version == ANY_VERSION for w in writes):
+            raise ValueError("a read-check needs an expected version")
         if any(e.stream_id != w.stream_id for w in writes for e in w.events):
             raise ValueError("an event must be written to its own stream")
         recorded_at = datetime.now(UTC).isoformat()
@@ -277,6 +284,7 @@ def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicat
     split = [pair.split(":") for pair in pairs]
     versions, offset = {}, 0
     for stream, n in counts:
-        versions[stream] = int(split[offset + n - 1][1])
+        if n:  # read-checks wrote nothing and report no version
+            versions[stream] = int(split[offset + n - 1][1])
         offset += n
     return AppendResult(versions, tuple(int(pos) for pos, _ in split), duplicate)

@@ -66,3 +66,11 @@ def enqueue_sweeps(connection: redis.Redis) -> None:
     """Ask every projection kind to check all partitions (periodically, and at start-up)."""
     for subscriber in SUBSCRIBERS:
         Queue(subscriber.queue, connection=connection).enqueue(subscriber.sweep_job, description="sweep")
+
+
+OFFER_JOB = "services.caseflow.jobs.offer_free_slots"
+
+
+def enqueue_offers(connection: redis.Redis, programme_id: str) -> None:
+    """A slot may have freed (or capacity grown): let a caseflow worker offer it to the waitlist."""
+    Queue("caseflow", connection=connection).enqueue(OFFER_JOB, programme_id, description="offer free slots")

@@ -32,6 +32,7 @@ from redis.client import Pipeline
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.keys import ProjectionKeys
+from shared.redis_values import load_script
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -115,8 +116,8 @@ class ProjectionRunner:
         self.namespace = self.keys.namespace(projection.version)
         self._lease_ttl_ms = lease_ttl_ms
         self._batch_size = batch_size
-        self._release = self.redis.register_script(_RELEASE)
-        self._renew = self.redis.register_script(_RENEW)
+        self._release = load_script(self.redis, _RELEASE)
+        self._renew = load_script(self.redis, _RENEW)
 
     def checkpoint(self, partition: int) -> int:
         return int(self.redis.get(self.keys.checkpoint(self.projection.version, partition)) or 0)

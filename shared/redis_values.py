@@ -19,3 +19,15 @@ def stream_entries(reply: Any) -> StreamEntries:
 def entry_position(entry_id: bytes | str) -> int:
     """Log and partition entries have id ``<global position>-0``."""
     return int(as_text(entry_id).split("-", 1)[0])
+
+
+def load_script(connection: Any, source: str) -> Any:
+    """Register a Lua script and load it now, so the first call does not meet NOSCRIPT.
+
+    (redis-py would recover from NOSCRIPT by loading it, but the embedded store
+    drops the connection after any error reply, which made the first append of
+    a fresh process fail now and then.)
+    """
+    script = connection.register_script(source)
+    connection.script_load(source)
+    return script

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -71,32 +72,64 @@ def _wait_healthy(url: str, timeout_s: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
 
 
+def demo_programme(today: date) -> dict[str, Any]:
+    """Copenhagen-like, placed around today: recruiting now; funding ends 12 months after recruitment began."""
+    start = today - timedelta(days=60)
+    return {
+        "programme_id": "demo-cph",
+        "name": "Exit prostitution (demo, Copenhagen-like)",
+        "methods": ["cti"],
+        "course_months": 12,
+        "phases": [
+            {"name": "phase_1", "months": 4},
+            {"name": "phase_2", "months": 4},
+            {"name": "phase_3", "months": 4},
+        ],
+        "recruitment_start": start.isoformat(),
+        "recruitment_end": (today + timedelta(days=30)).isoformat(),
+        "funding_end": (start + timedelta(days=365)).isoformat(),
+        "caseload_limit": 10,
+        "purposes": ["exit_prostitution", "improve_life_situation"],
+        "targets": {"cti": 20},
+    }
+
+
 def load_demo(intake: str, reporting: str) -> dict[str, Any]:
-    """A few referrals from several partners, one taken into assessment, one declined."""
-    programme = "demo-cph"
+    """A programme, two relation workers, referrals from several partners, and one course under way."""
+    today = date.today()
+    staff = "kk-socialforvaltning"
+    _call("POST", f"{intake}/programmes", demo_programme(today), staff)
+    for worker in ("anna", "bo"):
+        _call("POST", f"{intake}/programmes/demo-cph/workers", {"worker_id": worker, "method": "cti"}, staff)
     referrals = [
         ("reden", {"alias": "Demo A"}),
         ("reden", {"alias": "Demo B"}),
         ("livarehab", {"alias": "Demo C"}),
-        ("kk-socialforvaltning", {}),
+        (staff, {}),
     ]
     ids = []
     for partner, citizen in referrals:
-        body = {"programme_id": programme, "consent": {"given": True}, "citizen": citizen}
-        ids.append(_call("POST", f"{intake}/referrals", body, partner)["referral_id"])
-    _call("POST", f"{intake}/referrals/{ids[0]}/assessment", {}, "kk-socialforvaltning")
-    _call(
-        "POST",
-        f"{intake}/referrals/{ids[2]}/decline",
-        {"reason": "outside target group"},
-        "kk-socialforvaltning",
-    )
+        body = {
+            "programme_id": "demo-cph",
+            "consent": {"given": True},
+            "citizen": citizen,
+            "referred_on": (today - timedelta(days=50)).isoformat(),
+        }
+        ids.append(_call("POST", f"{intake}/referrals", body, partner)["case_id"])
+    course = f"{intake}/cases/{ids[0]}"
+    on = (today - timedelta(days=45)).isoformat()
+    _call("POST", f"{intake}/referrals/{ids[0]}/assessment", {"on": on}, staff)
+    _call("POST", f"{course}/enrolment", {"on": on, "scores": {"housing": 2, "mental_health": 4, "finances": 3}}, staff)
+    _call("POST", f"{course}/assignment", {"on": on, "worker_id": "anna"}, staff)
+    _call("POST", f"{course}/who5", {"on": on, "items": [2, 1, 2, 3, 1]}, staff)
+    _call("POST", f"{course}/goals", {"on": on, "life_area": "housing", "description": "find a home"}, staff)
+    _call("POST", f"{course}/contacts", {"on": on, "kind": "community_meeting"}, staff)
+    _call("POST", f"{intake}/referrals/{ids[2]}/decline", {"reason": "outside target group"}, staff)
     deadline = time.monotonic() + 30
     while True:
-        report: dict[str, Any] = _call("GET", f"{reporting}/programmes/{programme}/referrals-per-partner")
+        report: dict[str, Any] = _call("GET", f"{reporting}/programmes/demo-cph/referrals-per-partner")
         if (report["caught_up"] and report["total"]["referrals"] >= len(referrals)) or time.monotonic() > deadline:
             return report
-        time.sleep(0.2)
 
 
 def main() -> None:

@@ -9,13 +9,16 @@ from rq import get_current_job
 from rq.cron import CronScheduler
 from rq.worker import SimpleWorker
 
-from shared.bootstrap import connect, projection_runner
+from shared.bootstrap import connect, event_store, projection_runner
 from shared.config import Settings
 from shared.durability import warn_if_not_durable
+from shared.eventstore import EventStore
 from shared.nudges import SUBSCRIBERS, enqueue_sweeps
 from shared.projections import Projection, ProjectionRunner
 
 SWEEP_INTERVAL_S = 30
+OFFER_INTERVAL_S = 60
+PHASE_INTERVAL_S = 3600
 
 
 class SuiteWorker(SimpleWorker):
@@ -31,6 +34,13 @@ class SuiteWorker(SimpleWorker):
             super()._set_ip_address(connection)
         except ValueError:
             self.ip_address = "unknown"
+
+
+def current_store() -> EventStore:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("caseflow jobs run inside an RQ worker")
+    return event_store(job.connection, Settings.from_env())
 
 
 def current_runner(projection: Projection) -> ProjectionRunner:
@@ -50,10 +60,22 @@ def run_worker(queue: str, service: str) -> None:
 
 
 def run_scheduler() -> None:
-    """RQ's cron scheduler: periodic sweeps, so a lost nudge delays an event by at most a sweep interval."""
+    """RQ's cron scheduler: sweeps (a lost nudge waits at most one interval), waitlist offers, phase moves."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     connection = connect(Settings.from_env())
     scheduler = CronScheduler(connection=connection)
+    scheduler.register(
+        _import("services.caseflow.jobs.offer_free_slots_everywhere"),
+        "caseflow",
+        interval=OFFER_INTERVAL_S,
+        name="offer-free-slots",
+    )
+    scheduler.register(
+        _import("services.caseflow.jobs.emit_due_phase_moves"),
+        "caseflow",
+        interval=PHASE_INTERVAL_S,
+        name="phase-moves",
+    )
     for subscriber in SUBSCRIBERS:
         scheduler.register(
             _import(subscriber.sweep_job),

@@ -125,6 +125,29 @@ def reporting(connection: redis.Redis, settings: Settings) -> FlaskClient:
 
 
 PARTNER = {"X-Partner": "reden"}
+STAFF = {"X-Partner": "kk-socialforvaltning"}
+
+# Like the Copenhagen "exit prostitution" project: recruitment Jan-Mar 2016, funding to 31 Dec 2016, 12-month courses.
+COPENHAGEN = {
+    "programme_id": "demo-cph",
+    "name": "Exit prostitution (Copenhagen)",
+    "methods": ["cti"],
+    "course_months": 12,
+    "phases": [{"name": "phase_1", "months": 4}, {"name": "phase_2", "months": 4}, {"name": "phase_3", "months": 4}],
+    "recruitment_start": "2016-01-01",
+    "recruitment_end": "2016-03-31",
+    "funding_end": "2016-12-31",
+    "caseload_limit": 10,
+    "purposes": ["exit_prostitution", "improve_life_situation"],
+    "targets": {"cti": 20},
+}
+
+
+@pytest.fixture
+def cph(intake: FlaskClient) -> str:
+    response = intake.post("/programmes", json=COPENHAGEN, headers=STAFF)
+    assert response.status_code == 201, response.get_json()
+    return str(COPENHAGEN["programme_id"])
 
 
 def referral_body(**overrides: object) -> dict[str, object]:

@@ -179,3 +179,21 @@ def test_a_multi_stream_append_is_all_or_nothing_across_streams(store: EventStor
 def test_a_reader_can_fetch_only_what_it_lacks(store: EventStore) -> None:
     store.append("case-a", [new("case-a"), new("case-a", AssessmentStarted()), new("case-a", ReferralDeclined("x"))])
     assert [e.stream_position for e in store.read_stream("case-a", after_version=1)] == [2, 3]
+
+
+def test_a_read_check_guards_a_stream_that_is_not_written(store: EventStore) -> None:
+    store.append("programme-demo", [new("programme-demo")], expected_version=0)
+    checked = [
+        StreamWrite("caseload-demo", [new("caseload-demo")], expected_version=0),
+        StreamWrite("programme-demo", [], expected_version=1),
+    ]
+    assert store.append_many(checked).stream_versions == {"caseload-demo": 1}
+    store.append("programme-demo", [new("programme-demo", AssessmentStarted())])  # the programme changes
+    stale = [
+        StreamWrite("caseload-demo", [new("caseload-demo", AssessmentStarted())], expected_version=1),
+        StreamWrite("programme-demo", [], expected_version=1),
+    ]
+    with pytest.raises(WrongExpectedVersion) as conflict:
+        store.append_many(stale)
+    assert conflict.value.stream_id == "programme-demo"
+    assert store.stream_version("caseload-demo") == 1

@@ -10,12 +10,12 @@ from tests.support import run_workers
 
 
 def test_a_referral_flows_to_caseflow_and_reporting(
-    intake: FlaskClient, reporting: FlaskClient, connection: redis.Redis
+    intake: FlaskClient, reporting: FlaskClient, connection: redis.Redis, cph: str
 ) -> None:
     empty = reporting.get("/programmes/demo-cph/referrals-per-partner").get_json()
     assert empty["partners"] == [] and empty["total"]["referrals"] == 0
 
-    ids = [intake.post("/referrals", json=referral_body(), headers=PARTNER).get_json()["referral_id"] for _ in range(2)]
+    ids = [intake.post("/referrals", json=referral_body(), headers=PARTNER).get_json()["case_id"] for _ in range(2)]
     intake.post("/referrals", json=referral_body(), headers={"X-Partner": "livarehab"})
     intake.post(f"/referrals/{ids[0]}/decline", json={"reason": "no consent to course"}, headers=PARTNER)
 

@@ -1,24 +1,75 @@
-"""The caseflow projection: each case's current state, as intake and the workers' queries need it.
+"""The caseflow projection: every programme, case and caseload folded into a document, for queries.
 
-Case documents are keyed by case id (so owned by that case's partition); the
-per-programme index of cases is a set, changed only by commutative adds.
+Each document is keyed by its stream (so owned by that stream's partition) and
+carries the stream version it was folded to; a version that does not match the
+event's stream position means an event applied twice or skipped, and stops the
+batch. The sets of programmes and of each programme's cases only grow, by
+commutative adds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
 from shared.domain.case import Case, evolve
-from shared.events import RecordedEvent
+from shared.domain.caseload import Caseload, caseload_from_doc, caseload_to_doc, evolve_caseload
+from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
+from shared.events import DomainEvent, RecordedEvent
 from shared.projections import ProjectionState
+
+PROGRAMMES = "programmes"
 
 
 def case_doc_name(case_id: str) -> str:
     return f"case:{case_id}"
 
 
+def programme_doc_name(programme_id: str) -> str:
+    return f"programme:{programme_id}"
+
+
+def caseload_doc_name(programme_id: str) -> str:
+    return f"caseload:{programme_id}"
+
+
 def programme_index_name(programme_id: str) -> str:
     return f"programme:{programme_id}:cases"
+
+
+@dataclass(frozen=True)
+class StreamKind:
+    prefix: str
+    doc_name: Callable[[str], str]
+    fold: Callable[[dict[str, Any] | None, str, DomainEvent, date], dict[str, Any]]
+
+
+def _fold_case(doc: dict[str, Any] | None, case_id: str, event: DomainEvent, on: date) -> dict[str, Any]:
+    return evolve(Case.from_dict(doc) if doc else None, case_id, event, on).to_dict()
+
+
+def _fold_programme(doc: dict[str, Any] | None, pid: str, event: DomainEvent, on: date) -> dict[str, Any]:
+    return programme_to_doc(evolve_programme(programme_from_doc(doc) if doc else None, pid, event))
+
+
+def _fold_caseload(doc: dict[str, Any] | None, pid: str, event: DomainEvent, on: date) -> dict[str, Any]:
+    return caseload_to_doc(evolve_caseload(caseload_from_doc(doc) if doc else Caseload(pid), event, on))
+
+
+KINDS = (
+    StreamKind("case-", case_doc_name, _fold_case),
+    StreamKind("programme-", programme_doc_name, _fold_programme),
+    StreamKind("caseload-", caseload_doc_name, _fold_caseload),
+)
+
+
+def _kind(stream_id: str) -> tuple[StreamKind, str]:
+    for kind in KINDS:
+        if stream_id.startswith(kind.prefix):
+            return kind, stream_id if kind.prefix == "case-" else stream_id[len(kind.prefix) :]
+    raise ValueError(f"no projection rule for stream {stream_id}")
 
 
 class CaseflowProjection:
@@ -26,18 +77,18 @@ class CaseflowProjection:
     version = 1
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
-        state.load_docs(case_doc_name(e.stream_id) for e in events if e.stream_id.startswith("case-"))
+        state.load_docs(kind.doc_name(key) for kind, key in (_kind(e.stream_id) for e in events))
         for event in events:
-            if not event.stream_id.startswith("case-"):
-                continue
-            name = case_doc_name(event.stream_id)
-            doc = state.get_doc(name)
-            before = Case.from_dict(doc) if doc else None
-            after = evolve(before, event.stream_id, event.payload, event.occurred_on)
-            if after.version != event.stream_position:
+            kind, key = _kind(event.stream_id)
+            name = kind.doc_name(key)
+            before = state.get_doc(name)
+            after = kind.fold(before, key, event.payload, event.occurred_on)
+            if after["version"] != event.stream_position:
                 raise RuntimeError(
-                    f"{event.stream_id}: event {event.stream_position} applied to version {after.version - 1}"
+                    f"{event.stream_id}: event {event.stream_position} applied to version {after['version'] - 1}"
                 )
-            state.put_doc(name, after.to_dict())
-            if before is None:
-                state.add(programme_index_name(after.programme_id), after.case_id)
+            state.put_doc(name, after)
+            if before is None and kind.prefix == "case-":
+                state.add(programme_index_name(after["programme_id"]), key)
+            elif before is None and kind.prefix == "programme-":
+                state.add(PROGRAMMES, key)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
+from services.intake.courses import bp as courses
+from services.intake.programmes import bp as programmes
 from services.intake.referrals import bp as referrals
+from services.intake.service import Intake
+from services.intake.web import install_errors
 from shared import http
 from shared.bootstrap import connect, event_store
 from shared.config import Settings
@@ -14,9 +18,10 @@ from shared.config import Settings
 def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
-    app = http.service_app("intake", connection, settings.key_prefix, referrals)
+    app = http.service_app("intake", connection, settings.key_prefix, programmes, referrals, courses)
     app.config.update(CPR_SECRET=settings.cpr_hmac_secret)
-    app.extensions["event_store"] = event_store(connection, settings)
+    app.extensions["intake"] = Intake(event_store(connection, settings), settings.key_prefix)
+    install_errors(app)
     return app
 
 

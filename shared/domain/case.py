@@ -1,9 +1,10 @@
-"""A citizen's case: its lifecycle as a pure fold over events, and the decisions that guard it.
+"""A citizen's case: the referral and the course that may follow, as a pure fold over events.
 
-``evolve`` rebuilds state from events (used by intake before deciding, and by
-the caseflow projection). The ``decide_*`` functions refuse what the lifecycle
-does not allow, with a machine-readable code, instead of accepting an event
-that would later be ignored.
+``evolve`` rebuilds state from events (intake folds a case before deciding; the
+caseflow projection folds it into a read model). The ``decide_*`` functions
+refuse what the lifecycle does not allow, with a machine-readable code
+(``Refused``: HTTP 409) or per-field messages (``Invalid``: HTTP 422), instead
+of accepting an event that would later be ignored.
 """
 
 from __future__ import annotations
@@ -13,26 +14,38 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived, ReferralWithdrawn
+from shared.domain import events as ev
+from shared.domain.programme import DANISH_LIFE_AREAS, Programme
 from shared.events import DomainEvent
+
+CONTACT_KINDS = ("community_meeting", "home_visit", "phone", "provider_meeting", "informal_support_meeting")
+HOUSING_SITUATIONS = ("homeless", "temporary", "permanent", "lost")
+CLOSE_REASONS = ("completed", "dropped_out", "moved", "referred_on", "funding_ended")
+JOB_CENTRE_CATEGORIES = ("job_ready", "education_ready", "activity_ready")
 
 
 class CaseStatus(StrEnum):
-    REFERRED = "referred"  # henvendelse
-    IN_ASSESSMENT = "in_assessment"  # i afklaring
+    REFERRED = "referred"
+    IN_ASSESSMENT = "in_assessment"
+    ENROLLED = "enrolled"
+    CLOSED = "closed"
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"
+    REFERRED_ON = "referred_on"
 
     @property
     def is_open(self) -> bool:
-        return self in (CaseStatus.REFERRED, CaseStatus.IN_ASSESSMENT)
+        return self in (CaseStatus.REFERRED, CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED)
 
 
 DANISH_STATUS = {
     CaseStatus.REFERRED: "henvendelse",
     CaseStatus.IN_ASSESSMENT: "i afklaring",
+    CaseStatus.ENROLLED: "indskrevet",
+    CaseStatus.CLOSED: "afsluttet",
     CaseStatus.DECLINED: "afvist",
     CaseStatus.WITHDRAWN: "trukket tilbage",
+    CaseStatus.REFERRED_ON: "henvist videre",
 }
 
 
@@ -45,10 +58,36 @@ class Refused(Exception):
         self.message = message
 
 
+class Invalid(Exception):
+    """Values the programme's configuration does not allow (e.g. a score off its scale). HTTP 422."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("invalid fields")
+        self.fields = fields
+
+
 @dataclass(frozen=True)
 class StatusChange:
     on: date
     status: CaseStatus
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    on: date
+    phase: str
+    reason: str
+    scheduled: bool
+
+
+@dataclass(frozen=True)
+class Goal:
+    goal_id: str
+    life_area: str
+    description: str
+    added_on: date
+    status: str = "open"  # open, achieved, dropped
+    closed_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -57,10 +96,46 @@ class Case:
     programme_id: str
     source: str
     referred_on: date
+    consent_given: bool
     status: CaseStatus
     history: tuple[StatusChange, ...]
     version: int  # number of events applied: the expected version for the next append
-    outcome_reason: str | None = None
+    outcome_reason: str | None = None  # why declined/withdrawn/closed, or where referred on to
+    reopened_from: str | None = None
+    reopened_as: str | None = None
+    method: str | None = None
+    enrolled_on: date | None = None
+    closed_on: date | None = None
+    phases: tuple[PhaseChange, ...] = ()
+    stars: tuple[tuple[date, dict[str, int]], ...] = ()
+    who5: tuple[tuple[date, tuple[int, ...]], ...] = ()
+    purposes: tuple[tuple[date, str], ...] = ()
+    goals: tuple[Goal, ...] = ()
+    contacts: tuple[tuple[date, str], ...] = ()
+    housing: tuple[tuple[date, str], ...] = ()
+    addiction_treatment: tuple[tuple[date, bool], ...] = ()
+    job_centre: tuple[tuple[date, str], ...] = ()
+
+    def status_on(self, day: date) -> CaseStatus | None:
+        """The status this case had on a given date (None before it was referred)."""
+        status: CaseStatus | None = _latest((c.on, c.status) for c in self.history if c.on <= day)
+        return status
+
+    def phase_on(self, day: date) -> str | None:
+        """Which phase the course was in on a date (None before enrolment)."""
+        phase: str | None = _latest((p.on, p.phase) for p in self.phases if p.on <= day)
+        return phase
+
+    @property
+    def phase(self) -> str | None:
+        return self.phases[-1].phase if self.phases else None
+
+    @property
+    def last_star_on(self) -> date | None:
+        return self.stars[-1][0] if self.stars else None
+
+    def goal(self, goal_id: str) -> Goal | None:
+        return next((g for g in self.goals if g.goal_id == goal_id), None)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for read models and API answers."""
@@ -69,89 +144,321 @@ class Case:
             "programme_id": self.programme_id,
             "source": self.source,
             "referred_on": self.referred_on.isoformat(),
+            "consent_given": self.consent_given,
             "status": self.status.value,
             "status_da": DANISH_STATUS[self.status],
             "outcome_reason": self.outcome_reason,
             "history": [{"on": c.on.isoformat(), "status": c.status.value} for c in self.history],
             "version": self.version,
+            "reopened_from": self.reopened_from,
+            "reopened_as": self.reopened_as,
+            "method": self.method,
+            "enrolled_on": _iso(self.enrolled_on),
+            "closed_on": _iso(self.closed_on),
+            "phases": [
+                {"on": p.on.isoformat(), "phase": p.phase, "reason": p.reason, "scheduled": p.scheduled}
+                for p in self.phases
+            ],
+            "stars": [{"on": on.isoformat(), "scores": scores} for on, scores in self.stars],
+            "who5": [{"on": on.isoformat(), "items": list(items)} for on, items in self.who5],
+            "purposes": _dated(self.purposes, "purpose"),
+            "goals": [
+                {
+                    "goal_id": g.goal_id,
+                    "life_area": g.life_area,
+                    "description": g.description,
+                    "added_on": g.added_on.isoformat(),
+                    "status": g.status,
+                    "closed_on": _iso(g.closed_on),
+                }
+                for g in self.goals
+            ],
+            "contacts": _dated(self.contacts, "kind"),
+            "housing": _dated(self.housing, "situation"),
+            "addiction_treatment": _dated(self.addiction_treatment, "in_treatment"),
+            "job_centre": _dated(self.job_centre, "category"),
         }
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Case:
+    def from_dict(cls, d: dict[str, Any]) -> Case:
         return cls(
-            case_id=doc["case_id"],
-            programme_id=doc["programme_id"],
-            source=doc["source"],
-            referred_on=date.fromisoformat(doc["referred_on"]),
-            status=CaseStatus(doc["status"]),
-            history=tuple(StatusChange(date.fromisoformat(c["on"]), CaseStatus(c["status"])) for c in doc["history"]),
-            version=doc["version"],
-            outcome_reason=doc["outcome_reason"],
+            case_id=d["case_id"],
+            programme_id=d["programme_id"],
+            source=d["source"],
+            referred_on=date.fromisoformat(d["referred_on"]),
+            consent_given=d["consent_given"],
+            status=CaseStatus(d["status"]),
+            history=tuple(StatusChange(date.fromisoformat(c["on"]), CaseStatus(c["status"])) for c in d["history"]),
+            version=d["version"],
+            outcome_reason=d["outcome_reason"],
+            reopened_from=d["reopened_from"],
+            reopened_as=d["reopened_as"],
+            method=d["method"],
+            enrolled_on=_date(d["enrolled_on"]),
+            closed_on=_date(d["closed_on"]),
+            phases=tuple(
+                PhaseChange(date.fromisoformat(p["on"]), p["phase"], p["reason"], p["scheduled"]) for p in d["phases"]
+            ),
+            stars=tuple((date.fromisoformat(s["on"]), s["scores"]) for s in d["stars"]),
+            who5=tuple((date.fromisoformat(w["on"]), tuple(w["items"])) for w in d["who5"]),
+            purposes=_undated(d["purposes"], "purpose"),
+            goals=tuple(
+                Goal(
+                    g["goal_id"],
+                    g["life_area"],
+                    g["description"],
+                    date.fromisoformat(g["added_on"]),
+                    g["status"],
+                    _date(g["closed_on"]),
+                )
+                for g in d["goals"]
+            ),
+            contacts=_undated(d["contacts"], "kind"),
+            housing=_undated(d["housing"], "situation"),
+            addiction_treatment=_undated(d["addiction_treatment"], "in_treatment"),
+            job_centre=_undated(d["job_centre"], "category"),
         )
 
-    def status_on(self, day: date) -> CaseStatus | None:
-        """The status this case had on a given date (None before it was referred)."""
-        current = None
-        for change in self.history:
-            if change.on > day:
-                break
-            current = change.status
-        return current
+
+def _latest(dated: Any) -> Any:
+    current = None
+    for _, value in dated:
+        current = value
+    return current
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _dated(pairs: tuple[tuple[date, Any], ...], name: str) -> list[dict[str, Any]]:
+    return [{"on": on.isoformat(), name: value} for on, value in pairs]
+
+
+def _undated(items: list[dict[str, Any]], name: str) -> tuple[tuple[date, Any], ...]:
+    return tuple((date.fromisoformat(i["on"]), i[name]) for i in items)
+
+
+# -- evolve ---------------------------------------------------------------------------------------------
 
 
 def evolve(case: Case | None, case_id: str, event: DomainEvent, on: date) -> Case:
     """Apply one event. Raises on an event that cannot start or continue a case (a corrupt log)."""
     if case is None:
-        if not isinstance(event, ReferralReceived):
+        if not isinstance(event, ev.ReferralReceived):
             raise ValueError(f"case {case_id} must start with ReferralReceived, not {type(event).__name__}")
         return Case(
             case_id=case_id,
             programme_id=event.programme_id,
             source=event.source,
             referred_on=on,
+            consent_given=event.consent_given,
             status=CaseStatus.REFERRED,
             history=(StatusChange(on, CaseStatus.REFERRED),),
             version=1,
+            reopened_from=event.reopened_from,
         )
+    case = replace(case, version=case.version + 1)
     match event:
-        case AssessmentStarted():
+        case ev.AssessmentStarted():
             return _moved(case, CaseStatus.IN_ASSESSMENT, on)
-        case ReferralDeclined(reason=reason):
-            return replace(_moved(case, CaseStatus.DECLINED, on), outcome_reason=reason)
-        case ReferralWithdrawn(reason=reason):
-            return replace(_moved(case, CaseStatus.WITHDRAWN, on), outcome_reason=reason)
+        case ev.ReferralDeclined(reason=reason) | ev.ReferralWithdrawn(reason=reason):
+            status = CaseStatus.DECLINED if isinstance(event, ev.ReferralDeclined) else CaseStatus.WITHDRAWN
+            return replace(_moved(case, status, on), outcome_reason=reason)
+        case ev.ReferredOn(to=to):
+            return replace(_moved(case, CaseStatus.REFERRED_ON, on), outcome_reason=to)
+        case ev.StarRecorded(scores=scores):
+            return replace(case, stars=(*case.stars, (on, dict(scores))))
+        case ev.CitizenEnrolled(method=method, first_phase=phase):
+            enrolled = replace(_moved(case, CaseStatus.ENROLLED, on), method=method, enrolled_on=on)
+            return replace(enrolled, phases=(PhaseChange(on, phase, "enrolment", True),))
+        case ev.PhaseEntered(phase=phase, reason=reason, scheduled=scheduled):
+            return replace(case, phases=(*case.phases, PhaseChange(on, phase, reason, scheduled)))
+        case ev.Who5Recorded(items=items):
+            return replace(case, who5=(*case.who5, (on, tuple(items))))
+        case ev.PurposeRecorded(purpose=purpose):
+            return replace(case, purposes=(*case.purposes, (on, purpose)))
+        case ev.GoalAdded(goal_id=goal_id, life_area=area, description=text):
+            return replace(case, goals=(*case.goals, Goal(goal_id, area, text, on)))
+        case ev.GoalUpdated(goal_id=goal_id, description=text):
+            return _goal(case, goal_id, description=text)
+        case ev.GoalAchieved(goal_id=goal_id):
+            return _goal(case, goal_id, status="achieved", closed_on=on)
+        case ev.GoalDropped(goal_id=goal_id):
+            return _goal(case, goal_id, status="dropped", closed_on=on)
+        case ev.ContactRecorded(kind=kind):
+            return replace(case, contacts=(*case.contacts, (on, kind)))
+        case ev.HousingChanged(situation=situation):
+            return replace(case, housing=(*case.housing, (on, situation)))
+        case ev.AddictionTreatmentChanged(in_treatment=in_treatment):
+            return replace(case, addiction_treatment=(*case.addiction_treatment, (on, in_treatment)))
+        case ev.JobCentreCategoryChanged(category=category):
+            return replace(case, job_centre=(*case.job_centre, (on, category)))
+        case ev.CourseClosed(reason=reason):
+            return replace(_moved(case, CaseStatus.CLOSED, on), outcome_reason=reason, closed_on=on)
+        case ev.CourseReopened(new_case_id=new_case_id):
+            return replace(case, reopened_as=new_case_id)
     raise ValueError(f"case {case_id}: no rule for {type(event).__name__}")
 
 
 def _moved(case: Case, status: CaseStatus, on: date) -> Case:
-    return replace(case, status=status, history=(*case.history, StatusChange(on, status)), version=case.version + 1)
+    return replace(case, status=status, history=(*case.history, StatusChange(on, status)))
 
 
-def _require_open(case: Case, action: str) -> None:
-    if not case.status.is_open:
-        raise Refused("case_closed", f"cannot {action}: the referral is already {case.status.value}")
+def _goal(case: Case, goal_id: str, **changes: Any) -> Case:
+    return replace(case, goals=tuple(replace(g, **changes) if g.goal_id == goal_id else g for g in case.goals))
 
 
-def _require_not_before_referral(case: Case, on: date) -> None:
+# -- decide ---------------------------------------------------------------------------------------------
+
+
+def _require(case: Case, on: date, *allowed: CaseStatus, action: str) -> None:
+    if case.status not in allowed:
+        if not case.status.is_open:
+            raise Refused("case_closed", f"cannot {action}: the case is already {case.status.value}")
+        names = " or ".join(s.value for s in allowed)
+        raise Refused(f"not_{allowed[0].value}", f"cannot {action}: the case is {case.status.value}, not {names}")
     if on < case.referred_on:
         raise Refused("date_before_referral", f"{on.isoformat()} is before the referral date")
 
 
-def decide_start_assessment(case: Case, on: date) -> AssessmentStarted:
-    _require_open(case, "start an assessment")
-    _require_not_before_referral(case, on)
+REFERRAL_STAGE = (CaseStatus.REFERRED, CaseStatus.IN_ASSESSMENT)
+OPEN = (CaseStatus.REFERRED, CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED)
+
+
+def decide_start_assessment(case: Case, on: date) -> ev.AssessmentStarted:
     if case.status is CaseStatus.IN_ASSESSMENT:
         raise Refused("already_in_assessment", "the citizen is already in assessment")
-    return AssessmentStarted()
+    _require(case, on, CaseStatus.REFERRED, action="start an assessment")
+    return ev.AssessmentStarted()
 
 
-def decide_decline(case: Case, reason: str, on: date) -> ReferralDeclined:
-    _require_open(case, "decline")
-    _require_not_before_referral(case, on)
-    return ReferralDeclined(reason=reason)
+def decide_decline(case: Case, reason: str, on: date) -> ev.ReferralDeclined:
+    _require(case, on, *REFERRAL_STAGE, action="decline")
+    return ev.ReferralDeclined(reason=reason)
 
 
-def decide_withdraw(case: Case, reason: str, on: date) -> ReferralWithdrawn:
-    _require_open(case, "withdraw")
-    _require_not_before_referral(case, on)
-    return ReferralWithdrawn(reason=reason)
+def decide_withdraw(case: Case, reason: str, on: date) -> ev.ReferralWithdrawn:
+    _require(case, on, *REFERRAL_STAGE, action="withdraw")
+    return ev.ReferralWithdrawn(reason=reason)
+
+
+def decide_refer_on(case: Case, to: str, on: date) -> ev.ReferredOn:
+    _require(case, on, *REFERRAL_STAGE, action="refer on (an enrolled course closes with reason referred_on)")
+    return ev.ReferredOn(to=to)
+
+
+def check_scores(programme: Programme, scores: dict[str, int]) -> None:
+    problems = {}
+    for area, score in scores.items():
+        if area not in programme.scale_areas:
+            problems[f"scores.{area}"] = [f"not an area of this programme's scale: {', '.join(programme.scale_areas)}"]
+        elif not programme.scale_min <= score <= programme.scale_max:
+            problems[f"scores.{area}"] = [f"must be between {programme.scale_min} and {programme.scale_max}"]
+    if not scores:
+        problems["scores"] = ["score at least one area"]
+    if problems:
+        raise Invalid(problems)
+
+
+def decide_star(
+    case: Case, programme: Programme, scores: dict[str, int], on: date, method: str | None, must_enrol: bool
+) -> list[DomainEvent]:
+    """A star. The first one, recorded in assessment, enrols the citizen on its date."""
+    if must_enrol and case.status is CaseStatus.ENROLLED:
+        raise Refused("already_enrolled", f"the citizen was enrolled on {_iso(case.enrolled_on)}")
+    _require(case, on, CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED, action="record a star")
+    check_scores(programme, scores)
+    if case.status is CaseStatus.ENROLLED:
+        if case.enrolled_on and on < case.enrolled_on:
+            raise Refused("date_before_enrolment", f"{on.isoformat()} is before the enrolment date")
+        return [ev.StarRecorded(scores=scores)]
+    if not case.consent_given:
+        raise Refused("no_consent", "the citizen's consent is not recorded: a course cannot start")
+    if not programme.in_recruitment_window(on):
+        raise Refused(
+            "outside_recruitment_window",
+            f"enrolment on {on.isoformat()} is outside the recruitment window "
+            f"{programme.recruitment_start.isoformat()} to {programme.recruitment_end.isoformat()}",
+        )
+    method = method or programme.methods[0]
+    if method not in programme.methods:
+        raise Invalid({"method": [f"this programme offers {', '.join(programme.methods)}"]})
+    return [ev.StarRecorded(scores=scores), ev.CitizenEnrolled(method=method, first_phase=programme.phases[0].name)]
+
+
+def _require_enrolled(case: Case, on: date, action: str) -> None:
+    _require(case, on, CaseStatus.ENROLLED, action=action)
+    if case.enrolled_on and on < case.enrolled_on:
+        raise Refused("date_before_enrolment", f"{on.isoformat()} is before the enrolment date")
+
+
+def decide_who5(case: Case, items: tuple[int, ...], on: date) -> ev.Who5Recorded:
+    _require_enrolled(case, on, "record WHO-5")
+    return ev.Who5Recorded(items=items)
+
+
+def decide_purpose(case: Case, programme: Programme, purpose: str, on: date) -> ev.PurposeRecorded:
+    _require_enrolled(case, on, "record the purpose")
+    if purpose not in programme.purposes:
+        raise Invalid({"purpose": [f"one of: {', '.join(programme.purposes)}"]})
+    return ev.PurposeRecorded(purpose=purpose)
+
+
+def decide_add_goal(
+    case: Case, programme: Programme, goal_id: str, life_area: str, description: str, on: date
+) -> ev.GoalAdded:
+    _require_enrolled(case, on, "add a goal")
+    if life_area not in DANISH_LIFE_AREAS + programme.scale_areas:
+        raise Invalid({"life_area": [f"one of: {', '.join(DANISH_LIFE_AREAS)}"]})
+    if case.goal(goal_id):
+        raise Refused("goal_exists", f"goal {goal_id} already exists")
+    return ev.GoalAdded(goal_id=goal_id, life_area=life_area, description=description)
+
+
+def decide_goal_change(case: Case, goal_id: str, change: str, description: str | None, on: date) -> DomainEvent:
+    _require_enrolled(case, on, f"{change} a goal")
+    goal = case.goal(goal_id)
+    if goal is None:
+        raise Refused("unknown_goal", f"the activity plan has no goal {goal_id}")
+    if goal.status != "open":
+        raise Refused("goal_closed", f"goal {goal_id} is already {goal.status}")
+    if change == "update":
+        if not description:
+            raise Invalid({"description": ["a new description is required to update a goal"]})
+        return ev.GoalUpdated(goal_id=goal_id, description=description)
+    return ev.GoalAchieved(goal_id=goal_id) if change == "achieve" else ev.GoalDropped(goal_id=goal_id)
+
+
+def decide_situation(case: Case, event: DomainEvent, on: date) -> DomainEvent:
+    """Contacts, housing, addiction treatment and job-centre category: recorded while the case is open."""
+    _require(case, on, *OPEN, action="record this")
+    return event
+
+
+def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: date) -> ev.PhaseEntered:
+    """A worker's explicit (early or late) phase move."""
+    _require_enrolled(case, on, "move the phase")
+    if phase not in programme.phase_names():
+        raise Invalid({"phase": [f"one of: {', '.join(programme.phase_names())}"]})
+    if phase == case.phase:
+        raise Refused("same_phase", f"the course is already in {phase}")
+    if case.phases and on < case.phases[-1].on:
+        raise Refused("date_before_last_phase", "a phase move cannot be dated before the last one")
+    return ev.PhaseEntered(phase=phase, reason=reason, scheduled=False)
+
+
+def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
+    _require_enrolled(case, on, "close the course (a referral is declined, withdrawn or referred on)")
+    return ev.CourseClosed(reason=reason)
+
+
+def decide_reopen(case: Case) -> None:
+    if case.status is not CaseStatus.CLOSED:
+        raise Refused("not_closed", f"only a closed course can be reopened; this case is {case.status.value}")
+    if case.reopened_as:
+        raise Refused("already_reopened", f"this course was already reopened as {case.reopened_as}")

@@ -1,4 +1,4 @@
-"""The domain's events: what happened to a citizen's course, in the domain's words."""
+"""The domain's events: what happened, in the domain's words. Streams: ``programme-*``, ``case-*``, ``caseload-*``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,54 @@ from dataclasses import dataclass
 from datetime import date
 
 from shared.events import DomainEvent
+
+# -- programme-<id> ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgrammeDefined(DomainEvent):
+    name: str
+    methods: tuple[str, ...]
+    course_months: int
+    phases: tuple[tuple[str, int], ...]  # (phase, months), in order; e.g. pre_cti, phase_1..3
+    recruitment_start: date
+    recruitment_end: date
+    funding_end: date
+    caseload_limit: int
+    assessment_interval_months: int
+    scale_areas: tuple[str, ...]
+    scale_min: int
+    scale_max: int
+    purposes: tuple[str, ...]
+    targets: dict[str, int]  # courses per method
+
+
+@dataclass(frozen=True)
+class ProgrammeChanged(DomainEvent):
+    """Only the fields given change (e.g. a funding extension)."""
+
+    recruitment_start: date | None = None
+    recruitment_end: date | None = None
+    funding_end: date | None = None
+    caseload_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerJoined(DomainEvent):
+    """A relation worker joins the programme."""
+
+    worker_id: str
+    method: str
+    capacity: int | None = None  # None: the programme's caseload limit
+
+
+@dataclass(frozen=True)
+class WorkerCapacityChanged(DomainEvent):
+    worker_id: str
+    capacity: int | None
+
+
+# -- case-<id>: the referral and the course that may follow ------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -18,11 +66,12 @@ class ReferralReceived(DomainEvent):
     citizen_alias: str | None = None
     cpr_fingerprint: str | None = None  # HMAC of the CPR number; the number itself is never stored
     birth_date: date | None = None
+    reopened_from: str | None = None  # the earlier, closed course of the same citizen
 
 
 @dataclass(frozen=True)
 class AssessmentStarted(DomainEvent):
-    """The citizen is "i afklaring": talks to clarify what they want."""
+    """The citizen is "i afklaring": talks to clarify what they want. The referral is accepted."""
 
 
 @dataclass(frozen=True)
@@ -32,4 +81,126 @@ class ReferralDeclined(DomainEvent):
 
 @dataclass(frozen=True)
 class ReferralWithdrawn(DomainEvent):
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReferredOn(DomainEvent):
+    """The citizen is referred on to another service instead of a course here."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class StarRecorded(DomainEvent):
+    """An Outcomes Star-style assessment: one score per area on the programme's scale (partial allowed)."""
+
+    scores: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CitizenEnrolled(DomainEvent):
+    """Recorded with the first star ("indskrevet"); its date is the star's date."""
+
+    method: str
+    first_phase: str
+
+
+@dataclass(frozen=True)
+class PhaseEntered(DomainEvent):
+    phase: str
+    reason: str
+    scheduled: bool  # True when the plan moved it; False for a worker's explicit early or late move
+
+
+@dataclass(frozen=True)
+class Who5Recorded(DomainEvent):
+    items: tuple[int, ...]  # five items, 0-5 each
+
+
+@dataclass(frozen=True)
+class PurposeRecorded(DomainEvent):
+    purpose: str
+
+
+@dataclass(frozen=True)
+class GoalAdded(DomainEvent):
+    goal_id: str
+    life_area: str
+    description: str
+
+
+@dataclass(frozen=True)
+class GoalUpdated(DomainEvent):
+    goal_id: str
+    description: str
+
+
+@dataclass(frozen=True)
+class GoalAchieved(DomainEvent):
+    goal_id: str
+
+
+@dataclass(frozen=True)
+class GoalDropped(DomainEvent):
+    goal_id: str
+
+
+@dataclass(frozen=True)
+class ContactRecorded(DomainEvent):
+    kind: str  # see CONTACT_KINDS
+
+
+@dataclass(frozen=True)
+class HousingChanged(DomainEvent):
+    situation: str  # see HOUSING_SITUATIONS
+
+
+@dataclass(frozen=True)
+class AddictionTreatmentChanged(DomainEvent):
+    in_treatment: bool
+
+
+@dataclass(frozen=True)
+class JobCentreCategoryChanged(DomainEvent):
+    category: str  # e.g. activity_ready, education_ready, job_ready
+
+
+@dataclass(frozen=True)
+class CourseClosed(DomainEvent):
+    reason: str  # see CLOSE_REASONS
+
+
+@dataclass(frozen=True)
+class CourseReopened(DomainEvent):
+    """On the closed course: the citizen's new course continues in another stream."""
+
+    new_case_id: str
+
+
+# -- caseload-<programme>: who works with whom, and who waits ----------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseAssigned(DomainEvent):
+    case_id: str
+    worker_id: str
+    via: str  # "request", or "waitlist" when a freed slot was offered to the longest-waiting citizen
+
+
+@dataclass(frozen=True)
+class CaseReleased(DomainEvent):
+    case_id: str
+    worker_id: str
+    reason: str  # "reassigned", "course_closed"
+
+
+@dataclass(frozen=True)
+class CaseWaitlisted(DomainEvent):
+    case_id: str
+
+
+@dataclass(frozen=True)
+class CaseLeftWaitlist(DomainEvent):
+    case_id: str
     reason: str

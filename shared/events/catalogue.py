@@ -1,7 +1,7 @@
 """The marshmallow schema of every stored event type, versioned, and the registry built from them.
 
-To change a stored schema: bump ``version`` in ``REGISTRY.register`` and add an
-upcaster from the previous version. Never edit what a stored version means.
+To change a stored schema: bump ``version`` in ``register`` and add an upcaster
+from the previous version. Never edit what a stored version means.
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ from shared.domain import events as ev
 from shared.events.envelope import DomainEvent
 from shared.events.registry import EventRegistry
 
-_ID = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="lowercase letters, digits and dashes")
+SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="lowercase letters, digits, dashes and underscores")
+_TEXT = validate.Length(1, 500)
+
+
+def _slug(**kwargs: Any) -> fields.String:
+    return fields.String(validate=SLUG, **kwargs)
 
 
 class EventSchema(Schema):
@@ -24,40 +29,117 @@ class EventSchema(Schema):
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> DomainEvent:
-        return self.event_class(**data)
+        return self.event_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-class ReferralReceivedV1(EventSchema):
-    event_class = ev.ReferralReceived
-    programme_id = fields.String(required=True, validate=_ID)
-    source = fields.String(required=True, validate=validate.Length(1, 64))
-    consent_given = fields.Boolean(required=True)
-    citizen_alias = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100))
-    cpr_fingerprint = fields.String(load_default=None, allow_none=True, validate=validate.Length(64, 64))
-    birth_date = fields.Date(load_default=None, allow_none=True)
-
-
-class AssessmentStartedV1(EventSchema):
-    event_class = ev.AssessmentStarted
-
-
-class ReferralDeclinedV1(EventSchema):
-    event_class = ev.ReferralDeclined
-    reason = fields.String(required=True, validate=validate.Length(1, 500))
-
-
-class ReferralWithdrawnV1(EventSchema):
-    event_class = ev.ReferralWithdrawn
-    reason = fields.String(required=True, validate=validate.Length(1, 500))
+def schema(event_class: type[DomainEvent], **declared: fields.Field[Any]) -> EventSchema:
+    """Version 1 of an event's schema, from its fields."""
+    cls = type(f"{event_class.__name__}V1", (EventSchema,), {"event_class": event_class, **declared})
+    instance: EventSchema = cls()
+    return instance
 
 
 def build_registry() -> EventRegistry:
-    registry = EventRegistry()
-    registry.register(ev.ReferralReceived, ReferralReceivedV1())
-    registry.register(ev.AssessmentStarted, AssessmentStartedV1())
-    registry.register(ev.ReferralDeclined, ReferralDeclinedV1())
-    registry.register(ev.ReferralWithdrawn, ReferralWithdrawnV1())
-    return registry
+    r = EventRegistry()
+    # programme-<id>
+    r.register(
+        ev.ProgrammeDefined,
+        schema(
+            ev.ProgrammeDefined,
+            name=fields.String(required=True, validate=validate.Length(1, 200)),
+            methods=fields.List(_slug(), required=True),
+            course_months=fields.Integer(required=True),
+            phases=fields.List(fields.Tuple((_slug(), fields.Integer())), required=True),
+            recruitment_start=fields.Date(required=True),
+            recruitment_end=fields.Date(required=True),
+            funding_end=fields.Date(required=True),
+            caseload_limit=fields.Integer(required=True),
+            assessment_interval_months=fields.Integer(required=True),
+            scale_areas=fields.List(_slug(), required=True),
+            scale_min=fields.Integer(required=True),
+            scale_max=fields.Integer(required=True),
+            purposes=fields.List(_slug(), required=True),
+            targets=fields.Dict(keys=_slug(), values=fields.Integer(), required=True),
+        ),
+    )
+    r.register(
+        ev.ProgrammeChanged,
+        schema(
+            ev.ProgrammeChanged,
+            recruitment_start=fields.Date(load_default=None, allow_none=True),
+            recruitment_end=fields.Date(load_default=None, allow_none=True),
+            funding_end=fields.Date(load_default=None, allow_none=True),
+            caseload_limit=fields.Integer(load_default=None, allow_none=True),
+        ),
+    )
+    worker_capacity = {"capacity": fields.Integer(load_default=None, allow_none=True)}
+    r.register(
+        ev.WorkerJoined,
+        schema(ev.WorkerJoined, worker_id=_slug(required=True), method=_slug(required=True), **worker_capacity),
+    )
+    r.register(
+        ev.WorkerCapacityChanged, schema(ev.WorkerCapacityChanged, worker_id=_slug(required=True), **worker_capacity)
+    )
+    # case-<id>
+    r.register(
+        ev.ReferralReceived,
+        schema(
+            ev.ReferralReceived,
+            programme_id=_slug(required=True),
+            source=fields.String(required=True, validate=validate.Length(1, 64)),
+            consent_given=fields.Boolean(required=True),
+            citizen_alias=fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100)),
+            cpr_fingerprint=fields.String(load_default=None, allow_none=True, validate=validate.Length(64, 64)),
+            birth_date=fields.Date(load_default=None, allow_none=True),
+            reopened_from=fields.String(load_default=None, allow_none=True),
+        ),
+    )
+    r.register(ev.AssessmentStarted, schema(ev.AssessmentStarted))
+    r.register(ev.ReferralDeclined, schema(ev.ReferralDeclined, reason=fields.String(required=True, validate=_TEXT)))
+    r.register(ev.ReferralWithdrawn, schema(ev.ReferralWithdrawn, reason=fields.String(required=True, validate=_TEXT)))
+    r.register(ev.ReferredOn, schema(ev.ReferredOn, to=fields.String(required=True, validate=_TEXT)))
+    r.register(
+        ev.StarRecorded,
+        schema(ev.StarRecorded, scores=fields.Dict(keys=_slug(), values=fields.Integer(), required=True)),
+    )
+    r.register(
+        ev.CitizenEnrolled, schema(ev.CitizenEnrolled, method=_slug(required=True), first_phase=_slug(required=True))
+    )
+    r.register(
+        ev.PhaseEntered,
+        schema(
+            ev.PhaseEntered,
+            phase=_slug(required=True),
+            reason=fields.String(required=True, validate=_TEXT),
+            scheduled=fields.Boolean(required=True),
+        ),
+    )
+    r.register(ev.Who5Recorded, schema(ev.Who5Recorded, items=fields.List(fields.Integer(), required=True)))
+    r.register(ev.PurposeRecorded, schema(ev.PurposeRecorded, purpose=_slug(required=True)))
+    goal_id = {"goal_id": _slug(required=True)}
+    description = {"description": fields.String(required=True, validate=_TEXT)}
+    r.register(ev.GoalAdded, schema(ev.GoalAdded, life_area=_slug(required=True), **goal_id, **description))
+    r.register(ev.GoalUpdated, schema(ev.GoalUpdated, **goal_id, **description))
+    r.register(ev.GoalAchieved, schema(ev.GoalAchieved, **goal_id))
+    r.register(ev.GoalDropped, schema(ev.GoalDropped, **goal_id))
+    r.register(ev.ContactRecorded, schema(ev.ContactRecorded, kind=_slug(required=True)))
+    r.register(ev.HousingChanged, schema(ev.HousingChanged, situation=_slug(required=True)))
+    r.register(
+        ev.AddictionTreatmentChanged, schema(ev.AddictionTreatmentChanged, in_treatment=fields.Boolean(required=True))
+    )
+    r.register(ev.JobCentreCategoryChanged, schema(ev.JobCentreCategoryChanged, category=_slug(required=True)))
+    r.register(ev.CourseClosed, schema(ev.CourseClosed, reason=_slug(required=True)))
+    r.register(ev.CourseReopened, schema(ev.CourseReopened, new_case_id=fields.String(required=True)))
+    # caseload-<programme>
+    case_and_worker = {"case_id": fields.String(required=True), "worker_id": _slug(required=True)}
+    r.register(ev.CaseAssigned, schema(ev.CaseAssigned, via=_slug(required=True), **case_and_worker))
+    r.register(ev.CaseReleased, schema(ev.CaseReleased, reason=_slug(required=True), **case_and_worker))
+    r.register(ev.CaseWaitlisted, schema(ev.CaseWaitlisted, case_id=fields.String(required=True)))
+    r.register(
+        ev.CaseLeftWaitlist,
+        schema(ev.CaseLeftWaitlist, case_id=fields.String(required=True), reason=_slug(required=True)),
+    )
+    return r
 
 
 REGISTRY = build_registry()

@@ -1,0 +1,103 @@
+"""Caseflow's policies: what the workers do on their own when the log says it is time.
+
+- A freed slot (closure, reassignment, more capacity) is offered to the
+  longest-waiting citizen: an assignment appended with the caseload's version,
+  so any number of workers racing on it, and intake's own assignments, can
+  never put a worker over capacity.
+- Phase moves that fall due under the phase plan are appended dated on the day
+  they fell due. Their event ids are derived from (case, phase, date), so two
+  schedulers that race append each move once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import date, datetime
+
+from services.caseflow.queries import ReadModel
+from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
+from shared.domain.case import CaseStatus
+from shared.domain.caseload import caseload_stream, decide_offers
+from shared.domain.events import PhaseEntered
+from shared.domain.programme import course_dates, due_phase_moves
+from shared.events import NewEvent
+from shared.events.envelope import COPENHAGEN, start_of_day
+from shared.eventstore import EventStore, StreamWrite, WrongExpectedVersion
+from shared.nudges import nudge_stream
+
+log = logging.getLogger(__name__)
+ACTOR = "caseflow"
+ATTEMPTS = 5
+PHASE_MOVES = uuid.UUID("5b1f6a62-3c8e-4f0e-9a43-1f6f3c2b7d10")
+
+
+def today() -> date:
+    return datetime.now(COPENHAGEN).date()
+
+
+def offer_free_slots(store: EventStore, prefix: str, programme_id: str, on: date | None = None) -> int:
+    """Assign waitlisted citizens to free slots. Returns how many were offered."""
+    on = on or today()
+    for _ in range(ATTEMPTS):
+        try:
+            programme = load_programme(store, programme_id)
+        except NotFound:
+            return 0
+        caseload = load_caseload(store, programme_id)
+        offers = decide_offers(caseload, programme)
+        if not offers:
+            return 0
+        stream = caseload_stream(programme_id)
+        events = [NewEvent(stream, offer, start_of_day(on), ACTOR) for offer in offers]
+        try:
+            store.append_many(
+                [
+                    StreamWrite(stream, events, caseload.version),
+                    StreamWrite(programme_stream(programme_id), [], programme.version),
+                ]
+            )
+        except WrongExpectedVersion:
+            continue  # someone else changed the caseload: decide again on what it is now
+        nudge_stream(store.redis, prefix, store.partitions, stream)
+        log.info("offered %d waitlisted case(s) in %s", len(offers), programme_id)
+        return len(offers)
+    log.warning("gave up offering slots in %s after %d lost races; the next sweep retries", programme_id, ATTEMPTS)
+    return 0
+
+
+def emit_due_phase_moves(store: EventStore, prefix: str, on: date | None = None) -> int:
+    """Append every scheduled phase move due by ``on``, dated when it fell due. Returns how many."""
+    on = on or today()
+    model = ReadModel(store.redis, prefix)
+    emitted = 0
+    for programme_id in model.programme_ids():
+        programme = load_programme(store, programme_id)
+        for seen in model.cases(programme_id):
+            if seen.status is not CaseStatus.ENROLLED:
+                continue
+            case = load_case(store, seen.case_id)  # the projection may lag; decide on the log itself
+            if case.status is not CaseStatus.ENROLLED or not case.phases or case.enrolled_on is None:
+                continue
+            until = min(on, course_dates(programme, case.enrolled_on).planned_end)
+            last = case.phases[-1]
+            moves = due_phase_moves(programme, last.phase, last.on, until)
+            if not moves:
+                continue
+            events = [
+                NewEvent(
+                    case.case_id,
+                    PhaseEntered(phase=phase, reason="phase plan", scheduled=True),
+                    start_of_day(due),
+                    ACTOR,
+                    event_id=str(uuid.uuid5(PHASE_MOVES, f"{case.case_id}:{phase}:{due.isoformat()}")),
+                )
+                for phase, due in moves
+            ]
+            try:
+                store.append(case.case_id, events, expected_version=case.version)
+            except WrongExpectedVersion:
+                continue  # the case moved on meanwhile; the next run decides again
+            nudge_stream(store.redis, prefix, store.partitions, case.case_id)
+            emitted += len(events)
+    return emitted

@@ -1,0 +1,125 @@
+"""The course: enrolment by the first star, measures, the activity plan, phases, assignment, closure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+
+from services.intake import schemas as s
+from services.intake.web import case_command, case_view, checked_case_id, intake, load, programme_case_command, written
+from shared.domain import events as ev
+from shared.domain.case import (
+    Case,
+    decide_add_goal,
+    decide_close,
+    decide_goal_change,
+    decide_phase,
+    decide_purpose,
+    decide_situation,
+    decide_star,
+    decide_who5,
+)
+from shared.domain.caseload import decide_assignment
+from shared.domain.programme import Programme
+
+bp = Blueprint("courses", __name__)
+
+
+def _star(must_enrol: bool) -> Any:
+    def decide(case: Case, programme: Programme, d: dict[str, Any]) -> list[Any]:
+        return decide_star(case, programme, d["scores"], d["on"], d["method"], must_enrol=must_enrol)
+
+    return decide
+
+
+@bp.post("/cases/<case_id>/enrolment")
+def enrol(case_id: str) -> Response:
+    """The first star: enrols the citizen on its date ("indskrevet"), within the recruitment window."""
+    return programme_case_command(case_id, s.StarRequest, _star(must_enrol=True))
+
+
+@bp.post("/cases/<case_id>/stars")
+def record_star(case_id: str) -> Response:
+    return programme_case_command(case_id, s.StarRequest, _star(must_enrol=False))
+
+
+@bp.post("/cases/<case_id>/who5")
+def record_who5(case_id: str) -> Response:
+    return case_command(case_id, s.Who5Request, lambda case, d: [decide_who5(case, tuple(d["items"]), d["on"])])
+
+
+@bp.post("/cases/<case_id>/purposes")
+def record_purpose(case_id: str) -> Response:
+    return programme_case_command(
+        case_id, s.PurposeRequest, lambda case, p, d: [decide_purpose(case, p, d["purpose"], d["on"])]
+    )
+
+
+@bp.post("/cases/<case_id>/goals")
+def add_goal(case_id: str) -> Response:
+    def decide(case: Case, programme: Programme, d: dict[str, Any]) -> list[Any]:
+        goal_id = d["goal_id"] or f"goal-{len(case.goals) + 1}"
+        return [decide_add_goal(case, programme, goal_id, d["life_area"], d["description"], d["on"])]
+
+    return programme_case_command(case_id, s.GoalRequest, decide)
+
+
+@bp.post("/cases/<case_id>/goals/<goal_id>/<any(update, achieve, drop):change>")
+def change_goal(case_id: str, goal_id: str, change: str) -> Response:
+    return case_command(
+        case_id,
+        s.GoalChangeRequest,
+        lambda case, d: [decide_goal_change(case, goal_id, change, d["description"], d["on"])],
+    )
+
+
+SITUATIONS: dict[str, tuple[type[s.DatedRequest], Any]] = {
+    "contacts": (s.ContactRequest, lambda d: ev.ContactRecorded(kind=d["kind"])),
+    "housing": (s.HousingRequest, lambda d: ev.HousingChanged(situation=d["situation"])),
+    "addiction-treatment": (s.AddictionRequest, lambda d: ev.AddictionTreatmentChanged(in_treatment=d["in_treatment"])),
+    "job-centre-category": (s.JobCentreRequest, lambda d: ev.JobCentreCategoryChanged(category=d["category"])),
+}
+
+
+@bp.post('/cases/<case_id>/<any("contacts", "housing", "addiction-treatment", "job-centre-category"):what>')
+def record_situation(case_id: str, what: str) -> Response:
+    schema, make = SITUATIONS[what]
+    return case_command(case_id, schema, lambda case, d: [decide_situation(case, make(d), d["on"])])
+
+
+@bp.post("/cases/<case_id>/phase")
+def move_phase(case_id: str) -> Response:
+    """A worker's explicit early or late phase move, with a reason."""
+    return programme_case_command(
+        case_id, s.PhaseRequest, lambda case, p, d: [decide_phase(case, p, d["phase"], d["reason"], d["on"])]
+    )
+
+
+@bp.post("/cases/<case_id>/closure")
+def close(case_id: str) -> Response:
+    return case_command(case_id, s.CloseRequest, lambda case, d: [decide_close(case, d["reason"], d["on"])])
+
+
+@bp.post("/cases/<case_id>/assignment")
+def assign(case_id: str) -> Response:
+    """Assign (or reassign) a relation worker; beyond capacity 409, or the waitlist if asked."""
+    ctx, data = load(s.AssignmentRequest)
+    case_id = checked_case_id(case_id)
+    result = intake().on_caseload(
+        ctx,
+        case_id,
+        data["on"],
+        lambda caseload, programme, case: decide_assignment(
+            caseload, programme, case, data["worker_id"], data["waitlist_if_full"]
+        ),
+    )
+    return written(result, lambda: case_view(case_id), f"/cases/{case_id}")
+
+
+@bp.post("/cases/<case_id>/reopen")
+def reopen(case_id: str) -> Response:
+    """A closed course reopens as a new course (a new case) for the same citizen."""
+    ctx, data = load(s.ReopenRequest)
+    result = intake().reopen(ctx, checked_case_id(case_id), data["on"], data["consent"]["given"])
+    return written(result, lambda: case_view(result.stream_id), f"/cases/{result.stream_id}")

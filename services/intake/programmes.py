@@ -1,0 +1,126 @@
+"""Programmes: their rules and relation workers (as events), and views of caseloads and due assessments."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from services.caseflow.queries import cases_of_programme, overdue_assessments
+from services.intake import schemas as s
+from services.intake.service import Write, programme_stream
+from services.intake.web import intake, load, partner, written
+from shared.domain.events import ProgrammeChanged, ProgrammeDefined
+from shared.domain.staffing import decide_add_worker, decide_capacity, decide_programme_change
+from shared.eventstore import WrongExpectedVersion
+from shared.http import ApiError
+
+bp = Blueprint("programmes", __name__)
+
+
+def _programme_view(programme_id: str) -> dict[str, object]:
+    return intake().programme(programme_id).to_dict()
+
+
+@bp.post("/programmes")
+def define_programme() -> Response:
+    ctx, d = load(s.ProgrammeRequest)
+    defined = ProgrammeDefined(
+        name=d["name"],
+        methods=tuple(d["methods"]),
+        course_months=d["course_months"],
+        phases=tuple((p["name"], p["months"]) for p in d["phases"]),
+        recruitment_start=d["recruitment_start"],
+        recruitment_end=d["recruitment_end"],
+        funding_end=d["funding_end"],
+        caseload_limit=d["caseload_limit"],
+        assessment_interval_months=d["assessment_interval_months"],
+        scale_areas=tuple(d["scale"]["areas"]),
+        scale_min=d["scale"]["min"],
+        scale_max=d["scale"]["max"],
+        purposes=tuple(d["purposes"]),
+        targets=d["targets"],
+    )
+    pid = d["programme_id"]
+    try:
+        result = intake().write(ctx, date.today(), [Write(programme_stream(pid), [defined], 0)])
+    except WrongExpectedVersion:
+        raise ApiError(409, "programme_exists", f"programme {pid} is already defined; change it instead") from None
+    return written(result, lambda: _programme_view(pid), f"/programmes/{pid}")
+
+
+@bp.get("/programmes/<programme_id>")
+def get_programme(programme_id: str) -> Response:
+    partner()
+    return jsonify(_programme_view(programme_id))
+
+
+@bp.post("/programmes/<programme_id>/changes")
+def change_programme(programme_id: str) -> Response:
+    """E.g. a funding extension: every course's planned end follows at once."""
+    ctx, d = load(s.ProgrammeChangeRequest)
+    change = ProgrammeChanged(
+        **{k: d[k] for k in ("recruitment_start", "recruitment_end", "funding_end", "caseload_limit")}
+    )
+    result = intake().on_programme(ctx, programme_id, d["on"], lambda p, c: [decide_programme_change(p, c, change)])
+    return written(result, lambda: _programme_view(programme_id), f"/programmes/{programme_id}")
+
+
+@bp.post("/programmes/<programme_id>/workers")
+def add_worker(programme_id: str) -> Response:
+    ctx, d = load(s.WorkerRequest)
+    result = intake().on_programme(
+        ctx, programme_id, d["on"], lambda p, c: [decide_add_worker(p, d["worker_id"], d["method"], d["capacity"])]
+    )
+    return written(result, lambda: _programme_view(programme_id), f"/programmes/{programme_id}")
+
+
+@bp.post("/programmes/<programme_id>/workers/<worker_id>/capacity")
+def change_capacity(programme_id: str, worker_id: str) -> Response:
+    ctx, d = load(s.CapacityRequest)
+    result = intake().on_programme(
+        ctx, programme_id, d["on"], lambda p, c: [decide_capacity(p, c, worker_id, d["capacity"])]
+    )
+    return written(result, lambda: _programme_view(programme_id), f"/programmes/{programme_id}")
+
+
+@bp.get("/programmes/<programme_id>/caseload")
+def get_caseload(programme_id: str) -> Response:
+    """Who works with whom, and who waits (folded from the caseload stream: always current)."""
+    partner()
+    programme = intake().programme(programme_id)
+    caseload = intake().caseload(programme_id)
+    workers = [
+        {
+            "worker_id": worker_id,
+            "method": programme.workers[worker_id].method,
+            "capacity": programme.capacity_of(worker_id),
+            "load": caseload.load(worker_id),
+            "cases": caseload.cases_of(worker_id),
+        }
+        for worker_id in sorted(programme.workers)
+    ]
+    waitlist = [{"case_id": c, "since": since.isoformat()} for c, since in caseload.waitlist]
+    return jsonify(programme_id=programme_id, workers=workers, waitlist=waitlist, version=caseload.version)
+
+
+@bp.get("/programmes/<programme_id>/cases")
+def list_cases(programme_id: str) -> Response:
+    """The caseflow projection's view of a programme's cases (eventually consistent with the log)."""
+    partner()
+    return jsonify(
+        programme_id=programme_id,
+        cases=cases_of_programme(intake().store.redis, current_app.config["KEY_PREFIX"], programme_id),
+    )
+
+
+@bp.get("/programmes/<programme_id>/workers/<worker_id>/overdue-assessments")
+def list_overdue(programme_id: str, worker_id: str) -> Response:
+    """Courses of a worker whose next star is overdue on a date (default today), from the caseflow projection."""
+    partner()
+    try:
+        on = date.fromisoformat(request.args.get("on", date.today().isoformat()))
+    except ValueError:
+        raise ApiError(422, "validation_failed", "the request has invalid fields", {"on": ["not a date"]}) from None
+    rows = overdue_assessments(intake().store.redis, current_app.config["KEY_PREFIX"], programme_id, worker_id, on)
+    return jsonify(programme_id=programme_id, worker_id=worker_id, on=on.isoformat(), overdue=rows)

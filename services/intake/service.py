@@ -1,0 +1,209 @@
+"""Intake's command handlers: load what a decision needs, let the domain decide, append atomically, nudge.
+
+Flask-free, so the same handlers serve HTTP and tests. A handler that loses a
+race (``WrongExpectedVersion``) decides again on fresh state; after a few
+lost races it gives up and the caller gets 409.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TypeVar
+
+from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
+from shared.domain import events as ev
+from shared.domain.case import Case, Invalid, Refused, decide_reopen
+from shared.domain.caseload import Caseload, caseload_stream, decide_release
+from shared.domain.programme import Programme
+from shared.events import DomainEvent, NewEvent
+from shared.events.envelope import start_of_day
+from shared.eventstore import AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
+from shared.nudges import enqueue_offers, nudge_stream
+
+T = TypeVar("T")
+ATTEMPTS = 3
+
+
+def new_case_id() -> str:
+    return f"case-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who acts, under which request, and the client's idempotency key if it sent one."""
+
+    actor: str
+    request_id: str
+    idempotency: IdempotencyKey | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    stream_id: str
+    events: Sequence[DomainEvent]
+    expected_version: int
+
+
+class Intake:
+    def __init__(self, store: EventStore, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    # -- loading: fold a stream into the aggregate a decision needs --------------------------------
+
+    def case(self, case_id: str) -> Case:
+        return load_case(self.store, case_id)
+
+    def programme(self, programme_id: str) -> Programme:
+        return load_programme(self.store, programme_id)
+
+    def caseload(self, programme_id: str) -> Caseload:
+        return load_caseload(self.store, programme_id)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def write(self, ctx: Context, on: date, writes: Sequence[Write], offers_for: str | None = None) -> AppendResult:
+        at = start_of_day(on)
+        result = self.store.append_many(
+            [
+                StreamWrite(
+                    w.stream_id,
+                    [
+                        NewEvent(w.stream_id, e, at, ctx.actor, metadata={"request_id": ctx.request_id})
+                        for e in w.events
+                    ],
+                    w.expected_version,
+                )
+                for w in writes
+            ],
+            idempotency=ctx.idempotency,
+        )
+        for stream_id in result.stream_versions:
+            nudge_stream(self.store.redis, self.prefix, self.store.partitions, stream_id, ctx.request_id)
+        if offers_for and not result.duplicate:
+            enqueue_offers(self.store.redis, offers_for)
+        return result
+
+    def retrying(self, attempt: Callable[[], T]) -> T:
+        """Run a load-decide-append attempt again when another writer got there first."""
+        for remaining in range(ATTEMPTS - 1, -1, -1):
+            try:
+                return attempt()
+            except WrongExpectedVersion:
+                if not remaining:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- commands that touch more than one stream -------------------------------------------------
+
+    def refer(self, ctx: Context, on: date, referral: ev.ReferralReceived) -> AppendResult:
+        try:
+            self.programme(referral.programme_id)
+        except NotFound:
+            raise Invalid({"programme_id": ["no such programme"]}) from None
+        return self.write(ctx, on, [Write(new_case_id(), [referral], 0)])
+
+    def on_case(
+        self, ctx: Context, case_id: str, on: date, decide: Callable[[Case], Sequence[DomainEvent]]
+    ) -> AppendResult:
+        """A command on one case. When it ends the case, the worker's slot frees in the same append."""
+
+        def attempt() -> AppendResult:
+            case = self.case(case_id)
+            events = decide(case)
+            writes = [Write(case_id, events, case.version)]
+            ending = next((e for e in events if _ends_case(e)), None)
+            if ending is None:
+                return self.write(ctx, on, writes)
+            caseload = self.caseload(case.programme_id)
+            release = decide_release(caseload, case_id, reason=type(ending).__name__)
+            if release:
+                writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))
+            return self.write(ctx, on, writes, offers_for=case.programme_id if release else None)
+
+        return self.retrying(attempt)
+
+    def on_case_with_programme(
+        self, ctx: Context, case_id: str, on: date, decide: Callable[[Case, Programme], Sequence[DomainEvent]]
+    ) -> AppendResult:
+        """A command whose rules come from the programme (e.g. enrolment in the recruitment window)."""
+
+        def attempt() -> AppendResult:
+            case = self.case(case_id)
+            programme = self.programme(case.programme_id)
+            writes = [
+                Write(case_id, decide(case, programme), case.version),
+                Write(programme_stream(programme.programme_id), [], programme.version),
+            ]
+            return self.write(ctx, on, writes)
+
+        return self.retrying(attempt)
+
+    def on_caseload(
+        self, ctx: Context, case_id: str, on: date, decide: Callable[[Caseload, Programme, Case], Sequence[DomainEvent]]
+    ) -> AppendResult:
+        """Assignment: the caseload changes only if the case and the programme are still as read."""
+
+        def attempt() -> AppendResult:
+            case = self.case(case_id)
+            programme = self.programme(case.programme_id)
+            caseload = self.caseload(case.programme_id)
+            events = decide(caseload, programme, case)
+            writes = [
+                Write(caseload_stream(programme.programme_id), events, caseload.version),
+                Write(case_id, [], case.version),
+                Write(programme_stream(programme.programme_id), [], programme.version),
+            ]
+            frees_slot = any(isinstance(e, ev.CaseReleased) for e in events)
+            return self.write(ctx, on, writes, offers_for=programme.programme_id if frees_slot else None)
+
+        return self.retrying(attempt)
+
+    def on_programme(
+        self, ctx: Context, programme_id: str, on: date, decide: Callable[[Programme, Caseload], Sequence[DomainEvent]]
+    ) -> AppendResult:
+        """Programme changes; capacity can grow, so the waitlist gets a look afterwards."""
+
+        def attempt() -> AppendResult:
+            programme = self.programme(programme_id)
+            caseload = self.caseload(programme_id)
+            writes = [
+                Write(programme_stream(programme_id), decide(programme, caseload), programme.version),
+                Write(caseload_stream(programme_id), [], caseload.version),
+            ]
+            return self.write(ctx, on, writes, offers_for=programme_id)
+
+        return self.retrying(attempt)
+
+    def reopen(self, ctx: Context, case_id: str, on: date, consent_given: bool) -> AppendResult:
+        """A closed course reopens as a new course for the same citizen, in a new stream."""
+
+        def attempt() -> AppendResult:
+            old = self.case(case_id)
+            decide_reopen(old)
+            first = self.store.read_stream(case_id)[0].payload
+            assert isinstance(first, ev.ReferralReceived)
+            referral = ev.ReferralReceived(
+                programme_id=first.programme_id,
+                source=ctx.actor,
+                consent_given=consent_given,
+                citizen_alias=first.citizen_alias,
+                cpr_fingerprint=first.cpr_fingerprint,
+                birth_date=first.birth_date,
+                reopened_from=case_id,
+            )
+            new_id = new_case_id()
+            writes = [Write(new_id, [referral], 0), Write(case_id, [ev.CourseReopened(new_id)], old.version)]
+            return self.write(ctx, on, writes)
+
+        return self.retrying(attempt)
+
+
+def _ends_case(event: DomainEvent) -> bool:
+    return isinstance(event, ev.CourseClosed | ev.ReferralDeclined | ev.ReferralWithdrawn | ev.ReferredOn)
+
+
+__all__ = ["Context", "Intake", "Invalid", "NotFound", "Refused", "Write", "programme_stream"]

@@ -1,0 +1,122 @@
+"""Who works with whom, and who waits: one caseload per programme, in the stream ``caseload-<programme>``.
+
+Every capacity decision for a programme appends to that one stream with the
+version it read, so two racing assignments cannot both pass a capacity check:
+one of them conflicts and decides again. Nothing is ever over capacity, and a
+waitlisted citizen leaves the waitlist only in the same append that assigns
+them or closes their case.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from shared.domain.case import Case, CaseStatus, Invalid, Refused
+from shared.domain.events import CaseAssigned, CaseLeftWaitlist, CaseReleased, CaseWaitlisted
+from shared.domain.programme import Programme
+from shared.events import DomainEvent
+
+
+def caseload_stream(programme_id: str) -> str:
+    return f"caseload-{programme_id}"
+
+
+@dataclass(frozen=True)
+class Caseload:
+    programme_id: str
+    assignments: dict[str, str] = field(default_factory=dict)  # case id -> worker id
+    waitlist: tuple[tuple[str, date], ...] = ()  # (case id, waiting since), longest waiting first
+    version: int = 0
+
+    def load(self, worker_id: str) -> int:
+        return sum(1 for w in self.assignments.values() if w == worker_id)
+
+    def cases_of(self, worker_id: str) -> list[str]:
+        return sorted(c for c, w in self.assignments.items() if w == worker_id)
+
+    def is_waitlisted(self, case_id: str) -> bool:
+        return any(c == case_id for c, _ in self.waitlist)
+
+
+def caseload_to_doc(c: Caseload) -> dict[str, Any]:
+    return {
+        "programme_id": c.programme_id,
+        "assignments": c.assignments,
+        "waitlist": [[case_id, since.isoformat()] for case_id, since in c.waitlist],
+        "version": c.version,
+    }
+
+
+def caseload_from_doc(d: dict[str, Any]) -> Caseload:
+    waitlist = tuple((case_id, date.fromisoformat(since)) for case_id, since in d["waitlist"])
+    return Caseload(d["programme_id"], dict(d["assignments"]), waitlist, d["version"])
+
+
+def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseload:
+    caseload = replace(caseload, version=caseload.version + 1)
+    match event:
+        case CaseAssigned(case_id=case_id, worker_id=worker_id):
+            return replace(
+                caseload,
+                assignments={**caseload.assignments, case_id: worker_id},
+                waitlist=tuple(w for w in caseload.waitlist if w[0] != case_id),
+            )
+        case CaseReleased(case_id=case_id):
+            return replace(caseload, assignments={c: w for c, w in caseload.assignments.items() if c != case_id})
+        case CaseWaitlisted(case_id=case_id):
+            return replace(caseload, waitlist=(*caseload.waitlist, (case_id, on)))
+        case CaseLeftWaitlist(case_id=case_id):
+            return replace(caseload, waitlist=tuple(w for w in caseload.waitlist if w[0] != case_id))
+    raise ValueError(f"caseload {caseload.programme_id}: no rule for {type(event).__name__}")
+
+
+def decide_assignment(
+    caseload: Caseload, programme: Programme, case: Case, worker_id: str, waitlist_if_full: bool
+) -> list[DomainEvent]:
+    """Assign (or reassign, keeping history) a case to a worker; beyond capacity refuse, or waitlist if asked."""
+    if worker_id not in programme.workers:
+        raise Invalid({"worker_id": ["not a relation worker of this programme"]})
+    if case.status not in (CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED):
+        code = "case_closed" if not case.status.is_open else "not_in_assessment"
+        raise Refused(code, f"a case is assigned in assessment or enrolled; this one is {case.status.value}")
+    current = caseload.assignments.get(case.case_id)
+    if current == worker_id:
+        raise Refused("already_assigned", f"the case is already assigned to {worker_id}")
+    load, capacity = caseload.load(worker_id), programme.capacity_of(worker_id)
+    if load >= capacity:
+        if waitlist_if_full and current is None:
+            if caseload.is_waitlisted(case.case_id):
+                raise Refused("already_waitlisted", "the citizen is already on the waitlist")
+            return [CaseWaitlisted(case_id=case.case_id)]
+        raise Refused("worker_at_capacity", f"{worker_id} already works with {load} of {capacity} citizens")
+    events: list[DomainEvent] = []
+    if current is not None:
+        events.append(CaseReleased(case_id=case.case_id, worker_id=current, reason="reassigned"))
+    events.append(CaseAssigned(case_id=case.case_id, worker_id=worker_id, via="request"))
+    return events
+
+
+def decide_release(caseload: Caseload, case_id: str, reason: str) -> list[DomainEvent]:
+    """When a case ends, its worker's slot frees and it leaves the waitlist, in the same append."""
+    events: list[DomainEvent] = []
+    if (worker_id := caseload.assignments.get(case_id)) is not None:
+        events.append(CaseReleased(case_id=case_id, worker_id=worker_id, reason=reason))
+    if caseload.is_waitlisted(case_id):
+        events.append(CaseLeftWaitlist(case_id=case_id, reason=reason))
+    return events
+
+
+def decide_offers(caseload: Caseload, programme: Programme) -> list[DomainEvent]:
+    """Offer every free slot to the longest-waiting citizen, in turn (workers in id order)."""
+    load = Counter(caseload.assignments.values())
+    waiting = [case_id for case_id, _ in caseload.waitlist]
+    offers: list[DomainEvent] = []
+    for worker_id in sorted(programme.workers):
+        free = programme.capacity_of(worker_id) - load[worker_id]
+        while free > 0 and waiting:
+            offers.append(CaseAssigned(case_id=waiting.pop(0), worker_id=worker_id, via="waitlist"))
+            free -= 1
+    return offers

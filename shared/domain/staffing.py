@@ -1,0 +1,48 @@
+"""Decisions about a programme's rules and its relation workers: capacity never drops below a caseload."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shared.domain.case import Invalid, Refused
+from shared.domain.caseload import Caseload
+from shared.domain.events import ProgrammeChanged, WorkerCapacityChanged, WorkerJoined
+from shared.domain.programme import Programme
+
+
+def decide_programme_change(programme: Programme, caseload: Caseload, change: ProgrammeChanged) -> ProgrammeChanged:
+    after = replace(programme, **{k: v for k, v in change.__dict__.items() if v is not None})
+    if after.recruitment_end < after.recruitment_start:
+        raise Invalid({"recruitment_end": ["must not be before recruitment_start"]})
+    _never_over_capacity(after, caseload)
+    return change
+
+
+def decide_add_worker(programme: Programme, worker_id: str, method: str, capacity: int | None) -> WorkerJoined:
+    if worker_id in programme.workers:
+        raise Refused("worker_exists", f"{worker_id} is already a worker of this programme")
+    if method not in programme.methods:
+        raise Invalid({"method": [f"this programme offers {', '.join(programme.methods)}"]})
+    return WorkerJoined(worker_id=worker_id, method=method, capacity=capacity)
+
+
+def decide_capacity(
+    programme: Programme, caseload: Caseload, worker_id: str, capacity: int | None
+) -> WorkerCapacityChanged:
+    if worker_id not in programme.workers:
+        raise Refused("unknown_worker", f"{worker_id} is not a worker of this programme")
+    after = replace(
+        programme, workers={**programme.workers, worker_id: replace(programme.workers[worker_id], capacity=capacity)}
+    )
+    _never_over_capacity(after, caseload)
+    return WorkerCapacityChanged(worker_id=worker_id, capacity=capacity)
+
+
+def _never_over_capacity(programme: Programme, caseload: Caseload) -> None:
+    for worker_id in sorted(programme.workers):
+        load, capacity = caseload.load(worker_id), programme.capacity_of(worker_id)
+        if load > capacity:
+            raise Refused(
+                "capacity_below_caseload",
+                f"{worker_id} works with {load} citizens: capacity cannot go below that (reassign first)",
+            )

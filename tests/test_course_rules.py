@@ -1,0 +1,196 @@
+"""A programme like the Copenhagen one, replayed with no Redis: enrolment, end dates, truncation, phases."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from shared.domain import events as ev
+from shared.domain.calendar import add_months, months_between
+from shared.domain.case import Case, CaseStatus, Invalid, Refused, decide_phase, decide_star, evolve
+from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
+from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
+from shared.domain.staffing import decide_capacity
+from shared.domain.status import course_status, who5_scores
+
+COPENHAGEN = ev.ProgrammeDefined(
+    name="Exit prostitution",
+    methods=("cti",),
+    course_months=12,
+    phases=(("phase_1", 4), ("phase_2", 4), ("phase_3", 4)),
+    recruitment_start=date(2016, 1, 1),
+    recruitment_end=date(2016, 3, 31),
+    funding_end=date(2016, 12, 31),
+    caseload_limit=10,
+    assessment_interval_months=2,
+    scale_areas=("housing", "mental_health", "finances"),
+    scale_min=1,
+    scale_max=10,
+    purposes=("exit_prostitution", "improve_life_situation"),
+    targets={"cti": 20},
+)
+
+
+def programme(*changes: ev.DomainEvent) -> Programme:
+    p = evolve_programme(None, "cph", COPENHAGEN)
+    for change in changes:
+        p = evolve_programme(p, "cph", change)
+    return p
+
+
+def enrolled_case(on: date, p: Programme | None = None) -> Case:
+    p = p or programme()
+    case = evolve(None, "case-1", ev.ReferralReceived("cph", "reden", True), date(2015, 12, 1))
+    case = evolve(case, "case-1", ev.AssessmentStarted(), date(2015, 12, 10))
+    for event in decide_star(case, p, {"housing": 3}, on, None, must_enrol=True):
+        case = evolve(case, "case-1", event, on)
+    return case
+
+
+@pytest.mark.parametrize(
+    ("day", "months", "expected"),
+    [
+        (date(2016, 1, 31), 1, date(2016, 2, 29)),  # month end into a leap February
+        (date(2015, 1, 31), 1, date(2015, 2, 28)),
+        (date(2016, 2, 29), 12, date(2017, 2, 28)),  # leap day + a year
+        (date(2016, 3, 31), 1, date(2016, 4, 30)),
+        (date(2016, 11, 30), 3, date(2017, 2, 28)),
+        (date(2016, 5, 15), 9, date(2017, 2, 15)),
+    ],
+)
+def test_add_months_clamps_to_the_month_end(day: date, months: int, expected: date) -> None:
+    assert add_months(day, months) == expected
+
+
+@pytest.mark.parametrize(
+    ("enrolled", "planned_end", "truncated", "actual_months"),
+    [
+        (date(2016, 1, 1), date(2016, 12, 31), True, 12.0),  # 1 Jan + 12 months is 1 Jan 2017: one day cut
+        (date(2016, 1, 31), date(2016, 12, 31), True, 11.0),  # month end
+        (date(2016, 2, 1), date(2016, 12, 31), True, 11.0),  # the issue's example: about 11 months, not 12
+        (date(2016, 2, 29), date(2016, 12, 31), True, 10.1),  # leap day
+        (date(2016, 3, 31), date(2016, 12, 31), True, 9.0),  # last day of recruitment
+    ],
+)
+def test_the_funding_end_cuts_courses_short(
+    enrolled: date, planned_end: date, truncated: bool, actual_months: float
+) -> None:
+    dates = course_dates(programme(), enrolled)
+    assert dates.full_end == add_months(enrolled, 12)
+    assert (dates.planned_end, dates.truncated, dates.planned_months, dates.actual_months) == (
+        planned_end,
+        truncated,
+        12,
+        actual_months,
+    )
+
+
+def test_a_funding_extension_moves_every_planned_end() -> None:
+    extended = programme(ev.ProgrammeChanged(funding_end=date(2017, 6, 30)))
+    assert course_dates(extended, date(2016, 2, 1)).planned_end == date(2017, 2, 1)
+    assert not course_dates(extended, date(2016, 2, 1)).truncated
+    assert course_dates(extended, date(2016, 2, 29)).planned_end == date(2017, 2, 28)
+    case = enrolled_case(date(2016, 2, 1), extended)
+    assert course_status(case, extended, None, date(2016, 3, 1))["course"]["planned_end"] == "2017-02-01"
+    assert course_status(case, programme(), None, date(2016, 3, 1))["course"]["planned_end"] == "2016-12-31"
+
+
+def test_months_between_counts_calendar_months() -> None:
+    assert months_between(date(2016, 1, 31), date(2016, 2, 29)) == 1.0
+    assert months_between(date(2016, 2, 1), date(2016, 12, 31)) == pytest.approx(10 + 30 / 31)
+    with pytest.raises(ValueError):
+        months_between(date(2016, 2, 1), date(2016, 1, 1))
+
+
+def test_enrolment_is_the_first_star_and_its_date() -> None:
+    case = enrolled_case(date(2016, 2, 29))
+    assert case.status is CaseStatus.ENROLLED
+    assert case.enrolled_on == date(2016, 2, 29)
+    assert case.method == "cti" and case.phase == "phase_1"
+    assert case.status_on(date(2016, 2, 28)) is CaseStatus.IN_ASSESSMENT
+    assert case.status_on(date(2016, 2, 29)) is CaseStatus.ENROLLED
+
+
+@pytest.mark.parametrize("outside", [date(2015, 12, 31), date(2016, 4, 1)])
+def test_enrolment_outside_the_recruitment_window_is_refused(outside: date) -> None:
+    with pytest.raises(Refused) as refused:
+        enrolled_case(outside)
+    assert refused.value.code == "outside_recruitment_window"
+    assert "2016-01-01 to 2016-03-31" in refused.value.message
+
+
+def test_scores_must_fit_the_programmes_scale() -> None:
+    case = enrolled_case(date(2016, 2, 1))
+    with pytest.raises(Invalid) as invalid:
+        decide_star(case, programme(), {"housing": 11, "offending": 3}, date(2016, 4, 1), None, must_enrol=False)
+    assert set(invalid.value.fields) == {"scores.housing", "scores.offending"}
+    partial = decide_star(case, programme(), {"finances": 1}, date(2016, 4, 1), None, must_enrol=False)
+    assert partial == [ev.StarRecorded({"finances": 1})]  # a partial star is fine
+    with pytest.raises(Refused, match="enrolled on 2016-02-01"):
+        decide_star(case, programme(), {"finances": 1}, date(2016, 4, 1), None, must_enrol=True)
+
+
+def test_phases_follow_the_plan_from_enrolment_and_from_explicit_moves() -> None:
+    p = programme()
+    case = enrolled_case(date(2016, 2, 29))
+    # Plan 4/4/4 months: phase 2 falls due 29 Jun, phase 3 on 29 Oct.
+    assert due_phase_moves(p, "phase_1", date(2016, 2, 29), date(2016, 6, 28)) == []
+    assert due_phase_moves(p, "phase_1", date(2016, 2, 29), date(2016, 11, 1)) == [
+        ("phase_2", date(2016, 6, 29)),
+        ("phase_3", date(2016, 10, 29)),
+    ]
+    early = decide_phase(case, p, "phase_2", "housing found early", date(2016, 5, 2))
+    case = evolve(case, "case-1", early, date(2016, 5, 2))
+    assert not early.scheduled
+    assert due_phase_moves(p, "phase_2", date(2016, 5, 2), date(2016, 12, 31)) == [("phase_3", date(2016, 9, 2))]
+    assert case.phase_on(date(2016, 2, 28)) is None
+    assert case.phase_on(date(2016, 5, 1)) == "phase_1"
+    assert case.phase_on(date(2016, 5, 2)) == "phase_2"
+    for code, phase, on in (
+        ("same_phase", "phase_2", date(2016, 6, 1)),
+        ("date_before_last_phase", "phase_3", date(2016, 5, 1)),
+    ):
+        with pytest.raises(Refused) as refused:
+            decide_phase(case, p, phase, "x", on)
+        assert refused.value.code == code
+    with pytest.raises(Invalid):
+        decide_phase(case, p, "phase_9", "x", date(2016, 6, 1))
+
+
+def test_the_next_star_is_due_an_interval_after_the_last() -> None:
+    case = enrolled_case(date(2016, 1, 31))
+    status = course_status(case, programme(), None, date(2016, 3, 30))
+    assert status["next_assessment_due"] == "2016-03-31"  # 31 Jan + 2 months
+    assert status["assessment_overdue"] is False
+    assert course_status(case, programme(), None, date(2016, 4, 1))["assessment_overdue"] is True
+
+
+def test_who5_scores() -> None:
+    assert who5_scores((5, 5, 5, 5, 5)) == {"raw": 25, "percentage": 100}
+    assert who5_scores((1, 2, 1, 2, 1)) == {"raw": 7, "percentage": 28}
+
+
+def test_capacity_and_the_waitlist() -> None:
+    p = programme(ev.WorkerJoined("anna", "cti", capacity=1), ev.WorkerJoined("bo", "cti"))
+    assert (p.capacity_of("anna"), p.capacity_of("bo")) == (1, 10)
+    load = Caseload("cph")
+    first, second = enrolled_case(date(2016, 2, 1)), enrolled_case(date(2016, 2, 2))
+    second = Case(**{**second.__dict__, "case_id": "case-2"})
+    for event in decide_assignment(load, p, first, "anna", waitlist_if_full=False):
+        load = evolve_caseload(load, event, date(2016, 2, 3))
+    with pytest.raises(Refused) as full:
+        decide_assignment(load, p, second, "anna", waitlist_if_full=False)
+    assert full.value.code == "worker_at_capacity" and "1 of 1" in full.value.message
+    [waitlisted] = decide_assignment(load, p, second, "anna", waitlist_if_full=True)
+    load = evolve_caseload(load, waitlisted, date(2016, 2, 3))
+    assert load.waitlist == (("case-2", date(2016, 2, 3)),)
+    with pytest.raises(Refused, match="already on the waitlist"):
+        decide_assignment(load, p, second, "anna", waitlist_if_full=True)
+    with pytest.raises(Refused) as lower:
+        decide_capacity(p, load, "anna", 0)
+    assert lower.value.code == "capacity_below_caseload"
+    # Only anna's slot counts: bo is free, so the waitlisted citizen is offered to bo at once.
+    assert decide_offers(load, p) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
+    # Closing anna's course frees her slot in the same append.
+    assert decide_release(load, "case-1", "CourseClosed") == [ev.CaseReleased("case-1", "anna", "CourseClosed")]
