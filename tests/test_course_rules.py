@@ -193,4 +193,4 @@ def test_capacity_and_the_waitlist() -> None:
     # Only anna's slot counts: bo is free, so the waitlisted citizen is offered to bo at once.
     assert decide_offers(load, p) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
     # Closing anna's course frees her slot in the same append.
-    assert decide_release(load, "case-1", "CourseClosed") == [ev.CaseReleased("case-1", "anna", "CourseClosed")]
+    assert decide_release(load, "case-1", "course_closed") == [ev.CaseReleased("case-1", "anna", "course_closed")]

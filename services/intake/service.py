@@ -119,7 +119,7 @@ class Intake:
             if ending is None:
                 return self.write(ctx, on, writes)
             caseload = self.caseload(case.programme_id)
-            release = decide_release(caseload, case_id, reason=type(ending).__name__)
+            release = decide_release(caseload, case_id, reason=ENDINGS[type(ending)])
             if release:
                 writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))
             return self.write(ctx, on, writes, offers_for=case.programme_id if release else None)
@@ -202,8 +202,16 @@ class Intake:
         return self.retrying(attempt)
 
 
+ENDINGS: dict[type[DomainEvent], str] = {
+    ev.CourseClosed: "course_closed",
+    ev.ReferralDeclined: "declined",
+    ev.ReferralWithdrawn: "withdrawn",
+    ev.ReferredOn: "referred_on",
+}
+
+
 def _ends_case(event: DomainEvent) -> bool:
-    return isinstance(event, ev.CourseClosed | ev.ReferralDeclined | ev.ReferralWithdrawn | ev.ReferredOn)
+    return type(event) in ENDINGS
 
 
 __all__ = ["Context", "Intake", "Invalid", "NotFound", "Refused", "Write", "programme_stream"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 
 from shared.events.envelope import DomainEvent
 
@@ -20,6 +20,14 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 class UnknownEventType(LookupError):
     pass
+
+
+class InvalidEvent(ValueError):
+    """Code tried to append an event its own schema refuses: a bug, refused before it reaches the log."""
+
+
+class CorruptEvent(RuntimeError):
+    """A stored event no longer passes its schema: a bug in an upcaster or a log written by other code."""
 
 
 @dataclass
@@ -62,6 +70,8 @@ class EventRegistry:
         if event_type is None:
             raise UnknownEventType(type(event).__name__)
         data: dict[str, Any] = event_type.schema.dump(event)
+        if errors := event_type.schema.validate(data):
+            raise InvalidEvent(f"{event_type.name}: {errors}")
         return event_type.name, event_type.version, data
 
     def load(self, name: str, version: int, data: dict[str, Any]) -> DomainEvent:
@@ -73,7 +83,10 @@ class EventRegistry:
             raise ValueError(f"{name} v{version} is newer than this code knows (v{event_type.version})")
         for from_version in range(version, event_type.version):
             data = event_type.upcasters[from_version](data)
-        loaded: DomainEvent = event_type.schema.load(data)
+        try:
+            loaded: DomainEvent = event_type.schema.load(data)
+        except ValidationError as e:
+            raise CorruptEvent(f"{name} v{version}: {e.messages}") from None
         return loaded
 
     def current_version(self, name: str) -> int:

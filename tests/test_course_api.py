@@ -1,0 +1,214 @@
+"""A citizen's whole course over HTTP, and every refusal with its status code and reason (both backends)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from shared.eventstore import EventStore
+from tests.conftest import COPENHAGEN, STAFF, referral_body
+from tests.support import run_workers
+
+
+def post(client: FlaskClient, path: str, body: dict[str, Any] | None = None, status: int = 201) -> dict[str, Any]:
+    response = client.post(path, json=body or {}, headers=STAFF)
+    assert response.status_code == status, response.get_json()
+    result: dict[str, Any] = response.get_json()
+    return result
+
+
+def refused(client: FlaskClient, path: str, body: dict[str, Any], status: int, code: str) -> dict[str, Any]:
+    error = post(client, path, body, status)["error"]
+    assert error["code"] == code, error
+    assert error["message"]
+    return error
+
+
+def referral(client: FlaskClient, **overrides: Any) -> str:
+    return str(post(client, "/referrals", referral_body(**overrides))["case_id"])
+
+
+def in_assessment(client: FlaskClient, on: str = "2016-01-20", **overrides: Any) -> str:
+    case = referral(client, **overrides)
+    post(client, f"/referrals/{case}/assessment", {"on": on})
+    return case
+
+
+def enrolled(client: FlaskClient, on: str = "2016-02-01") -> str:
+    case = in_assessment(client)
+    post(client, f"/cases/{case}/enrolment", {"on": on, "scores": {"housing": 3, "finances": 2}})
+    return case
+
+
+@pytest.fixture
+def workers(intake: FlaskClient, cph: str) -> str:
+    post(
+        intake, f"/programmes/{cph}/workers", {"worker_id": "anna", "method": "cti", "capacity": 1, "on": "2016-01-02"}
+    )
+    post(intake, f"/programmes/{cph}/workers", {"worker_id": "bo", "method": "cti", "on": "2016-01-02"})
+    return cph
+
+
+def test_a_complete_course(intake: FlaskClient, workers: str, connection: redis.Redis, store: EventStore) -> None:
+    case = referral(intake, referred_on="2016-01-15")
+    post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-20"})
+    status = post(
+        intake, f"/cases/{case}/enrolment", {"on": "2016-02-01", "scores": {"housing": 2, "mental_health": 4}}
+    )
+    assert status["status"] == "enrolled" and status["status_da"] == "indskrevet"
+    assert status["enrolled_on"] == "2016-02-01" and status["method"] == "cti"
+    assert status["course"] == {
+        "planned_end": "2016-12-31",
+        "full_end": "2017-02-01",
+        "truncated": True,
+        "planned_months": 12,
+        "actual_months": 11.0,
+    }
+    assert status["phase"] == "phase_1" and status["phase_da"].startswith("fase 1")
+    assert status["next_phase"] == {"phase": "phase_2", "on": "2016-06-01"}
+    assert post(intake, f"/cases/{case}/assignment", {"on": "2016-02-01", "worker_id": "anna"})["worker_id"] == "anna"
+    star = post(intake, f"/cases/{case}/stars", {"on": "2016-04-01", "scores": {"housing": 5, "mental_health": 5}})
+    assert star["next_assessment_due"] == "2016-06-01"
+    who5 = post(intake, f"/cases/{case}/who5", {"on": "2016-04-01", "items": [3, 2, 3, 2, 3]})["who5"][0]
+    assert (who5["raw"], who5["percentage"]) == (13, 52)
+    post(intake, f"/cases/{case}/purposes", {"on": "2016-04-01", "purpose": "exit_prostitution"})
+    goal = post(intake, f"/cases/{case}/goals", {"on": "2016-02-02", "life_area": "housing", "description": "own flat"})
+    goal_id = goal["goals"][0]["goal_id"]
+    post(intake, f"/cases/{case}/goals/{goal_id}/update", {"on": "2016-03-01", "description": "own flat in Valby"})
+    post(intake, f"/cases/{case}/contacts", {"on": "2016-02-03", "kind": "community_meeting"})
+    post(intake, f"/cases/{case}/housing", {"on": "2016-05-01", "situation": "permanent"})
+    post(intake, f"/cases/{case}/addiction-treatment", {"on": "2016-05-02", "in_treatment": True})
+    post(intake, f"/cases/{case}/job-centre-category", {"on": "2016-05-03", "category": "education_ready"})
+    achieved = post(intake, f"/cases/{case}/goals/{goal_id}/achieve", {"on": "2016-05-01"})
+    assert achieved["goals"][0]["status"] == "achieved"
+    moved = post(intake, f"/cases/{case}/phase", {"on": "2016-05-15", "phase": "phase_2", "reason": "housed early"})
+    assert [p["phase"] for p in moved["phases"]] == ["phase_1", "phase_2"]
+    assert moved["next_phase"] == {"phase": "phase_3", "on": "2016-09-15"}
+    closed = post(intake, f"/cases/{case}/closure", {"on": "2016-12-31", "reason": "funding_ended"})
+    assert closed["status"] == "closed" and closed["closed_on"] == "2016-12-31" and closed["worker_id"] is None
+
+    run_workers(connection, "caseflow")
+    caseload = intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json()
+    assert [w["load"] for w in caseload["workers"]] == [0, 0]  # closing freed anna's slot
+    [listed] = intake.get(f"/programmes/{workers}/cases", headers=STAFF).get_json()["cases"]
+    assert (listed["status"], listed["phase"], listed["version"]) == ("closed", "phase_2", store.stream_version(case))
+
+
+def test_referral_stage_outcomes_are_visible_and_final(intake: FlaskClient, cph: str) -> None:
+    declined = referral(intake)
+    assert post(intake, f"/referrals/{declined}/decline", {"reason": "outside target group"})["status_da"] == "afvist"
+    onward = in_assessment(intake)
+    assert post(intake, f"/referrals/{onward}/refer-on", {"to": "psykiatrien"})["outcome_reason"] == "psykiatrien"
+    withdrawn = referral(intake)
+    assert post(intake, f"/referrals/{withdrawn}/withdraw", {"reason": "citizen declined"})["status"] == "withdrawn"
+    for case in (declined, onward, withdrawn):
+        refused(intake, f"/referrals/{case}/assessment", {}, 409, "case_closed")
+
+
+def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
+    fresh = referral(intake)
+    star = {"on": "2016-02-01", "scores": {"housing": 3}}
+    refused(intake, f"/cases/{fresh}/enrolment", star, 409, "not_in_assessment")
+    refused(intake, f"/cases/{fresh}/who5", {"items": [1, 1, 1, 1, 1]}, 409, "not_enrolled")
+    refused(intake, f"/cases/{fresh}/closure", {"reason": "completed"}, 409, "not_enrolled")
+    no_consent = in_assessment(intake, consent={"given": False})
+    refused(intake, f"/cases/{no_consent}/enrolment", star, 409, "no_consent")
+    late = in_assessment(intake)
+    error = refused(intake, f"/cases/{late}/enrolment", {**star, "on": "2016-04-01"}, 409, "outside_recruitment_window")
+    assert "2016-01-01 to 2016-03-31" in error["message"]
+
+    case = enrolled(intake)
+    refused(intake, f"/cases/{case}/enrolment", star, 409, "already_enrolled")
+    refused(intake, f"/cases/{case}/stars", {**star, "on": "2016-01-31"}, 409, "date_before_enrolment")
+    refused(intake, f"/cases/{case}/phase", {"phase": "phase_1", "reason": "x"}, 409, "same_phase")
+    refused(intake, f"/cases/{case}/goals/goal-9/achieve", {}, 409, "unknown_goal")
+    post(intake, f"/cases/{case}/goals", {"life_area": "finances", "description": "budget", "goal_id": "budget"})
+    refused(
+        intake,
+        f"/cases/{case}/goals",
+        {"life_area": "finances", "description": "x", "goal_id": "budget"},
+        409,
+        "goal_exists",
+    )
+    post(intake, f"/cases/{case}/goals/budget/drop", {})
+    refused(intake, f"/cases/{case}/goals/budget/achieve", {}, 409, "goal_closed")
+    refused(intake, f"/referrals/{case}/refer-on", {"to": "x"}, 409, "not_referred")
+    refused(intake, f"/cases/{case}/reopen", {"consent": {"given": True}}, 409, "not_closed")
+
+    post(intake, f"/cases/{case}/closure", {"on": "2016-06-01", "reason": "dropped_out"})
+    refused(intake, f"/cases/{case}/stars", {**star, "on": "2016-07-01"}, 409, "case_closed")
+    refused(intake, f"/cases/{case}/closure", {"reason": "completed"}, 409, "case_closed")
+    refused(intake, f"/cases/{case}/assignment", {"worker_id": "anna"}, 409, "case_closed")
+    reopened = post(intake, f"/cases/{case}/reopen", {"on": "2016-07-01", "consent": {"given": True}})
+    assert reopened["reopened_from"] == case and reopened["status"] == "referred"
+    refused(intake, f"/cases/{case}/reopen", {"consent": {"given": True}}, 409, "already_reopened")
+
+
+def test_invalid_measures_are_422_with_the_field_named(intake: FlaskClient, workers: str) -> None:
+    case = enrolled(intake)
+    cases = {
+        "stars": ({"scores": {"housing": 11, "offending": 2}}, {"scores.housing", "scores.offending"}),
+        "who5": ({"items": [1, 2, 3, 4]}, {"items"}),
+        "purposes": ({"purpose": "get_rich"}, {"purpose"}),
+        "goals": ({"life_area": "astrology", "description": "x"}, {"life_area"}),
+        "contacts": ({"kind": "telepathy"}, {"kind"}),
+        "housing": ({"situation": "castle"}, {"situation"}),
+        "phase": ({"phase": "phase_9", "reason": "x"}, {"phase"}),
+        "closure": ({"reason": "bored"}, {"reason"}),
+    }
+    for path, (body, fields) in cases.items():
+        error = refused(intake, f"/cases/{case}/{path}", body, 422, "validation_failed")
+        assert set(error["fields"]) == fields, path
+    error = refused(intake, f"/cases/{case}/who5", {"items": [1, 2, 3, 4, 6]}, 422, "validation_failed")
+    assert "4" in error["fields"]["items"]
+    error = refused(intake, "/referrals", referral_body(programme_id="no-such-programme"), 422, "validation_failed")
+    assert error["fields"] == {"programme_id": ["no such programme"]}
+
+
+def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, connection: redis.Redis) -> None:
+    first, second, third = enrolled(intake), enrolled(intake), enrolled(intake)
+    post(intake, f"/cases/{first}/assignment", {"worker_id": "anna"})
+    refused(intake, f"/cases/{first}/assignment", {"worker_id": "anna"}, 409, "already_assigned")
+    error = refused(intake, f"/cases/{second}/assignment", {"worker_id": "anna"}, 409, "worker_at_capacity")
+    assert "1 of 1" in error["message"]
+    refused(intake, f"/cases/{second}/assignment", {"worker_id": "zed"}, 422, "validation_failed")
+    waiting = post(intake, f"/cases/{second}/assignment", {"worker_id": "anna", "waitlist_if_full": True})
+    assert waiting["worker_id"] is None and waiting["waitlisted_since"]
+    refused(
+        intake,
+        f"/cases/{second}/assignment",
+        {"worker_id": "anna", "waitlist_if_full": True},
+        409,
+        "already_waitlisted",
+    )
+    # Reassigning keeps history and frees anna's slot, which a caseflow worker offers to the waitlist.
+    post(intake, f"/cases/{first}/assignment", {"worker_id": "bo"})
+    run_workers(connection, "caseflow")
+    caseload = intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json()
+    assert {w["worker_id"]: w["cases"] for w in caseload["workers"]} == {"anna": [second], "bo": [first]}
+    assert caseload["waitlist"] == []
+    post(intake, f"/cases/{third}/assignment", {"worker_id": "bo"})
+    assert intake.get(f"/cases/{third}", headers=STAFF).get_json()["worker_id"] == "bo"
+
+
+def test_programme_refusals(intake: FlaskClient, workers: str) -> None:
+    refused(intake, "/programmes", COPENHAGEN, 409, "programme_exists")
+    refused(intake, f"/programmes/{workers}/workers", {"worker_id": "anna", "method": "cti"}, 409, "worker_exists")
+    refused(intake, f"/programmes/{workers}/workers", {"worker_id": "cy", "method": "icm"}, 422, "validation_failed")
+    refused(intake, f"/programmes/{workers}/workers/zed/capacity", {"capacity": 3}, 409, "unknown_worker")
+    case = enrolled(intake)
+    post(intake, f"/cases/{case}/assignment", {"worker_id": "bo"})
+    post(intake, f"/cases/{enrolled(intake)}/assignment", {"worker_id": "bo"})
+    refused(intake, f"/programmes/{workers}/workers/bo/capacity", {"capacity": 1}, 409, "capacity_below_caseload")
+    refused(intake, f"/programmes/{workers}/changes", {"caseload_limit": 1}, 409, "capacity_below_caseload")
+    refused(intake, f"/programmes/{workers}/changes", {}, 422, "validation_failed")
+    bad = {**COPENHAGEN, "programme_id": "other", "recruitment_end": "2015-12-31", "phases": [], "methods": ["x"]}
+    error = refused(intake, "/programmes", bad, 422, "validation_failed")
+    assert {"phases", "methods"} <= set(error["fields"])
+    extended = post(intake, f"/programmes/{workers}/changes", {"funding_end": "2017-06-30"})
+    assert extended["funding_end"] == "2017-06-30"
+    status = intake.get(f"/cases/{case}", headers=STAFF).get_json()
+    assert status["course"]["planned_end"] == "2017-02-01" and not status["course"]["truncated"]

@@ -1,0 +1,55 @@
+"""Caseflow's own jobs: phase moves that fall due, and overdue assessments per worker (real RQ workers)."""
+
+from __future__ import annotations
+
+import redis
+from flask.testing import FlaskClient
+from rq import Queue
+
+from shared.eventstore import EventStore
+from tests.conftest import STAFF
+from tests.support import run_workers
+from tests.test_course_api import enrolled, post
+
+
+def phase_moves(store: EventStore, case: str) -> list[tuple[str, str, bool]]:
+    return [
+        (e.payload.phase, e.occurred_on.isoformat(), e.payload.scheduled)  # type: ignore[attr-defined]
+        for e in store.read_stream(case)
+        if e.event_type == "PhaseEntered"
+    ]
+
+
+def test_due_phase_moves_are_emitted_by_the_scheduled_job_once(
+    intake: FlaskClient, cph: str, store: EventStore, connection: redis.Redis
+) -> None:
+    leap = enrolled(intake, on="2016-02-29")
+    early = enrolled(intake, on="2016-03-31")
+    post(intake, f"/cases/{early}/phase", {"on": "2016-05-02", "phase": "phase_2", "reason": "housed early"})
+    run_workers(connection, "caseflow")  # the job finds enrolled courses through the projection
+    queue = Queue("caseflow", connection=connection)
+    for _ in range(2):  # a second run, or a second scheduler, adds nothing
+        queue.enqueue("services.caseflow.jobs.emit_due_phase_moves", "2016-11-01")
+        run_workers(connection, "caseflow")
+    # Plan 4/4/4 from 29 Feb: phase 2 on 29 Jun, phase 3 on 29 Oct, dated when they fell due.
+    assert phase_moves(store, leap) == [("phase_2", "2016-06-29", True), ("phase_3", "2016-10-29", True)]
+    # An explicit early move resets the plan: phase 3 four months after it.
+    assert phase_moves(store, early) == [("phase_2", "2016-05-02", False), ("phase_3", "2016-09-02", True)]
+    status = intake.get(f"/cases/{leap}", headers=STAFF).get_json()
+    assert status["phase"] == "phase_3" and status["next_phase"] is None
+
+
+def test_overdue_assessments_are_listed_per_worker(intake: FlaskClient, cph: str, connection: redis.Redis) -> None:
+    post(intake, f"/programmes/{cph}/workers", {"worker_id": "anna", "method": "cti", "on": "2016-01-02"})
+    late, on_time = enrolled(intake, on="2016-02-01"), enrolled(intake, on="2016-03-01")
+    for case in (late, on_time):
+        post(intake, f"/cases/{case}/assignment", {"worker_id": "anna", "on": "2016-03-01"})
+    run_workers(connection, "caseflow")
+    url = f"/programmes/{cph}/workers/anna/overdue-assessments?on=2016-04-15"
+    overdue = intake.get(url, headers=STAFF).get_json()["overdue"]
+    assert overdue == [{"case_id": late, "last_star_on": "2016-02-01", "due": "2016-04-01", "days_overdue": 14}]
+    post(intake, f"/cases/{late}/stars", {"on": "2016-04-10", "scores": {"housing": 4}})
+    run_workers(connection, "caseflow")
+    assert intake.get(url, headers=STAFF).get_json()["overdue"] == []
+    bad = intake.get(f"/programmes/{cph}/workers/anna/overdue-assessments?on=soon", headers=STAFF)
+    assert bad.status_code == 422 and bad.get_json()["error"]["fields"] == {"on": ["not a date"]}
