@@ -87,8 +87,22 @@ def test_a_complete_course(intake: FlaskClient, workers: str, connection: redis.
     moved = post(intake, f"/cases/{case}/phase", {"on": "2016-05-15", "phase": "phase_2", "reason": "housed early"})
     assert [p["phase"] for p in moved["phases"]] == ["phase_1", "phase_2"]
     assert moved["next_phase"] == {"phase": "phase_3", "on": "2016-09-15"}
+    refused(
+        intake,
+        f"/cases/{case}/phase",
+        {"on": "2016-05-14", "phase": "phase_3", "reason": "x"},
+        409,
+        "date_before_last_phase",
+    )
+    past = intake.get(f"/cases/{case}?on=2016-05-14", headers=STAFF).get_json()["as_of"]
+    assert past == {"on": "2016-05-14", "status": "enrolled", "phase": "phase_1"}
+    assert intake.get(f"/cases/{case}?on=2016-01-16", headers=STAFF).get_json()["as_of"]["status"] == "referred"
+    assert intake.get(f"/cases/{case}?on=someday", headers=STAFF).status_code == 422
     closed = post(intake, f"/cases/{case}/closure", {"on": "2016-12-31", "reason": "funding_ended"})
     assert closed["status"] == "closed" and closed["closed_on"] == "2016-12-31" and closed["worker_id"] is None
+    assert closed["assignments"] == [
+        {"worker_id": "anna", "from": "2016-02-01", "until": "2016-12-31", "via": "request"}
+    ]
 
     run_workers(connection, "caseflow")
     caseload = intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json()
@@ -114,6 +128,7 @@ def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, f"/cases/{fresh}/enrolment", star, 409, "not_in_assessment")
     refused(intake, f"/cases/{fresh}/who5", {"items": [1, 1, 1, 1, 1]}, 409, "not_enrolled")
     refused(intake, f"/cases/{fresh}/closure", {"reason": "completed"}, 409, "not_enrolled")
+    refused(intake, f"/cases/{fresh}/assignment", {"worker_id": "anna"}, 409, "not_in_assessment")
     no_consent = in_assessment(intake, consent={"given": False})
     refused(intake, f"/cases/{no_consent}/enrolment", star, 409, "no_consent")
     late = in_assessment(intake)
@@ -125,6 +140,9 @@ def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, f"/cases/{case}/stars", {**star, "on": "2016-01-31"}, 409, "date_before_enrolment")
     refused(intake, f"/cases/{case}/phase", {"phase": "phase_1", "reason": "x"}, 409, "same_phase")
     refused(intake, f"/cases/{case}/goals/goal-9/achieve", {}, 409, "unknown_goal")
+    post(intake, f"/cases/{case}/goals", {"life_area": "network", "description": "see my sister", "goal_id": "sister"})
+    error = refused(intake, f"/cases/{case}/goals/sister/update", {}, 422, "validation_failed")
+    assert set(error["fields"]) == {"description"}
     post(intake, f"/cases/{case}/goals", {"life_area": "finances", "description": "budget", "goal_id": "budget"})
     refused(
         intake,
@@ -192,6 +210,10 @@ def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, c
     assert caseload["waitlist"] == []
     post(intake, f"/cases/{third}/assignment", {"worker_id": "bo"})
     assert intake.get(f"/cases/{third}", headers=STAFF).get_json()["worker_id"] == "bo"
+    history = intake.get(f"/cases/{first}", headers=STAFF).get_json()["assignments"]
+    assert [(h["worker_id"], h["until"] is None) for h in history] == [("anna", False), ("bo", True)]
+    offered = intake.get(f"/cases/{second}", headers=STAFF).get_json()["assignments"]
+    assert [(h["worker_id"], h["via"]) for h in offered] == [("anna", "waitlist")]
 
 
 def test_programme_refusals(intake: FlaskClient, workers: str) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from datetime import date
+
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.intake.schemas import DatedRequest, ReasonRequest, ReferOnRequest, ReferralRequest
 from services.intake.web import case_command, case_view, intake, load, partner, written
 from shared.domain.case import decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
 from shared.domain.cpr import cpr_fingerprint, parse_cpr
 from shared.domain.events import ReferralReceived
+from shared.http import ApiError
 
 bp = Blueprint("referrals", __name__)
 
@@ -33,8 +36,14 @@ def create_referral() -> Response:
 @bp.get("/referrals/<case_id>")
 @bp.get("/cases/<case_id>")
 def get_case(case_id: str) -> Response:
+    """The case now; ``?on=YYYY-MM-DD`` adds which status and phase it had on that date."""
     partner()
-    return jsonify(case_view(case_id))
+    on = request.args.get("on")
+    try:
+        as_of = date.fromisoformat(on) if on else None
+    except ValueError:
+        raise ApiError(422, "validation_failed", "the request has invalid fields", {"on": ["not a date"]}) from None
+    return jsonify(case_view(case_id, as_of))
 
 
 @bp.post("/referrals/<case_id>/assessment")

@@ -59,12 +59,12 @@ def load(schema: type[Schema]) -> tuple[Context, dict[str, Any]]:
     return Context(caller, g.request_id, idempotency), data
 
 
-def case_view(case_id: str, today: date | None = None) -> dict[str, Any]:
+def case_view(case_id: str, as_of: date | None = None) -> dict[str, Any]:
     """A case's current status, folded from its streams (always current, unlike the projections)."""
     service = intake()
     case = service.case(checked_case_id(case_id))
     programme = service.programme(case.programme_id)
-    return course_status(case, programme, service.caseload(case.programme_id), today or date.today())
+    return course_status(case, programme, service.caseload(case.programme_id), date.today(), as_of)
 
 
 def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: str) -> Response:

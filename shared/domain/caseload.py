@@ -30,6 +30,8 @@ class Caseload:
     assignments: dict[str, str] = field(default_factory=dict)  # case id -> worker id
     waitlist: tuple[tuple[str, date], ...] = ()  # (case id, waiting since), longest waiting first
     version: int = 0
+    # Every assignment a case has had, oldest first: [worker, from, until or None, via]. Reassignment keeps history.
+    history: dict[str, tuple[tuple[str, str, str | None, str], ...]] = field(default_factory=dict)
 
     def load(self, worker_id: str) -> int:
         return sum(1 for w in self.assignments.values() if w == worker_id)
@@ -47,25 +49,35 @@ def caseload_to_doc(c: Caseload) -> dict[str, Any]:
         "assignments": c.assignments,
         "waitlist": [[case_id, since.isoformat()] for case_id, since in c.waitlist],
         "version": c.version,
+        "history": {case_id: [list(s) for s in spells] for case_id, spells in c.history.items()},
     }
 
 
 def caseload_from_doc(d: dict[str, Any]) -> Caseload:
     waitlist = tuple((case_id, date.fromisoformat(since)) for case_id, since in d["waitlist"])
-    return Caseload(d["programme_id"], dict(d["assignments"]), waitlist, d["version"])
+    history = {case_id: tuple((w, a, u, v) for w, a, u, v in spells) for case_id, spells in d["history"].items()}
+    return Caseload(d["programme_id"], dict(d["assignments"]), waitlist, d["version"], history)
 
 
 def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseload:
     caseload = replace(caseload, version=caseload.version + 1)
     match event:
-        case CaseAssigned(case_id=case_id, worker_id=worker_id):
+        case CaseAssigned(case_id=case_id, worker_id=worker_id, via=via):
+            spells = (*caseload.history.get(case_id, ()), (worker_id, on.isoformat(), None, via))
             return replace(
                 caseload,
                 assignments={**caseload.assignments, case_id: worker_id},
                 waitlist=tuple(w for w in caseload.waitlist if w[0] != case_id),
+                history={**caseload.history, case_id: spells},
             )
         case CaseReleased(case_id=case_id):
-            return replace(caseload, assignments={c: w for c, w in caseload.assignments.items() if c != case_id})
+            *earlier, (worker, start, _, via) = caseload.history[case_id]
+            spells = (*earlier, (worker, start, on.isoformat(), via))
+            return replace(
+                caseload,
+                assignments={c: w for c, w in caseload.assignments.items() if c != case_id},
+                history={**caseload.history, case_id: spells},
+            )
         case CaseWaitlisted(case_id=case_id):
             return replace(caseload, waitlist=(*caseload.waitlist, (case_id, on)))
         case CaseLeftWaitlist(case_id=case_id):

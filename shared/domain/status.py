@@ -28,13 +28,27 @@ def next_assessment_due(case: Case, programme: Programme) -> date | None:
     return add_months(case.last_star_on, programme.assessment_interval_months)
 
 
-def course_status(case: Case, programme: Programme | None, caseload: Caseload | None, today: date) -> dict[str, Any]:
+def course_status(
+    case: Case, programme: Programme | None, caseload: Caseload | None, today: date, as_of: date | None = None
+) -> dict[str, Any]:
+    """The case now; with ``as_of``, also its status and phase on that date."""
     view = case.to_dict()
+    if as_of is not None:
+        status = case.status_on(as_of)
+        view["as_of"] = {
+            "on": as_of.isoformat(),
+            "status": status.value if status else None,
+            "phase": case.phase_on(as_of),
+        }
     for entry in view["who5"]:
         entry.update(who5_scores(entry["items"]))
     if caseload is not None:
         view["worker_id"] = caseload.assignments.get(case.case_id)
         view["waitlisted_since"] = next((s.isoformat() for c, s in caseload.waitlist if c == case.case_id), None)
+        view["assignments"] = [
+            {"worker_id": w, "from": start, "until": until, "via": via}
+            for w, start, until, via in caseload.history.get(case.case_id, ())
+        ]
     if programme is None or case.enrolled_on is None:
         return view
     dates = course_dates(programme, case.enrolled_on)
