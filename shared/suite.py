@@ -51,12 +51,12 @@ def _spawn(child: Child, env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _call(method: str, url: str, body: dict[str, Any] | None = None, partner: str | None = None) -> Any:
+def _call(method: str, url: str, body: dict[str, Any] | None = None, key: str | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
-    if partner:
-        request.add_header("X-Partner", partner)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
@@ -94,17 +94,49 @@ def demo_programme(today: date) -> dict[str, Any]:
     }
 
 
-def load_demo(intake: str, reporting: str) -> dict[str, Any]:
+# Demo partners and the keys the demo issues them: (variable, partner, name, kind, role, programme, worker)
+DEMO_KEYS = (
+    ("COORDINATOR_KEY", "kk-socialforvaltning", "Københavns Kommune", "municipality", "coordinator", "demo-cph", None),
+    ("WORKER_BO_KEY", "kk-socialforvaltning", "Københavns Kommune", "municipality", "worker", "demo-cph", "bo"),
+    ("REDEN_KEY", "reden", "Reden", "ngo", "referrer", None, None),
+    ("LIVAREHAB_KEY", "livarehab", "LivaRehab", "ngo", "referrer", None, None),
+    ("EVALUATOR_KEY", "vive", "VIVE (evaluator)", "other", "evaluator", None, None),
+    ("ADMIN_KEY", "kk-socialforvaltning", "Københavns Kommune", "municipality", "admin", None, None),
+)
+KEYS_FILE = Path(".suite/demo-keys.env")
+
+
+def provision_demo_keys(redis_url: str) -> dict[str, str]:
+    """Register the demo partners and issue fresh keys, exactly as the admin command does."""
+    from services.intake.admin import issue_key, load_partner, register_partner
+    from services.intake.service import Context, Intake
+    from shared.bootstrap import connect, event_store
+    from shared.config import Settings
+
+    settings = Settings.from_env({**os.environ, "REDIS_URL": redis_url})
+    intake = Intake(event_store(connect(settings), settings), settings.key_prefix)
+    ctx = Context(actor="caseflow-suite:demo", request_id="demo")
+    keys = {}
+    for variable, partner, name, kind, role, programme, worker in DEMO_KEYS:
+        if load_partner(intake, partner) is None:
+            register_partner(intake, ctx, partner, name, kind)
+        keys[variable] = issue_key(intake, ctx, partner, role, programme, worker, f"demo {variable}")
+    KEYS_FILE.write_text("".join(f"export {v}={k}\n" for v, k in keys.items()))
+    KEYS_FILE.chmod(0o600)
+    return keys
+
+
+def load_demo(intake: str, reporting: str, keys: dict[str, str]) -> dict[str, Any]:
     """A programme, two relation workers, referrals from several partners, and one course under way."""
     today = date.today()
-    staff = "kk-socialforvaltning"
+    staff = keys["COORDINATOR_KEY"]
     _call("POST", f"{intake}/programmes", demo_programme(today), staff)
     for worker in ("anna", "bo"):
         _call("POST", f"{intake}/programmes/demo-cph/workers", {"worker_id": worker, "method": "cti"}, staff)
     referrals = [
-        ("reden", {"alias": "Demo A"}),
-        ("reden", {"alias": "Demo B"}),
-        ("livarehab", {"alias": "Demo C"}),
+        (keys["REDEN_KEY"], {"alias": "Demo A"}),
+        (keys["REDEN_KEY"], {"alias": "Demo B"}),
+        (keys["LIVAREHAB_KEY"], {"alias": "Demo C"}),
         (staff, {}),
     ]
     ids = []
@@ -127,7 +159,7 @@ def load_demo(intake: str, reporting: str) -> dict[str, Any]:
     _call("POST", f"{intake}/referrals/{ids[2]}/decline", {"reason": "outside target group"}, staff)
     deadline = time.monotonic() + 30
     while True:
-        report: dict[str, Any] = _call("GET", f"{reporting}/programmes/demo-cph/referrals-per-partner")
+        report: dict[str, Any] = _call("GET", f"{reporting}/programmes/demo-cph/referrals-per-partner", key=staff)
         if (report["caught_up"] and report["total"]["referrals"] >= len(referrals)) or time.monotonic() > deadline:
             return report
 
@@ -162,16 +194,22 @@ def main() -> None:
     try:
         _wait_healthy(intake)
         _wait_healthy(reporting)
+        keys = provision_demo_keys(env["REDIS_URL"])
+        print(
+            f"Demo API keys (coordinator, worker bo, Reden, LivaRehab, evaluator, admin) are in {KEYS_FILE}", flush=True
+        )
         if not args.no_demo:
-            report = load_demo(intake, reporting)
+            report = load_demo(intake, reporting, keys)
             print("\nDemo loaded. Referrals per partner, from the reporting service:\n", flush=True)
             print(json.dumps(report, indent=2), flush=True)
         print(
             f"\nThe suite is up: intake {intake}, reporting {reporting}. Try:\n"
+            f"  source {KEYS_FILE}\n"
             f"  curl -s -X POST {intake}/referrals -H 'Content-Type: application/json' \\\n"
-            "    -H 'X-Partner: reden' \\\n"
+            '    -H "Authorization: Bearer $REDEN_KEY" \\\n'
             f"    -d '{json.dumps(EXAMPLE_REFERRAL)}'\n"
-            f"  curl -s {reporting}/programmes/demo-cph/referrals-per-partner\n"
+            f"  curl -s {reporting}/programmes/demo-cph/referrals-per-partner \\\n"
+            '    -H "Authorization: Bearer $COORDINATOR_KEY"\n'
             "Ctrl-C stops everything.\n",
             flush=True,
         )

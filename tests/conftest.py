@@ -25,6 +25,7 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.embedded import _install_info_command
 from shared.eventstore import EventStore
+from tests.support import auth, grant_test_keys
 
 
 def free_port() -> int:
@@ -115,17 +116,22 @@ def store(connection: redis.Redis, settings: Settings) -> EventStore:
 
 
 @pytest.fixture
-def intake(connection: redis.Redis, settings: Settings) -> FlaskClient:
+def keys(store: EventStore) -> None:
+    grant_test_keys(store)
+
+
+@pytest.fixture
+def intake(connection: redis.Redis, settings: Settings, keys: None) -> FlaskClient:
     return create_intake(connection, settings).test_client()
 
 
 @pytest.fixture
-def reporting(connection: redis.Redis, settings: Settings) -> FlaskClient:
+def reporting(connection: redis.Redis, settings: Settings, keys: None) -> FlaskClient:
     return create_reporting(connection, settings).test_client()
 
 
-PARTNER = {"X-Partner": "reden"}
-STAFF = {"X-Partner": "kk-socialforvaltning"}
+PARTNER = auth("reden")  # a referring NGO
+STAFF = auth("coordinator")  # the programme's coordinator
 
 # Like the Copenhagen "exit prostitution" project: recruitment Jan-Mar 2016, funding to 31 Dec 2016, 12-month courses.
 COPENHAGEN = {

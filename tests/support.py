@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 from datetime import date, timedelta
 from typing import Any
 
 import redis
 
+from shared.domain.access import hash_secret, partner_stream
 from shared.domain.case import Refused, decide_decline, decide_start_assessment, decide_withdraw, evolve
-from shared.domain.events import ReferralReceived
+from shared.domain.events import ApiKeyIssued, PartnerRegistered, ReferralReceived
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
@@ -17,6 +20,47 @@ from shared.nudges import nudge_stream
 from shared.worker import SuiteWorker
 
 PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
+
+# name: (partner, role, programme, worker). Granted by appending the events the admin command appends.
+KEYS = {
+    "reden": ("reden", "referrer", None, None),
+    "livarehab": ("livarehab", "referrer", None, None),
+    "coordinator": ("kk-socialforvaltning", "coordinator", "demo-cph", None),
+    "other-coordinator": ("kk-socialforvaltning", "coordinator", "other-programme", None),
+    "anna": ("kk-socialforvaltning", "worker", "demo-cph", "anna"),
+    "bo": ("kk-socialforvaltning", "worker", "demo-cph", "bo"),
+    "evaluator": ("vive", "evaluator", None, None),
+    "admin": ("kk-socialforvaltning", "admin", None, None),
+}
+
+
+def _key_parts(name: str) -> tuple[str, str, str]:
+    partner = KEYS[name][0]
+    key_id = hashlib.sha256(name.encode()).hexdigest()[:16]
+    secret = base64.urlsafe_b64encode(hashlib.sha256(f"secret:{name}".encode()).digest()).decode().rstrip("=")
+    return partner, key_id, secret
+
+
+def auth(name: str) -> dict[str, str]:
+    partner, key_id, secret = _key_parts(name)
+    return {"Authorization": f"Bearer cfk.{partner}.{key_id}.{secret}"}
+
+
+def grant_test_keys(store: EventStore) -> None:
+    for name, (partner, role, programme, worker) in KEYS.items():
+        _, key_id, secret = _key_parts(name)
+        stream = partner_stream(partner)
+        if store.stream_version(stream) == 0:
+            store.append(stream, [_new(stream, PartnerRegistered(partner, "ngo"))], expected_version=0)
+        issued = ApiKeyIssued(key_id, hash_secret(secret), role, programme, worker, f"test key {name}")
+        store.append(stream, [_new(stream, issued)])
+        nudge_stream(store.redis, "cf", store.partitions, stream)  # as the admin command's append does
+
+
+def _new(stream: str, payload: DomainEvent) -> NewEvent:
+    return NewEvent(stream, payload, start_of_day(date(2016, 1, 1)), "test-admin")
+
+
 INTERNAL = (":checkpoint:", ":lease:", ":nudge-pending:")
 
 

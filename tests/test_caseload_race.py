@@ -23,7 +23,7 @@ from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
 from shared.nudges import OFFER_JOB
 from shared.projections import ProjectionRunner, replay
 from tests.conftest import COPENHAGEN, STAFF, referral_body
-from tests.support import snapshot
+from tests.support import grant_test_keys, snapshot
 
 WORKERS = {"anna": 2, "bo": 2, "cy": 1}
 
@@ -41,6 +41,7 @@ def spawn_worker(url: str) -> subprocess.Popen[bytes]:
 def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
     real_connection: redis.Redis, real_redis_url: str
 ) -> None:
+    grant_test_keys(event_store(real_connection, Settings.from_env({})))
     app = create_app(real_connection, Settings.from_env({}))
     client = app.test_client()
     assert client.post("/programmes", json=COPENHAGEN, headers=STAFF).status_code == 201

@@ -9,7 +9,7 @@ import redis
 from flask.testing import FlaskClient
 
 from shared.eventstore import EventStore
-from tests.conftest import COPENHAGEN, STAFF, referral_body
+from tests.conftest import COPENHAGEN, PARTNER, STAFF, referral_body
 from tests.support import run_workers
 
 
@@ -182,8 +182,10 @@ def test_invalid_measures_are_422_with_the_field_named(intake: FlaskClient, work
         assert set(error["fields"]) == fields, path
     error = refused(intake, f"/cases/{case}/who5", {"items": [1, 2, 3, 4, 6]}, 422, "validation_failed")
     assert "4" in error["fields"]["items"]
-    error = refused(intake, "/referrals", referral_body(programme_id="no-such-programme"), 422, "validation_failed")
-    assert error["fields"] == {"programme_id": ["no such programme"]}
+    unknown = intake.post("/referrals", json=referral_body(programme_id="no-such-programme"), headers=PARTNER)
+    assert unknown.status_code == 422 and unknown.get_json()["error"]["fields"] == {
+        "programme_id": ["no such programme"]
+    }
 
 
 def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, connection: redis.Redis) -> None:

@@ -5,34 +5,36 @@ from __future__ import annotations
 import redis
 from flask.testing import FlaskClient
 
-from tests.conftest import PARTNER, referral_body
-from tests.support import run_workers
+from tests.conftest import PARTNER, STAFF, referral_body
+from tests.support import auth, run_workers
 
 
 def test_a_referral_flows_to_caseflow_and_reporting(
     intake: FlaskClient, reporting: FlaskClient, connection: redis.Redis, cph: str
 ) -> None:
-    empty = reporting.get("/programmes/demo-cph/referrals-per-partner").get_json()
+    empty = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json()
     assert empty["partners"] == [] and empty["total"]["referrals"] == 0
 
     ids = [intake.post("/referrals", json=referral_body(), headers=PARTNER).get_json()["case_id"] for _ in range(2)]
-    intake.post("/referrals", json=referral_body(), headers={"X-Partner": "livarehab"})
-    intake.post(f"/referrals/{ids[0]}/decline", json={"reason": "no consent to course"}, headers=PARTNER)
+    intake.post("/referrals", json=referral_body(), headers=auth("livarehab"))
+    intake.post(f"/referrals/{ids[0]}/decline", json={"reason": "no consent to course"}, headers=STAFF)
 
-    stale = reporting.get("/programmes/demo-cph/referrals-per-partner").get_json()
+    stale = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json()
     assert stale["caught_up"] is False and stale["total"]["referrals"] == 0  # nothing runs until a worker does
 
     run_workers(connection)
 
-    report = reporting.get("/programmes/demo-cph/referrals-per-partner").get_json()
+    report = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json()
     assert report["caught_up"] is True
     assert report["partners"] == [
         {"partner": "livarehab", "referrals": 1, "accepted": 0, "declined": 0, "withdrawn": 0},
         {"partner": "reden", "referrals": 2, "accepted": 0, "declined": 1, "withdrawn": 0},
     ]
     assert report["total"]["referrals"] == 3
+    own = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=PARTNER).get_json()
+    assert [row["partner"] for row in own["partners"]] == ["reden"] and own["total"]["referrals"] == 2
 
-    cases = intake.get("/programmes/demo-cph/cases", headers=PARTNER).get_json()["cases"]
+    cases = intake.get("/programmes/demo-cph/cases", headers=STAFF).get_json()["cases"]
     assert sorted(c["status"] for c in cases) == ["declined", "referred", "referred"]
 
 

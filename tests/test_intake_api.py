@@ -9,7 +9,7 @@ import redis
 from flask.testing import FlaskClient
 
 from shared.eventstore import EventStore
-from tests.conftest import PARTNER, referral_body
+from tests.conftest import PARTNER, STAFF, referral_body
 
 
 def post(client: FlaskClient, path: str, body: Any, **headers: str) -> Any:
@@ -28,26 +28,38 @@ def test_a_referral_is_accepted_and_readable(intake: FlaskClient, cph: str, stor
     response = post(intake, "/referrals", referral_body())
     assert response.status_code == 201
     body = response.get_json()
-    assert body["status"] == "referred" and body["status_da"] == "henvendelse"
-    assert body["source"] == "reden" and body["referred_on"] == "2016-01-15"
-    assert response.headers["Location"] == f"/cases/{body['case_id']}"
-    assert intake.get(response.headers["Location"], headers=PARTNER).get_json()["status"] == "referred"
+    # The referring partner sees its referral's outcome, and nothing of a course.
+    assert body == {
+        "case_id": body["case_id"],
+        "programme_id": "demo-cph",
+        "referred_on": "2016-01-15",
+        "outcome": "pending",
+        "reason": None,
+        "positions": body["positions"],
+    }
+    assert response.headers["Location"] == f"/referrals/{body['case_id']}"
+    assert intake.get(response.headers["Location"], headers=PARTNER).get_json()["outcome"] == "pending"
+    staff_view = intake.get(f"/cases/{body['case_id']}", headers=STAFF).get_json()
+    assert staff_view["status"] == "referred" and staff_view["status_da"] == "henvendelse"
+    assert staff_view["source"] == "reden"
     [event] = store.read_stream(body["case_id"])
-    assert event.event_type == "ReferralReceived" and event.actor == "reden"
+    assert event.event_type == "ReferralReceived" and event.actor.startswith("reden:")
     assert event.metadata["request_id"] == response.headers["X-Request-Id"]
 
 
 def test_invalid_fields_get_422_with_every_field_named(intake: FlaskClient, cph: str, store: EventStore) -> None:
+    head = store.head()
     future = (date.today() + timedelta(days=2)).isoformat()
     body = referral_body(programme_id="Not A Slug", referred_on=future, consent={}, citizen={"cpr": "320190-1234"})
     error = assert_error(post(intake, "/referrals", body), 422, "validation_failed")
     assert set(error["fields"]) == {"programme_id", "referred_on", "consent", "citizen"}
     assert error["fields"]["consent"] == {"given": ["Missing data for required field."]}
     assert "320190" not in str(error)  # the CPR number is never echoed
-    assert store.head() == 1  # only the programme definition: nothing half-written
+    assert store.head() == head  # nothing half-written
 
 
 def test_malformed_requests_get_clear_4xx(intake: FlaskClient, cph: str, store: EventStore) -> None:
+    head = store.head()
     assert_error(
         intake.post("/referrals", data="{", headers={**PARTNER, "Content-Type": "application/json"}),
         400,
@@ -61,6 +73,14 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, cph: str, store: 
     assert_error(post(intake, "/referrals", ["a list"]), 400, "malformed_json")
     assert_error(intake.post("/referrals", json=referral_body()), 401, "unauthenticated")
     assert_error(
+        intake.post("/referrals", json=referral_body(), headers={"X-Partner": "reden"}), 401, "unauthenticated"
+    )
+    assert_error(
+        intake.post("/referrals", json=referral_body(), headers={"Authorization": "Bearer cfk.reden.00"}),
+        401,
+        "unauthenticated",
+    )
+    assert_error(
         intake.post("/referrals", data=b"x" * 70_000, headers={**PARTNER, "Content-Type": "application/json"}),
         413,
         "request_entity_too_large",
@@ -69,18 +89,19 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, cph: str, store: 
     assert_error(intake.put("/referrals", json={}), 405, "method_not_allowed")
     assert_error(intake.get("/referrals/case-" + "0" * 32, headers=PARTNER), 404, "not_found")
     assert_error(intake.get("/referrals/../../etc", headers=PARTNER), 404, "not_found")
-    assert store.head() == 1
+    assert store.head() == head
 
 
 def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
     intake: FlaskClient, cph: str, store: EventStore
 ) -> None:
+    head = store.head()
     first = post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "reden-2016-0001"})
     again = post(intake, "/referrals", referral_body(), **{"Idempotency-Key": "reden-2016-0001"})
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.get_json()["case_id"] == first.get_json()["case_id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert store.head() == 2
+    assert store.head() == head + 1
     reused = post(
         intake,
         "/referrals",
@@ -93,19 +114,32 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
         400,
         "invalid_idempotency_key",
     )
-    assert store.head() == 2
+    assert store.head() == head + 1
 
 
 def test_lifecycle_commands_and_their_refusals(intake: FlaskClient, cph: str, store: EventStore) -> None:
     case = post(intake, "/referrals", referral_body()).get_json()["case_id"]
-    assert_error(post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-14"}), 409, "date_before_referral")
-    started = post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-20"})
+
+    def staff(path: str, body: dict[str, Any]) -> Any:
+        return post(intake, path, body, **STAFF)
+
+    assert_error(staff(f"/referrals/{case}/assessment", {"on": "2016-01-14"}), 409, "date_before_referral")
+    started = staff(f"/referrals/{case}/assessment", {"on": "2016-01-20"})
     assert started.status_code == 201 and started.get_json()["status"] == "in_assessment"
-    assert_error(post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-21"}), 409, "already_in_assessment")
-    assert_error(post(intake, f"/referrals/{case}/decline", {"on": "2016-01-21"}), 422, "validation_failed")
-    declined = post(intake, f"/referrals/{case}/decline", {"on": "2016-01-22", "reason": "outside target group"})
+    assert intake.get(f"/referrals/{case}", headers=PARTNER).get_json()["outcome"] == "accepted"
+    assert_error(staff(f"/referrals/{case}/assessment", {"on": "2016-01-21"}), 409, "already_in_assessment")
+    assert_error(staff(f"/referrals/{case}/decline", {"on": "2016-01-21"}), 422, "validation_failed")
+    declined = staff(f"/referrals/{case}/decline", {"on": "2016-01-22", "reason": "outside target group"})
     assert declined.get_json()["status"] == "declined"
     assert declined.get_json()["outcome_reason"] == "outside target group"
+    # The referring partner sees the outcome and its reason, and may no longer withdraw.
+    assert intake.get(f"/referrals/{case}", headers=PARTNER).get_json() | {"case_id": "x"} == {
+        "case_id": "x",
+        "programme_id": "demo-cph",
+        "referred_on": "2016-01-15",
+        "outcome": "declined",
+        "reason": "outside target group",
+    }
     assert_error(post(intake, f"/referrals/{case}/withdraw", {"reason": "x"}), 409, "case_closed")
     assert [e.event_type for e in store.read_stream(case)] == [
         "ReferralReceived",

@@ -17,11 +17,11 @@ import pytest
 from tests.conftest import free_port
 
 
-def call(url: str, body: dict[str, Any] | None = None) -> Any:
+def call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode() if body else None,
-        headers={"Content-Type": "application/json", "X-Partner": "reden"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
@@ -62,15 +62,21 @@ def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_pa
         assert report["total"]["referrals"] == 4
         assert {p["partner"]: p["referrals"] for p in report["partners"]}["reden"] == 2
 
+        keys = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (tmp_path / ".suite/demo-keys.env").read_text().splitlines()
+        )
+        assert oct((tmp_path / ".suite/demo-keys.env").stat().st_mode & 0o777) == "0o600"
         reporting = f"http://127.0.0.1:{reporting_port}/programmes/demo-cph/referrals-per-partner"
         call(
             f"http://127.0.0.1:{intake_port}/referrals",
+            keys["REDEN_KEY"],
             {"programme_id": "demo-cph", "consent": {"given": True}, "citizen": {"alias": "Maja"}},
         )
-        while call(reporting)["total"]["referrals"] != 5:
+        while call(reporting, keys["COORDINATOR_KEY"])["total"]["referrals"] != 5:
             assert time.monotonic() < deadline, "the new referral never reached reporting"
             time.sleep(0.2)
-        assert call(f"http://127.0.0.1:{intake_port}/readyz")["durable"] is False
+        assert call(f"http://127.0.0.1:{intake_port}/readyz", "")["durable"] is False
     finally:
         suite.send_signal(signal.SIGINT)
         rest, _ = suite.communicate(timeout=30)

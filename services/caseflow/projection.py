@@ -65,7 +65,12 @@ KINDS = (
 )
 
 
-def _kind(stream_id: str) -> tuple[StreamKind, str]:
+NOT_PROJECTED = ("partner-",)  # access control reads these streams itself
+
+
+def _kind(stream_id: str) -> tuple[StreamKind, str] | None:
+    if stream_id.startswith(NOT_PROJECTED):
+        return None
     for kind in KINDS:
         if stream_id.startswith(kind.prefix):
             return kind, stream_id if kind.prefix == "case-" else stream_id[len(kind.prefix) :]
@@ -77,9 +82,12 @@ class CaseflowProjection:
     version = 1
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
-        state.load_docs(kind.doc_name(key) for kind, key in (_kind(e.stream_id) for e in events))
-        for event in events:
-            kind, key = _kind(event.stream_id)
+        kinds = [_kind(e.stream_id) for e in events]
+        state.load_docs(found[0].doc_name(found[1]) for found in kinds if found)
+        for event, found in zip(events, kinds, strict=True):
+            if found is None:
+                continue
+            kind, key = found
             name = kind.doc_name(key)
             before = state.get_doc(name)
             after = kind.fold(before, key, event.payload, event.occurred_on)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
+from services.intake.admin import admin
 from services.intake.courses import bp as courses
 from services.intake.programmes import bp as programmes
 from services.intake.referrals import bp as referrals
 from services.intake.service import Intake
 from services.intake.web import install_errors
 from shared import http
+from shared.authn import Authenticator
 from shared.bootstrap import connect, event_store
 from shared.config import Settings
 
@@ -20,7 +22,10 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     connection = connection if connection is not None else connect(settings)
     app = http.service_app("intake", connection, settings.key_prefix, programmes, referrals, courses)
     app.config.update(CPR_SECRET=settings.cpr_hmac_secret)
-    app.extensions["intake"] = Intake(event_store(connection, settings), settings.key_prefix)
+    store = event_store(connection, settings)
+    app.extensions["intake"] = Intake(store, settings.key_prefix)
+    app.extensions["authenticator"] = Authenticator(store)
+    app.cli.add_command(admin)
     install_errors(app)
     return app
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, jsonify
 
 from services.intake import schemas as s
-from services.intake.web import case_command, case_view, checked_case_id, intake, load, programme_case_command, written
+from services.intake.web import case_command, case_view, intake, load, programme_case_command, scoped_case, written
+from shared.audit import access_log
+from shared.authn import caller
 from shared.domain import events as ev
+from shared.domain.access import Role
 from shared.domain.case import (
     Case,
     decide_add_goal,
@@ -104,8 +107,9 @@ def close(case_id: str) -> Response:
 @bp.post("/cases/<case_id>/assignment")
 def assign(case_id: str) -> Response:
     """Assign (or reassign) a relation worker; beyond capacity 409, or the waitlist if asked."""
-    ctx, data = load(s.AssignmentRequest)
-    case_id = checked_case_id(case_id)
+    principal = caller(Role.COORDINATOR)
+    scoped_case(principal, case_id)
+    ctx, data = load(principal, s.AssignmentRequest)
     result = intake().on_caseload(
         ctx,
         case_id,
@@ -120,6 +124,15 @@ def assign(case_id: str) -> Response:
 @bp.post("/cases/<case_id>/reopen")
 def reopen(case_id: str) -> Response:
     """A closed course reopens as a new course (a new case) for the same citizen."""
-    ctx, data = load(s.ReopenRequest)
-    result = intake().reopen(ctx, checked_case_id(case_id), data["on"], data["consent"]["given"])
+    principal = caller(Role.COORDINATOR)
+    scoped_case(principal, case_id)
+    ctx, data = load(principal, s.ReopenRequest)
+    result = intake().reopen(ctx, case_id, data["on"], data["consent"]["given"])
     return written(result, lambda: case_view(result.stream_id), f"/cases/{result.stream_id}")
+
+
+@bp.get("/cases/<case_id>/access-log")
+def get_access_log(case_id: str) -> Response:
+    """Who read or wrote this case, and who tried: for the programme's coordinators."""
+    scoped_case(caller(Role.COORDINATOR), case_id)
+    return jsonify(case_id=case_id, entries=access_log(intake().store.redis, intake().prefix, [case_id]))

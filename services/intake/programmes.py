@@ -8,8 +8,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.caseflow.queries import cases_of_programme, overdue_assessments
 from services.intake import schemas as s
-from services.intake.service import Write, programme_stream
-from services.intake.web import intake, load, partner, written
+from services.intake.service import NotFound, Write, programme_stream
+from services.intake.web import STAFF, in_programme, intake, load, written
+from shared.authn import caller
+from shared.domain.access import Role
 from shared.domain.events import ProgrammeChanged, ProgrammeDefined
 from shared.domain.staffing import decide_add_worker, decide_capacity, decide_programme_change
 from shared.eventstore import WrongExpectedVersion
@@ -24,7 +26,10 @@ def _programme_view(programme_id: str) -> dict[str, object]:
 
 @bp.post("/programmes")
 def define_programme() -> Response:
-    ctx, d = load(s.ProgrammeRequest)
+    principal = caller(Role.COORDINATOR)
+    ctx, d = load(principal, s.ProgrammeRequest)
+    if principal.programme_id != d["programme_id"]:
+        raise ApiError(403, "forbidden", f"your key is for programme {principal.programme_id}")
     defined = ProgrammeDefined(
         name=d["name"],
         methods=tuple(d["methods"]),
@@ -51,14 +56,16 @@ def define_programme() -> Response:
 
 @bp.get("/programmes/<programme_id>")
 def get_programme(programme_id: str) -> Response:
-    partner()
+    in_programme(caller(*STAFF), programme_id)
     return jsonify(_programme_view(programme_id))
 
 
 @bp.post("/programmes/<programme_id>/changes")
 def change_programme(programme_id: str) -> Response:
     """E.g. a funding extension: every course's planned end follows at once."""
-    ctx, d = load(s.ProgrammeChangeRequest)
+    principal = caller(Role.COORDINATOR)
+    in_programme(principal, programme_id)
+    ctx, d = load(principal, s.ProgrammeChangeRequest)
     change = ProgrammeChanged(
         **{k: d[k] for k in ("recruitment_start", "recruitment_end", "funding_end", "caseload_limit")}
     )
@@ -68,7 +75,9 @@ def change_programme(programme_id: str) -> Response:
 
 @bp.post("/programmes/<programme_id>/workers")
 def add_worker(programme_id: str) -> Response:
-    ctx, d = load(s.WorkerRequest)
+    principal = caller(Role.COORDINATOR)
+    in_programme(principal, programme_id)
+    ctx, d = load(principal, s.WorkerRequest)
     result = intake().on_programme(
         ctx, programme_id, d["on"], lambda p, c: [decide_add_worker(p, d["worker_id"], d["method"], d["capacity"])]
     )
@@ -77,7 +86,9 @@ def add_worker(programme_id: str) -> Response:
 
 @bp.post("/programmes/<programme_id>/workers/<worker_id>/capacity")
 def change_capacity(programme_id: str, worker_id: str) -> Response:
-    ctx, d = load(s.CapacityRequest)
+    principal = caller(Role.COORDINATOR)
+    in_programme(principal, programme_id)
+    ctx, d = load(principal, s.CapacityRequest)
     result = intake().on_programme(
         ctx, programme_id, d["on"], lambda p, c: [decide_capacity(p, c, worker_id, d["capacity"])]
     )
@@ -87,7 +98,7 @@ def change_capacity(programme_id: str, worker_id: str) -> Response:
 @bp.get("/programmes/<programme_id>/caseload")
 def get_caseload(programme_id: str) -> Response:
     """Who works with whom, and who waits (folded from the caseload stream: always current)."""
-    partner()
+    in_programme(caller(Role.COORDINATOR), programme_id)
     programme = intake().programme(programme_id)
     caseload = intake().caseload(programme_id)
     workers = [
@@ -107,7 +118,7 @@ def get_caseload(programme_id: str) -> Response:
 @bp.get("/programmes/<programme_id>/cases")
 def list_cases(programme_id: str) -> Response:
     """The caseflow projection's view of a programme's cases (eventually consistent with the log)."""
-    partner()
+    in_programme(caller(Role.COORDINATOR), programme_id)
     return jsonify(
         programme_id=programme_id,
         cases=cases_of_programme(intake().store.redis, current_app.config["KEY_PREFIX"], programme_id),
@@ -117,7 +128,10 @@ def list_cases(programme_id: str) -> Response:
 @bp.get("/programmes/<programme_id>/workers/<worker_id>/overdue-assessments")
 def list_overdue(programme_id: str, worker_id: str) -> Response:
     """Courses of a worker whose next star is overdue on a date (default today), from the caseflow projection."""
-    partner()
+    principal = caller(*STAFF)
+    in_programme(principal, programme_id)
+    if principal.role is Role.WORKER and principal.worker_id != worker_id:
+        raise NotFound("no such worker")
     try:
         on = date.fromisoformat(request.args.get("on", date.today().isoformat()))
     except ValueError:

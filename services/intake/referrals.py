@@ -1,4 +1,8 @@
-"""Referrals ("henvendelser") and what the programme answers: assessment, decline, withdrawal, referral on."""
+"""Referrals ("henvendelser") and what the programme answers: assessment, decline, withdrawal, referral on.
+
+A referring partner (role referrer) may refer, read and withdraw its own
+referrals, and sees only their outcome; programme staff see and act on the case.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,59 @@ from datetime import date
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.intake.schemas import DatedRequest, ReasonRequest, ReferOnRequest, ReferralRequest
-from services.intake.web import case_command, case_view, intake, load, partner, written
+from services.intake.web import (
+    STAFF,
+    case_command,
+    case_view,
+    in_programme,
+    intake,
+    load,
+    scoped_case,
+    view_for,
+    written,
+)
+from shared.authn import caller
+from shared.domain.access import Role, referral_outcome
 from shared.domain.case import decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
 from shared.domain.cpr import cpr_fingerprint, parse_cpr
 from shared.domain.events import ReferralReceived
 from shared.http import ApiError
 
 bp = Blueprint("referrals", __name__)
+REFERRING = (Role.REFERRER, *STAFF)
 
 
 @bp.post("/referrals")
 def create_referral() -> Response:
-    ctx, data = load(ReferralRequest)
+    principal = caller(*REFERRING)
+    ctx, data = load(principal, ReferralRequest)
+    if principal.role is not Role.REFERRER:
+        in_programme(principal, data["programme_id"])
     citizen = data["citizen"]
     cpr = parse_cpr(citizen["cpr"]) if citizen.get("cpr") else None
     referral = ReferralReceived(
         programme_id=data["programme_id"],
-        source="self" if data["self_referral"] else ctx.actor,
+        source="self" if data["self_referral"] and principal.role is not Role.REFERRER else principal.partner_id,
         consent_given=data["consent"]["given"],
         citizen_alias=citizen.get("alias"),
         cpr_fingerprint=cpr_fingerprint(cpr, current_app.config["CPR_SECRET"]) if cpr else None,
         birth_date=cpr.birth_date if cpr else None,
     )
     result = intake().refer(ctx, data["referred_on"], referral)
-    return written(result, lambda: case_view(result.stream_id), f"/cases/{result.stream_id}")
+    return written(result, lambda: view_for(principal, result.stream_id), f"/referrals/{result.stream_id}")
 
 
 @bp.get("/referrals/<case_id>")
+def get_referral(case_id: str) -> Response:
+    principal = caller(*REFERRING)
+    case = scoped_case(principal, case_id, referral=True)
+    return jsonify(referral_outcome(case) if principal.role is Role.REFERRER else case_view(case_id))
+
+
 @bp.get("/cases/<case_id>")
 def get_case(case_id: str) -> Response:
     """The case now; ``?on=YYYY-MM-DD`` adds which status and phase it had on that date."""
-    partner()
+    scoped_case(caller(*STAFF), case_id)
     on = request.args.get("on")
     try:
         as_of = date.fromisoformat(on) if on else None
@@ -58,7 +84,10 @@ def decline(case_id: str) -> Response:
 
 @bp.post("/referrals/<case_id>/withdraw")
 def withdraw(case_id: str) -> Response:
-    return case_command(case_id, ReasonRequest, lambda case, d: [decide_withdraw(case, d["reason"], d["on"])])
+    """The referring partner, or staff, withdraw a referral that has not become a course."""
+    return case_command(
+        case_id, ReasonRequest, lambda case, d: [decide_withdraw(case, d["reason"], d["on"])], REFERRING, referral=True
+    )
 
 
 @bp.post("/referrals/<case_id>/refer-on")

@@ -1,4 +1,4 @@
-"""What intake's blueprints share: the caller, idempotency keys, the service, and answers."""
+"""What intake's blueprints share: the caller and their scope, idempotency keys, the service, and answers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from marshmallow import Schema
 
 from services.intake.service import Context, Intake, NotFound
+from shared.audit import record_access
+from shared.authn import caller
+from shared.domain.access import Principal, Role, referral_outcome, sees_course, sees_programme, sees_referral
 from shared.domain.case import Case, Invalid, Refused
 from shared.domain.programme import Programme
 from shared.domain.status import course_status
@@ -20,9 +23,9 @@ from shared.events import DomainEvent
 from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, WrongExpectedVersion
 from shared.http import ApiError, error_response, json_body
 
-_PARTNER = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CASE_ID = re.compile(r"^case-[0-9a-f]{32}$")
+STAFF = (Role.COORDINATOR, Role.WORKER)
 
 
 def intake() -> Intake:
@@ -30,23 +33,32 @@ def intake() -> Intake:
     return service
 
 
-def partner() -> str:
-    """The calling partner. A plain header until API keys replace it (issue 4)."""
-    caller = request.headers.get("X-Partner", "")
-    if not _PARTNER.match(caller):
-        raise ApiError(401, "unauthenticated", "send your partner id in the X-Partner header")
-    return caller
+def in_programme(principal: Principal, programme_id: str) -> None:
+    """404 for a programme outside the caller's scope, as for one that does not exist."""
+    if not sees_programme(principal, programme_id):
+        raise NotFound("no such programme")
 
 
-def checked_case_id(case_id: str) -> str:
+def scoped_case(principal: Principal, case_id: str, *, referral: bool = False) -> Case:
+    """The case if the caller may see it (its referral only, with ``referral``); 404 otherwise. Logged either way."""
     if not _CASE_ID.match(case_id):
         raise NotFound("no such case")
-    return case_id
+    service = intake()
+    try:
+        case = service.case(case_id)
+    except NotFound:
+        raise NotFound("no such case") from None
+    caseload = service.caseload(case.programme_id)
+    allowed = (sees_referral if referral else sees_course)(principal, case, caseload)
+    action = "read" if request.method == "GET" else "write"
+    record_access(service.store.redis, service.prefix, principal, case_id, f"{action} {request.endpoint}", allowed)
+    if not allowed:
+        raise NotFound("no such case")
+    return case
 
 
-def load(schema: type[Schema]) -> tuple[Context, dict[str, Any]]:
+def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str, Any]]:
     """The caller's context and the validated body (422 with every field named on bad input)."""
-    caller = partner()
     body = json_body()
     data: dict[str, Any] = schema().load(body)
     key = request.headers.get("Idempotency-Key")
@@ -55,14 +67,22 @@ def load(schema: type[Schema]) -> tuple[Context, dict[str, Any]]:
         if not _IDEMPOTENCY_KEY.match(key):
             raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-128 of A-Z a-z 0-9 . _ : -")
         canonical = json.dumps({"path": request.path, "body": body}, sort_keys=True, separators=(",", ":"))
-        idempotency = IdempotencyKey(caller, key, hashlib.sha256(canonical.encode()).hexdigest())
-    return Context(caller, g.request_id, idempotency), data
+        idempotency = IdempotencyKey(principal.partner_id, key, hashlib.sha256(canonical.encode()).hexdigest())
+    actor = f"{principal.partner_id}:{principal.key_id}"
+    return Context(actor, g.request_id, idempotency), data
+
+
+def view_for(principal: Principal, case_id: str) -> dict[str, Any]:
+    """A referring partner sees its referral's outcome; staff see the course."""
+    if principal.role is Role.REFERRER:
+        return referral_outcome(intake().case(case_id))
+    return case_view(case_id)
 
 
 def case_view(case_id: str, as_of: date | None = None) -> dict[str, Any]:
     """A case's current status, folded from its streams (always current, unlike the projections)."""
     service = intake()
-    case = service.case(checked_case_id(case_id))
+    case = service.case(case_id)
     programme = service.programme(case.programme_id)
     return course_status(case, programme, service.caseload(case.programme_id), date.today(), as_of)
 
@@ -74,6 +94,32 @@ def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: 
     if result.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def case_command(
+    case_id: str,
+    schema: type[Schema],
+    decide: Callable[[Case, dict[str, Any]], Sequence[DomainEvent]],
+    roles: tuple[Role, ...] = STAFF,
+    referral: bool = False,
+) -> Response:
+    """Check the caller and scope, validate, decide on the case's current state, append."""
+    principal = caller(*roles)
+    scoped_case(principal, case_id, referral=referral)
+    ctx, data = load(principal, schema)
+    result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data))
+    return written(result, lambda: view_for(principal, case_id), f"/cases/{case_id}")
+
+
+def programme_case_command(
+    case_id: str, schema: type[Schema], decide: Callable[[Case, Programme, dict[str, Any]], Sequence[DomainEvent]]
+) -> Response:
+    """As ``case_command``, for decisions that follow the programme's rules."""
+    principal = caller(*STAFF)
+    scoped_case(principal, case_id)
+    ctx, data = load(principal, schema)
+    result = intake().on_case_with_programme(ctx, case_id, data["on"], lambda case, p: decide(case, p, data))
+    return written(result, lambda: case_view(case_id), f"/cases/{case_id}")
 
 
 def install_errors(app: Flask) -> None:
@@ -100,23 +146,3 @@ def install_errors(app: Flask) -> None:
         return error_response(
             422, "idempotency_key_reused", "this Idempotency-Key was used before with another request"
         )
-
-
-def case_command(
-    case_id: str, schema: type[Schema], decide: Callable[[Case, dict[str, Any]], Sequence[DomainEvent]]
-) -> Response:
-    """Validate, decide on the case's current state, append (releasing the worker's slot if it ends the case)."""
-    ctx, data = load(schema)
-    case_id = checked_case_id(case_id)
-    result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data))
-    return written(result, lambda: case_view(case_id), f"/cases/{case_id}")
-
-
-def programme_case_command(
-    case_id: str, schema: type[Schema], decide: Callable[[Case, Programme, dict[str, Any]], Sequence[DomainEvent]]
-) -> Response:
-    """As ``case_command``, for decisions that follow the programme's rules."""
-    ctx, data = load(schema)
-    case_id = checked_case_id(case_id)
-    result = intake().on_case_with_programme(ctx, case_id, data["on"], lambda case, p: decide(case, p, data))
-    return written(result, lambda: case_view(case_id), f"/cases/{case_id}")

@@ -13,9 +13,13 @@ from shared.redis_values import as_text
 COUNTERS = ("referrals", "accepted", "declined", "withdrawn")
 
 
-def referrals_per_partner(connection: redis.Redis, prefix: str, programme_id: str) -> dict[str, Any]:
+def referrals_per_partner(
+    connection: redis.Redis, prefix: str, programme_id: str, only_partner: str | None = None
+) -> dict[str, Any]:
     ns = ProjectionKeys(prefix, ReportingProjection.name).namespace(ReportingProjection.version)
     partners = sorted(as_text(m) for m in connection.smembers(f"{ns}:{partners_set_name(programme_id)}"))
+    if only_partner is not None:
+        partners = [p for p in partners if p == only_partner]
     pipe = connection.pipeline(transaction=False)
     for partner in partners:
         pipe.hgetall(f"{ns}:{partner_counts_name(programme_id, partner)}")

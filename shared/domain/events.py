@@ -204,3 +204,27 @@ class CaseWaitlisted(DomainEvent):
 class CaseLeftWaitlist(DomainEvent):
     case_id: str
     reason: str
+
+
+# -- partner-<id>: partners and their API keys --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartnerRegistered(DomainEvent):
+    name: str
+    kind: str  # municipality, ngo, other
+
+
+@dataclass(frozen=True)
+class ApiKeyIssued(DomainEvent):
+    key_id: str
+    secret_hash: str  # SHA-256 of the secret; the key itself was shown once and never stored
+    role: str
+    programme_id: str | None
+    worker_id: str | None
+    label: str
+
+
+@dataclass(frozen=True)
+class ApiKeyRevoked(DomainEvent):
+    key_id: str

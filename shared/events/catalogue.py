@@ -16,6 +16,7 @@ from shared.events.registry import EventRegistry
 
 SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="lowercase letters, digits, dashes and underscores")
 _TEXT = validate.Length(1, 500)
+ROLES = ("referrer", "worker", "coordinator", "evaluator", "admin")
 
 
 def _slug(**kwargs: Any) -> fields.String:
@@ -139,6 +140,24 @@ def build_registry() -> EventRegistry:
         ev.CaseLeftWaitlist,
         schema(ev.CaseLeftWaitlist, case_id=fields.String(required=True), reason=_slug(required=True)),
     )
+    # partner-<id>
+    r.register(
+        ev.PartnerRegistered,
+        schema(ev.PartnerRegistered, name=fields.String(required=True, validate=_TEXT), kind=_slug(required=True)),
+    )
+    r.register(
+        ev.ApiKeyIssued,
+        schema(
+            ev.ApiKeyIssued,
+            key_id=fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{16}$")),
+            secret_hash=fields.String(required=True, validate=validate.Length(64, 64)),
+            role=fields.String(required=True, validate=validate.OneOf(ROLES)),
+            programme_id=_slug(load_default=None, allow_none=True),
+            worker_id=_slug(load_default=None, allow_none=True),
+            label=fields.String(required=True, validate=validate.Length(0, 200)),
+        ),
+    )
+    r.register(ev.ApiKeyRevoked, schema(ev.ApiKeyRevoked, key_id=fields.String(required=True)))
     return r
 
 
