@@ -15,6 +15,7 @@ class Settings:
     batch_size: int
     idempotency_ttl_s: int
     cpr_hmac_secret: bytes
+    master_key: bytes
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -27,4 +28,5 @@ class Settings:
             batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "500")),
             idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
             cpr_hmac_secret=env.get("CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
+            master_key=env.get("CASEFLOW_MASTER_KEY", "dev-only-master-key").encode(),
         )

@@ -112,9 +112,12 @@ def provision_demo_keys(redis_url: str) -> dict[str, str]:
     from services.intake.service import Context, Intake
     from shared.bootstrap import connect, event_store
     from shared.config import Settings
+    from shared.vault import Vault
 
     settings = Settings.from_env({**os.environ, "REDIS_URL": redis_url})
-    intake = Intake(event_store(connect(settings), settings), settings.key_prefix)
+    connection = connect(settings)
+    vault = Vault(connection, settings.key_prefix, settings.master_key)
+    intake = Intake(event_store(connection, settings), settings.key_prefix, vault, settings.cpr_hmac_secret)
     ctx = Context(actor="caseflow-suite:demo", request_id="demo")
     keys = {}
     for variable, partner, name, kind, role, programme, worker in DEMO_KEYS:

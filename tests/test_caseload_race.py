@@ -33,7 +33,7 @@ def spawn_worker(url: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-c", "from services.caseflow.worker import main; main()"],
         env={**os.environ, "REDIS_URL": url},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(f"/tmp/raceworker-{time.monotonic_ns()}.log", "w"),
     )
 
 
@@ -48,15 +48,17 @@ def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
     for worker, capacity in WORKERS.items():
         body = {"worker_id": worker, "method": "cti", "capacity": capacity, "on": "2016-01-02"}
         assert client.post("/programmes/demo-cph/workers", json=body, headers=STAFF).status_code == 201
-    cases = []
-    for _ in range(16):
+
+    def enrolled_case() -> str:
         case = client.post("/referrals", json=referral_body(), headers=STAFF).get_json()["case_id"]
         client.post(f"/referrals/{case}/assessment", json={"on": "2016-01-20"}, headers=STAFF)
         enrolled = client.post(
             f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF
         )
         assert enrolled.status_code == 201
-        cases.append(case)
+        return str(case)
+
+    cases = [enrolled_case() for _ in range(16)]
 
     workers = [spawn_worker(real_redis_url) for _ in range(3)]
     statuses: list[int] = []
@@ -85,6 +87,20 @@ def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
             t.join()
         assert set(statuses) <= {201, 409}, statuses  # refusals (closed, full, already...) are 409, never 5xx
         assert statuses.count(201) > 10
+
+        # Then for certain: fill every worker, waitlist three citizens, and close one course to free a slot.
+        on = {"on": "2016-03-02"}
+        for worker in WORKERS:
+            while True:
+                body = {"worker_id": worker, **on}
+                if client.post(f"/cases/{enrolled_case()}/assignment", json=body, headers=STAFF).status_code == 409:
+                    break
+        for _ in range(3):
+            body = {"worker_id": "anna", "waitlist_if_full": True, **on}
+            assert client.post(f"/cases/{enrolled_case()}/assignment", json=body, headers=STAFF).status_code == 201
+        anna_case = client.get("/programmes/demo-cph/caseload", headers=STAFF).get_json()["workers"][0]["cases"][0]
+        closing = client.post(f"/cases/{anna_case}/closure", json={"reason": "completed", **on}, headers=STAFF)
+        assert closing.status_code == 201
 
         store = event_store(real_connection, Settings.from_env({}))
         deadline = time.monotonic() + 60

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import pytest
@@ -15,11 +14,26 @@ from shared.events.catalogue import REGISTRY, EventSchema
 
 
 def test_every_event_round_trips_through_its_schema() -> None:
-    event = ReferralReceived("demo", "reden", True, "Maja", "a" * 64, date(1990, 1, 1))
+    event = ReferralReceived("demo", "reden", True, "citizen-1", "sealed:v1:x", "sealed:v1:y", "18_24", "a" * 64)
     name, version, data = REGISTRY.dump(event)
-    assert (name, version) == ("ReferralReceived", 1)
-    assert data["birth_date"] == "1990-01-01"
+    assert (name, version) == ("ReferralReceived", 2)
     assert REGISTRY.load(name, version, data) == event
+
+
+def test_a_v1_referral_is_read_as_v2_without_its_clear_personal_data() -> None:
+    """v1 stored alias and birth date in clear; v2 seals them. Stored v1 events are upcast, never rewritten."""
+    stored_v1 = {
+        "programme_id": "demo",
+        "source": "reden",
+        "consent_given": True,
+        "citizen_alias": "Maja",
+        "cpr_fingerprint": None,
+        "birth_date": "1990-01-01",
+        "reopened_from": None,
+    }
+    upcast = REGISTRY.load("ReferralReceived", 1, stored_v1)
+    assert upcast == ReferralReceived("demo", "reden", True)
+    assert isinstance(upcast, ReferralReceived) and upcast.citizen_alias is None and upcast.citizen_id is None
 
 
 def test_a_stored_payload_that_breaks_its_schema_is_refused() -> None:

@@ -39,6 +39,10 @@ def programme_index_name(programme_id: str) -> str:
     return f"programme:{programme_id}:cases"
 
 
+def citizen_index_name(citizen_id: str) -> str:
+    return f"citizen:{citizen_id}:cases"
+
+
 @dataclass(frozen=True)
 class StreamKind:
     prefix: str
@@ -65,7 +69,7 @@ KINDS = (
 )
 
 
-NOT_PROJECTED = ("partner-",)  # access control reads these streams itself
+NOT_PROJECTED = ("partner-", "cpr-", "citizen-", "identity-")  # read where needed by folding the stream itself
 
 
 def _kind(stream_id: str) -> tuple[StreamKind, str] | None:
@@ -98,5 +102,6 @@ class CaseflowProjection:
             state.put_doc(name, after)
             if before is None and kind.prefix == "case-":
                 state.add(programme_index_name(after["programme_id"]), key)
+                state.add(citizen_index_name(after["citizen_id"]), key)
             elif before is None and kind.prefix == "programme-":
                 state.add(PROGRAMMES, key)

@@ -6,6 +6,7 @@ import redis
 from flask import Flask
 
 from services.intake.admin import admin
+from services.intake.citizens import bp as citizens
 from services.intake.courses import bp as courses
 from services.intake.programmes import bp as programmes
 from services.intake.referrals import bp as referrals
@@ -15,15 +16,16 @@ from shared import http
 from shared.authn import Authenticator
 from shared.bootstrap import connect, event_store
 from shared.config import Settings
+from shared.vault import Vault
 
 
 def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
-    app = http.service_app("intake", connection, settings.key_prefix, programmes, referrals, courses)
-    app.config.update(CPR_SECRET=settings.cpr_hmac_secret)
+    app = http.service_app("intake", connection, settings.key_prefix, programmes, referrals, courses, citizens)
     store = event_store(connection, settings)
-    app.extensions["intake"] = Intake(store, settings.key_prefix)
+    vault = Vault(connection, settings.key_prefix, settings.master_key)
+    app.extensions["intake"] = Intake(store, settings.key_prefix, vault, settings.cpr_hmac_secret)
     app.extensions["authenticator"] = Authenticator(store)
     app.cli.add_command(admin)
     install_errors(app)

@@ -7,7 +7,16 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from services.intake import schemas as s
-from services.intake.web import case_command, case_view, intake, load, programme_case_command, scoped_case, written
+from services.intake.web import (
+    case_command,
+    case_view,
+    intake,
+    load,
+    programme_case_command,
+    scoped_case,
+    seal,
+    written,
+)
 from shared.audit import access_log
 from shared.authn import caller
 from shared.domain import events as ev
@@ -63,7 +72,7 @@ def record_purpose(case_id: str) -> Response:
 def add_goal(case_id: str) -> Response:
     def decide(case: Case, programme: Programme, d: dict[str, Any]) -> list[Any]:
         goal_id = d["goal_id"] or f"goal-{len(case.goals) + 1}"
-        return [decide_add_goal(case, programme, goal_id, d["life_area"], d["description"], d["on"])]
+        return [decide_add_goal(case, programme, goal_id, d["life_area"], seal(case, d["description"]) or "", d["on"])]
 
     return programme_case_command(case_id, s.GoalRequest, decide)
 
@@ -73,7 +82,7 @@ def change_goal(case_id: str, goal_id: str, change: str) -> Response:
     return case_command(
         case_id,
         s.GoalChangeRequest,
-        lambda case, d: [decide_goal_change(case, goal_id, change, d["description"], d["on"])],
+        lambda case, d: [decide_goal_change(case, goal_id, change, seal(case, d["description"]), d["on"])],
     )
 
 
@@ -95,7 +104,9 @@ def record_situation(case_id: str, what: str) -> Response:
 def move_phase(case_id: str) -> Response:
     """A worker's explicit early or late phase move, with a reason."""
     return programme_case_command(
-        case_id, s.PhaseRequest, lambda case, p, d: [decide_phase(case, p, d["phase"], d["reason"], d["on"])]
+        case_id,
+        s.PhaseRequest,
+        lambda case, p, d: [decide_phase(case, p, d["phase"], seal(case, d["reason"]) or "", d["on"])],
     )
 
 

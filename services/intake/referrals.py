@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from services.intake.schemas import DatedRequest, ReasonRequest, ReferOnRequest, ReferralRequest
+from services.intake.service import Referral
 from services.intake.web import (
     STAFF,
     case_command,
@@ -18,15 +19,16 @@ from services.intake.web import (
     in_programme,
     intake,
     load,
+    revealed,
     scoped_case,
+    seal,
     view_for,
     written,
 )
 from shared.authn import caller
 from shared.domain.access import Role, referral_outcome
 from shared.domain.case import decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
-from shared.domain.cpr import cpr_fingerprint, parse_cpr
-from shared.domain.events import ReferralReceived
+from shared.domain.cpr import parse_cpr
 from shared.http import ApiError
 
 bp = Blueprint("referrals", __name__)
@@ -40,14 +42,13 @@ def create_referral() -> Response:
     if principal.role is not Role.REFERRER:
         in_programme(principal, data["programme_id"])
     citizen = data["citizen"]
-    cpr = parse_cpr(citizen["cpr"]) if citizen.get("cpr") else None
-    referral = ReferralReceived(
+    referral = Referral(
         programme_id=data["programme_id"],
         source="self" if data["self_referral"] and principal.role is not Role.REFERRER else principal.partner_id,
         consent_given=data["consent"]["given"],
-        citizen_alias=citizen.get("alias"),
-        cpr_fingerprint=cpr_fingerprint(cpr, current_app.config["CPR_SECRET"]) if cpr else None,
-        birth_date=cpr.birth_date if cpr else None,
+        alias=citizen.get("alias"),
+        cpr=parse_cpr(citizen["cpr"]) if citizen.get("cpr") else None,
+        birth_date=citizen.get("birth_date"),
     )
     result = intake().refer(ctx, data["referred_on"], referral)
     return written(result, lambda: view_for(principal, result.stream_id), f"/referrals/{result.stream_id}")
@@ -57,7 +58,7 @@ def create_referral() -> Response:
 def get_referral(case_id: str) -> Response:
     principal = caller(*REFERRING)
     case = scoped_case(principal, case_id, referral=True)
-    return jsonify(referral_outcome(case) if principal.role is Role.REFERRER else case_view(case_id))
+    return jsonify(revealed(referral_outcome(case)) if principal.role is Role.REFERRER else case_view(case_id))
 
 
 @bp.get("/cases/<case_id>")
@@ -79,17 +80,25 @@ def start_assessment(case_id: str) -> Response:
 
 @bp.post("/referrals/<case_id>/decline")
 def decline(case_id: str) -> Response:
-    return case_command(case_id, ReasonRequest, lambda case, d: [decide_decline(case, d["reason"], d["on"])])
+    return case_command(
+        case_id, ReasonRequest, lambda case, d: [decide_decline(case, seal(case, d["reason"]) or "", d["on"])]
+    )
 
 
 @bp.post("/referrals/<case_id>/withdraw")
 def withdraw(case_id: str) -> Response:
     """The referring partner, or staff, withdraw a referral that has not become a course."""
     return case_command(
-        case_id, ReasonRequest, lambda case, d: [decide_withdraw(case, d["reason"], d["on"])], REFERRING, referral=True
+        case_id,
+        ReasonRequest,
+        lambda case, d: [decide_withdraw(case, seal(case, d["reason"]) or "", d["on"])],
+        REFERRING,
+        referral=True,
     )
 
 
 @bp.post("/referrals/<case_id>/refer-on")
 def refer_on(case_id: str) -> Response:
-    return case_command(case_id, ReferOnRequest, lambda case, d: [decide_refer_on(case, d["to"], d["on"])])
+    return case_command(
+        case_id, ReferOnRequest, lambda case, d: [decide_refer_on(case, seal(case, d["to"]) or "", d["on"])]
+    )

@@ -54,6 +54,12 @@ def slug(**kwargs: Any) -> fields.String:
 class CitizenSchema(Schema):
     alias = fields.String(load_default=None, validate=validate.Length(1, 100))
     cpr = fields.String(load_default=None)
+    birth_date = fields.Date(load_default=None)  # without a CPR number; with one, the number's date counts
+
+    @validates("birth_date")
+    def _plausible(self, value: date | None, **_: Any) -> None:
+        if value is not None and not date(1900, 1, 1) <= value <= today():
+            raise ValidationError("must be a past date after 1900")
 
     @validates("cpr")
     def _valid_cpr(self, value: str | None, **_: Any) -> None:
@@ -221,3 +227,13 @@ class CloseRequest(DatedRequest):
 
 class ReopenRequest(DatedRequest):
     consent = fields.Nested(ConsentSchema, required=True)
+
+
+class MatchDecisionRequest(DatedRequest):
+    citizen_a = fields.String(required=True, validate=validate.Length(1, 100))
+    citizen_b = fields.String(required=True, validate=validate.Length(1, 100))
+    decision = fields.String(required=True, validate=validate.OneOf(("confirm", "reject")))
+
+
+class ErasureRequest(DatedRequest):
+    requested_by = fields.String(required=True, validate=validate.OneOf(("citizen", "representative", "municipality")))

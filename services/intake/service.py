@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TypeVar
 
@@ -17,14 +17,24 @@ from shared.aggregates import NotFound, load_case, load_caseload, load_programme
 from shared.domain import events as ev
 from shared.domain.case import Case, Invalid, Refused, decide_reopen
 from shared.domain.caseload import Caseload, caseload_stream, decide_release
+from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
 from shared.nudges import enqueue_offers, nudge_stream
+from shared.vault import Vault
 
 T = TypeVar("T")
 ATTEMPTS = 3
+
+
+def cpr_stream(fingerprint: str) -> str:
+    return f"cpr-{fingerprint}"
+
+
+def citizen_stream(citizen_id: str) -> str:
+    return f"citizen-{citizen_id.removeprefix('citizen-')}"
 
 
 def new_case_id() -> str:
@@ -47,10 +57,28 @@ class Write:
     expected_version: int
 
 
+@dataclass(frozen=True)
+class Referral:
+    """A referral as the caller sent it: personal data still in clear, sealed by ``Intake.refer``."""
+
+    programme_id: str
+    source: str
+    consent_given: bool
+    alias: str | None
+    cpr: Cpr | None
+    birth_date: date | None
+
+
+def new_citizen_id() -> str:
+    return f"citizen-{uuid.uuid4().hex}"
+
+
 class Intake:
-    def __init__(self, store: EventStore, prefix: str) -> None:
+    def __init__(self, store: EventStore, prefix: str, vault: Vault, secret: bytes) -> None:
         self.store = store
         self.prefix = prefix
+        self.vault = vault
+        self.secret = secret  # for CPR fingerprints and match keys
 
     # -- loading: fold a stream into the aggregate a decision needs --------------------------------
 
@@ -99,12 +127,42 @@ class Intake:
 
     # -- commands that touch more than one stream -------------------------------------------------
 
-    def refer(self, ctx: Context, on: date, referral: ev.ReferralReceived) -> AppendResult:
+    def refer(self, ctx: Context, on: date, referral: Referral) -> AppendResult:
+        """A new case. A CPR number already known makes it the same citizen; nothing in the answer says so."""
         try:
             self.programme(referral.programme_id)
         except NotFound:
             raise Invalid({"programme_id": ["no such programme"]}) from None
-        return self.write(ctx, on, [Write(new_case_id(), [referral], 0)])
+        fingerprint = cpr_fingerprint(referral.cpr, self.secret) if referral.cpr else None
+        born = referral.cpr.birth_date if referral.cpr else referral.birth_date
+
+        def attempt() -> AppendResult:
+            writes = []
+            citizen_id = new_citizen_id()
+            if fingerprint:
+                links = self.store.read_stream(cpr_stream(fingerprint))
+                known = links[-1].payload.citizen_id if links else None  # type: ignore[attr-defined]
+                if known and not self.is_erased(known):
+                    citizen_id = known
+                else:  # first referral with this number, or the citizen was erased: a new citizen
+                    writes.append(Write(cpr_stream(fingerprint), [ev.CprLinked(citizen_id)], len(links)))
+            event = ev.ReferralReceived(
+                programme_id=referral.programme_id,
+                source=referral.source,
+                consent_given=referral.consent_given,
+                citizen_id=citizen_id,
+                citizen_alias=self.vault.seal(citizen_id, referral.alias),
+                birth_date=self.vault.seal(citizen_id, born.isoformat()) if born else None,
+                age_band=age_band(born, on) if born else None,
+                cpr_fingerprint=fingerprint,
+                match_key=match_key(referral.alias, born, self.secret) if referral.alias and born else None,
+            )
+            return self.write(ctx, on, [Write(new_case_id(), [event], 0), *writes])
+
+        return self.retrying(attempt)
+
+    def is_erased(self, citizen_id: str) -> bool:
+        return self.store.stream_version(citizen_stream(citizen_id)) > 0
 
     def on_case(
         self, ctx: Context, case_id: str, on: date, decide: Callable[[Case], Sequence[DomainEvent]]
@@ -186,15 +244,11 @@ class Intake:
             decide_reopen(old)
             first = self.store.read_stream(case_id)[0].payload
             assert isinstance(first, ev.ReferralReceived)
-            referral = ev.ReferralReceived(
-                programme_id=first.programme_id,
-                source=ctx.actor,
-                consent_given=consent_given,
-                citizen_alias=first.citizen_alias,
-                cpr_fingerprint=first.cpr_fingerprint,
-                birth_date=first.birth_date,
-                reopened_from=case_id,
+            referral = replace(
+                first, source=ctx.actor.split(":")[0], consent_given=consent_given, reopened_from=case_id
             )
+            if first.citizen_id is None:
+                referral = replace(referral, citizen_id=old.citizen_id)
             new_id = new_case_id()
             writes = [Write(new_id, [referral], 0), Write(case_id, [ev.CourseReopened(new_id)], old.version)]
             return self.write(ctx, on, writes)

@@ -72,10 +72,29 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
     return Context(actor, g.request_id, idempotency), data
 
 
+def seal(case: Case, text: str | None) -> str | None:
+    """Free text may hold personal data: it is stored sealed with the citizen's key."""
+    return intake().vault.seal(case.citizen_id, text)
+
+
+def revealed(view: dict[str, Any]) -> dict[str, Any]:
+    """Open the sealed fields of a view for its caller (``[erased]`` once the citizen's key is gone)."""
+    vault = intake().vault
+    for key in ("citizen_alias", "outcome_reason", "reason"):
+        if key in view:
+            view[key] = vault.reveal(view[key])
+    for goal in view.get("goals", []):
+        goal["description"] = vault.reveal(goal["description"])
+    for phase in view.get("phases", []):
+        phase["reason"] = vault.reveal(phase["reason"])
+    view.pop("match_key", None)
+    return view
+
+
 def view_for(principal: Principal, case_id: str) -> dict[str, Any]:
     """A referring partner sees its referral's outcome; staff see the course."""
     if principal.role is Role.REFERRER:
-        return referral_outcome(intake().case(case_id))
+        return revealed(referral_outcome(intake().case(case_id)))
     return case_view(case_id)
 
 
@@ -84,7 +103,7 @@ def case_view(case_id: str, as_of: date | None = None) -> dict[str, Any]:
     service = intake()
     case = service.case(case_id)
     programme = service.programme(case.programme_id)
-    return course_status(case, programme, service.caseload(case.programme_id), date.today(), as_of)
+    return revealed(course_status(case, programme, service.caseload(case.programme_id), date.today(), as_of))
 
 
 def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: str) -> Response:

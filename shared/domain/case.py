@@ -100,7 +100,11 @@ class Case:
     status: CaseStatus
     history: tuple[StatusChange, ...]
     version: int  # number of events applied: the expected version for the next append
-    outcome_reason: str | None = None  # why declined/withdrawn/closed, or where referred on to
+    citizen_id: str = ""  # one citizen across referrals and reopened courses
+    citizen_alias: str | None = None  # sealed (shared.vault)
+    age_band: str | None = None  # at referral
+    match_key: str | None = None
+    outcome_reason: str | None = None  # why declined/withdrawn/closed (sealed), or where referred on to
     reopened_from: str | None = None
     reopened_as: str | None = None
     method: str | None = None
@@ -150,6 +154,10 @@ class Case:
             "outcome_reason": self.outcome_reason,
             "history": [{"on": c.on.isoformat(), "status": c.status.value} for c in self.history],
             "version": self.version,
+            "citizen_id": self.citizen_id,
+            "citizen_alias": self.citizen_alias,
+            "age_band": self.age_band,
+            "match_key": self.match_key,
             "reopened_from": self.reopened_from,
             "reopened_as": self.reopened_as,
             "method": self.method,
@@ -190,6 +198,10 @@ class Case:
             status=CaseStatus(d["status"]),
             history=tuple(StatusChange(date.fromisoformat(c["on"]), CaseStatus(c["status"])) for c in d["history"]),
             version=d["version"],
+            citizen_id=d["citizen_id"],
+            citizen_alias=d["citizen_alias"],
+            age_band=d["age_band"],
+            match_key=d["match_key"],
             outcome_reason=d["outcome_reason"],
             reopened_from=d["reopened_from"],
             reopened_as=d["reopened_as"],
@@ -260,6 +272,10 @@ def evolve(case: Case | None, case_id: str, event: DomainEvent, on: date) -> Cas
             status=CaseStatus.REFERRED,
             history=(StatusChange(on, CaseStatus.REFERRED),),
             version=1,
+            citizen_id=event.citizen_id or case_id,
+            citizen_alias=event.citizen_alias,
+            age_band=event.age_band,
+            match_key=event.match_key,
             reopened_from=event.reopened_from,
         )
     case = replace(case, version=case.version + 1)

@@ -50,3 +50,16 @@ def parse_cpr(text: str) -> Cpr:
 def cpr_fingerprint(cpr: Cpr, secret: bytes) -> str:
     """A keyed hash (HMAC-SHA256) that matches a citizen without storing the CPR number itself."""
     return hmac.new(secret, cpr.digits.encode(), hashlib.sha256).hexdigest()
+
+
+def age_band(birth_date: date, on: date) -> str:
+    """The bands the reports use: under 18, 18-24, 25 and over."""
+    age = on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
+    return "under_18" if age < 18 else "18_24" if age <= 24 else "25_plus"
+
+
+def match_key(alias: str, birth_date: date, secret: bytes) -> str:
+    """A keyed hash of a normalised alias and a birth date: citizens without a CPR number can be proposed as
+    one person when these agree, without either value stored in clear."""
+    normalised = " ".join(alias.casefold().split())
+    return hmac.new(secret, f"{normalised}|{birth_date.isoformat()}".encode(), hashlib.sha256).hexdigest()

@@ -63,9 +63,12 @@ class ReferralReceived(DomainEvent):
     programme_id: str
     source: str  # the referring partner's id, or "self"
     consent_given: bool
-    citizen_alias: str | None = None
+    citizen_id: str | None = None  # one citizen across referrals (None only in v1 events: the case is its own)
+    citizen_alias: str | None = None  # sealed with the citizen's key
+    birth_date: str | None = None  # sealed ISO date
+    age_band: str | None = None  # at referral: under_18, 18_24, 25_plus; anonymous, so it survives erasure
     cpr_fingerprint: str | None = None  # HMAC of the CPR number; the number itself is never stored
-    birth_date: date | None = None
+    match_key: str | None = None  # HMAC of alias + birth date, to propose matches without a CPR number
     reopened_from: str | None = None  # the earlier, closed course of the same citizen
 
 
@@ -228,3 +231,36 @@ class ApiKeyIssued(DomainEvent):
 @dataclass(frozen=True)
 class ApiKeyRevoked(DomainEvent):
     key_id: str
+
+
+# -- citizens: cpr-<fingerprint>, citizen-<id>, identity-<programme> ------------------------------------
+
+
+@dataclass(frozen=True)
+class CprLinked(DomainEvent):
+    """On ``cpr-<fingerprint>``: referrals with this CPR number belong to this citizen (the latest link wins)."""
+
+    citizen_id: str
+
+
+@dataclass(frozen=True)
+class CitizenErased(DomainEvent):
+    """The citizen's key is deleted: their personal data is unreadable everywhere. The actor is who did it."""
+
+    requested_by: str  # citizen, representative, municipality
+
+
+@dataclass(frozen=True)
+class MatchConfirmed(DomainEvent):
+    """A coordinator confirmed that two citizen records (without CPR numbers) are one person."""
+
+    citizen_a: str
+    citizen_b: str
+
+
+@dataclass(frozen=True)
+class MatchRejected(DomainEvent):
+    """A coordinator rejected a proposed match; it is not proposed again."""
+
+    citizen_a: str
+    citizen_b: str

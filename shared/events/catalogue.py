@@ -16,6 +16,7 @@ from shared.events.registry import EventRegistry
 
 SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$", error="lowercase letters, digits, dashes and underscores")
 _TEXT = validate.Length(1, 500)
+_SEALED = validate.Length(1, 4000)  # free text is stored sealed (see shared.vault): longer than what was typed
 ROLES = ("referrer", "worker", "coordinator", "evaluator", "admin")
 
 
@@ -38,6 +39,17 @@ def schema(event_class: type[DomainEvent], **declared: fields.Field[Any]) -> Eve
     cls = type(f"{event_class.__name__}V1", (EventSchema,), {"event_class": event_class, **declared})
     instance: EventSchema = cls()
     return instance
+
+
+AGE_BANDS = ("under_18", "18_24", "25_plus")
+REQUESTERS = ("citizen", "representative", "municipality")
+
+
+def _referral_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 held alias and birth date in clear and knew no citizen id. v2 seals personal data, so a v1
+    event is read without them (no release ever wrote v1 with real data); the case is its own citizen."""
+    upcast = {k: v for k, v in data.items() if k not in ("citizen_alias", "birth_date")}
+    return upcast | {"citizen_id": None, "age_band": None, "match_key": None}
 
 
 def build_registry() -> EventRegistry:
@@ -82,6 +94,7 @@ def build_registry() -> EventRegistry:
         ev.WorkerCapacityChanged, schema(ev.WorkerCapacityChanged, worker_id=_slug(required=True), **worker_capacity)
     )
     # case-<id>
+    optional: dict[str, Any] = {"load_default": None, "allow_none": True}
     r.register(
         ev.ReferralReceived,
         schema(
@@ -89,16 +102,23 @@ def build_registry() -> EventRegistry:
             programme_id=_slug(required=True),
             source=fields.String(required=True, validate=validate.Length(1, 64)),
             consent_given=fields.Boolean(required=True),
-            citizen_alias=fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100)),
-            cpr_fingerprint=fields.String(load_default=None, allow_none=True, validate=validate.Length(64, 64)),
-            birth_date=fields.Date(load_default=None, allow_none=True),
-            reopened_from=fields.String(load_default=None, allow_none=True),
+            citizen_id=fields.String(**optional),
+            citizen_alias=fields.String(validate=_SEALED, **optional),
+            birth_date=fields.String(validate=_SEALED, **optional),
+            age_band=fields.String(validate=validate.OneOf(AGE_BANDS), **optional),
+            cpr_fingerprint=fields.String(validate=validate.Length(64, 64), **optional),
+            match_key=fields.String(validate=validate.Length(64, 64), **optional),
+            reopened_from=fields.String(**optional),
         ),
+        version=2,
+        upcasters={1: _referral_v1_to_v2},
     )
     r.register(ev.AssessmentStarted, schema(ev.AssessmentStarted))
-    r.register(ev.ReferralDeclined, schema(ev.ReferralDeclined, reason=fields.String(required=True, validate=_TEXT)))
-    r.register(ev.ReferralWithdrawn, schema(ev.ReferralWithdrawn, reason=fields.String(required=True, validate=_TEXT)))
-    r.register(ev.ReferredOn, schema(ev.ReferredOn, to=fields.String(required=True, validate=_TEXT)))
+    r.register(ev.ReferralDeclined, schema(ev.ReferralDeclined, reason=fields.String(required=True, validate=_SEALED)))
+    r.register(
+        ev.ReferralWithdrawn, schema(ev.ReferralWithdrawn, reason=fields.String(required=True, validate=_SEALED))
+    )
+    r.register(ev.ReferredOn, schema(ev.ReferredOn, to=fields.String(required=True, validate=_SEALED)))
     r.register(
         ev.StarRecorded,
         schema(ev.StarRecorded, scores=fields.Dict(keys=_slug(), values=fields.Integer(), required=True)),
@@ -111,14 +131,14 @@ def build_registry() -> EventRegistry:
         schema(
             ev.PhaseEntered,
             phase=_slug(required=True),
-            reason=fields.String(required=True, validate=_TEXT),
+            reason=fields.String(required=True, validate=_SEALED),
             scheduled=fields.Boolean(required=True),
         ),
     )
     r.register(ev.Who5Recorded, schema(ev.Who5Recorded, items=fields.List(fields.Integer(), required=True)))
     r.register(ev.PurposeRecorded, schema(ev.PurposeRecorded, purpose=_slug(required=True)))
     goal_id = {"goal_id": _slug(required=True)}
-    description = {"description": fields.String(required=True, validate=_TEXT)}
+    description = {"description": fields.String(required=True, validate=_SEALED)}
     r.register(ev.GoalAdded, schema(ev.GoalAdded, life_area=_slug(required=True), **goal_id, **description))
     r.register(ev.GoalUpdated, schema(ev.GoalUpdated, **goal_id, **description))
     r.register(ev.GoalAchieved, schema(ev.GoalAchieved, **goal_id))
@@ -158,6 +178,15 @@ def build_registry() -> EventRegistry:
         ),
     )
     r.register(ev.ApiKeyRevoked, schema(ev.ApiKeyRevoked, key_id=fields.String(required=True)))
+    # citizens
+    r.register(ev.CprLinked, schema(ev.CprLinked, citizen_id=fields.String(required=True)))
+    r.register(
+        ev.CitizenErased,
+        schema(ev.CitizenErased, requested_by=fields.String(required=True, validate=validate.OneOf(REQUESTERS))),
+    )
+    pair = {"citizen_a": fields.String(required=True), "citizen_b": fields.String(required=True)}
+    r.register(ev.MatchConfirmed, schema(ev.MatchConfirmed, **pair))
+    r.register(ev.MatchRejected, schema(ev.MatchRejected, **pair))
     return r
 
 

@@ -1,0 +1,102 @@
+"""Citizens, for a programme's coordinators: probable matches, erasure, and who accessed a citizen's cases."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from services.caseflow.projection import citizen_index_name
+from services.caseflow.queries import ReadModel
+from services.intake import schemas as s
+from services.intake.service import NotFound, Write, citizen_stream
+from services.intake.web import in_programme, intake, load, written
+from shared.audit import access_log
+from shared.authn import caller
+from shared.domain.access import Role
+from shared.domain.case import Case, Refused
+from shared.domain.events import CitizenErased
+from shared.domain.identity import Identity, decide_match, evolve_identity, identity_stream, probable_matches
+from shared.eventstore import WrongExpectedVersion
+
+bp = Blueprint("citizens", __name__)
+
+
+def _identity(programme_id: str) -> Identity:
+    identity = Identity()
+    for event in intake().store.read_stream(identity_stream(programme_id)):
+        identity = evolve_identity(identity, event.payload)
+    return identity
+
+
+def _model() -> ReadModel:
+    return ReadModel(intake().store.redis, intake().prefix)
+
+
+def _citizen_cases(programme_id: str, citizen_id: str) -> list[Case]:
+    """The citizen's cases in this programme (from the caseflow projection); 404 if there are none."""
+    model = _model()
+    ids = model.members(citizen_index_name(citizen_id))
+    cases = [Case.from_dict(d) for d in model.docs([f"case:{c}" for c in ids])]
+    mine = [c for c in cases if c.programme_id == programme_id]
+    if not mine:
+        raise NotFound("no such citizen")
+    return mine
+
+
+@bp.get("/programmes/<programme_id>/probable-matches")
+def list_probable_matches(programme_id: str) -> Response:
+    in_programme(caller(Role.COORDINATOR), programme_id)
+    proposals = probable_matches(_model().cases(programme_id), _identity(programme_id))
+    return jsonify(programme_id=programme_id, matches=[{"citizen_a": a, "citizen_b": b} for a, b in proposals])
+
+
+@bp.post("/programmes/<programme_id>/matches")
+def decide(programme_id: str) -> Response:
+    """Confirm (one person) or reject (never proposed again) a probable match."""
+    principal = caller(Role.COORDINATOR)
+    in_programme(principal, programme_id)
+    ctx, d = load(principal, s.MatchDecisionRequest)
+    identity = _identity(programme_id)
+    proposals = probable_matches(_model().cases(programme_id), identity)
+    event = decide_match(identity, proposals, d["citizen_a"], d["citizen_b"], d["decision"] == "confirm")
+    result = intake().write(ctx, d["on"], [Write(identity_stream(programme_id), [event], identity.version)])
+    view = {
+        "programme_id": programme_id,
+        "decision": d["decision"],
+        "citizen_a": event.citizen_a,
+        "citizen_b": event.citizen_b,
+    }
+    return written(result, lambda: view, f"/programmes/{programme_id}/probable-matches")
+
+
+@bp.post("/programmes/<programme_id>/citizens/<citizen_id>/erasure")
+def erase(programme_id: str, citizen_id: str) -> Response:
+    """GDPR erasure: the citizen's keys are deleted, so their personal data is unreadable everywhere; the
+    anonymous events still count. The erasure is an event, and its actor is who carried it out."""
+    principal = caller(Role.COORDINATOR)
+    in_programme(principal, programme_id)
+    ctx, d = load(principal, s.ErasureRequest)
+    _citizen_cases(programme_id, citizen_id)
+    records = sorted(_identity(programme_id).person_of(citizen_id))
+    writes = [
+        Write(citizen_stream(record), [CitizenErased(requested_by=d["requested_by"])], 0)
+        for record in records
+        if not intake().is_erased(record)
+    ]
+    if not writes:
+        raise Refused("already_erased", "this citizen's personal data was erased before")
+    try:
+        result = intake().write(ctx, d["on"], writes)
+    except WrongExpectedVersion:
+        raise Refused("already_erased", "this citizen's personal data was erased before") from None
+    for record in records:  # after the event: a crash between them leaves a recorded erasure to repeat
+        intake().vault.erase(record)
+    view = {"citizen_id": citizen_id, "records_erased": records, "erased_on": d["on"].isoformat()}
+    return written(result, lambda: view, f"/programmes/{programme_id}/citizens/{citizen_id}/access-log")
+
+
+@bp.get("/programmes/<programme_id>/citizens/<citizen_id>/access-log")
+def citizen_access_log(programme_id: str, citizen_id: str) -> Response:
+    """Who read or wrote any of the citizen's cases in this programme, and who tried."""
+    in_programme(caller(Role.COORDINATOR), programme_id)
+    cases = [c.case_id for c in _citizen_cases(programme_id, citizen_id)]
+    return jsonify(citizen_id=citizen_id, entries=access_log(intake().store.redis, intake().prefix, cases))

@@ -1,0 +1,77 @@
+"""Per-citizen encryption keys: personal data is sealed with them, and erasure deletes them (crypto-shredding).
+
+Personal fields (name or alias, birth date, free text) are sealed in intake
+before an event exists, so the log, the read models and every export hold only
+ciphertext; views reveal it on the way out. Deleting a citizen's key makes all
+of it unreadable at once, wherever it was copied, backups included, while the
+anonymous facts around it (status, dates, age band) keep counting.
+
+Citizen keys are AES-256-GCM keys, stored wrapped by a master key that comes
+from the environment and is never in Redis, so a Redis dump alone reveals
+nothing. Sealed values look like ``sealed:v1:<citizen id>:<base64 nonce+ciphertext>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import redis
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+ERASED = "[erased]"
+_PREFIX = "sealed:v1:"
+
+
+class Vault:
+    def __init__(self, connection: redis.Redis, prefix: str, master_key: bytes) -> None:
+        self.redis = connection
+        self.prefix = prefix
+        self._master = AESGCM(hashlib.sha256(master_key).digest())
+
+    def _key_name(self, citizen_id: str) -> str:
+        return f"{self.prefix}:vault:citizen:{citizen_id}"
+
+    def _key(self, citizen_id: str, create: bool) -> bytes | None:
+        name = self._key_name(citizen_id)
+        wrapped = self.redis.get(name)
+        if wrapped is None and create:
+            nonce = os.urandom(12)
+            fresh = nonce + self._master.encrypt(nonce, AESGCM.generate_key(256), citizen_id.encode())
+            self.redis.set(name, fresh, nx=True)  # two processes racing: the first key wins, both use it
+            wrapped = self.redis.get(name)
+        if wrapped is None:
+            return None
+        assert isinstance(wrapped, bytes)
+        return self._master.decrypt(wrapped[:12], wrapped[12:], citizen_id.encode())
+
+    def seal(self, citizen_id: str, plaintext: str | None) -> str | None:
+        if plaintext is None:
+            return None
+        key = self._key(citizen_id, create=True)
+        assert key is not None
+        nonce = os.urandom(12)
+        blob = nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), citizen_id.encode())
+        return f"{_PREFIX}{citizen_id}:{base64.b64encode(blob).decode()}"
+
+    def reveal(self, sealed: str | None) -> str | None:
+        """The plaintext, or ``[erased]`` once the citizen's key is gone. Unsealed text passes through."""
+        if sealed is None or not sealed.startswith(_PREFIX):
+            return sealed
+        citizen_id, _, encoded = sealed.removeprefix(_PREFIX).rpartition(":")
+        key = self._key(citizen_id, create=False)
+        if key is None:
+            return ERASED
+        blob = base64.b64decode(encoded)
+        try:
+            return AESGCM(key).decrypt(blob[:12], blob[12:], citizen_id.encode()).decode()
+        except InvalidTag:
+            return ERASED
+
+    def erase(self, citizen_id: str) -> None:
+        self.redis.delete(self._key_name(citizen_id))
+
+    def has_key(self, citizen_id: str) -> bool:
+        return bool(self.redis.exists(self._key_name(citizen_id)))

@@ -1,0 +1,196 @@
+"""Citizens: one citizen per CPR number, no existence leak, probable matches, erasure (both backends)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from flask.testing import FlaskClient
+
+from services.intake.app import create_app
+from shared.config import Settings
+from shared.eventstore import EventStore
+from shared.vault import ERASED, Vault
+from tests.conftest import PARTNER, STAFF, referral_body
+from tests.support import auth, run_workers
+
+LIVA = auth("livarehab")
+
+
+def refer(intake: FlaskClient, key: dict[str, str], **citizen: Any) -> Any:
+    response = intake.post("/referrals", json=referral_body(citizen=citizen), headers=key)
+    assert response.status_code == 201, response.get_json()
+    return response
+
+
+def staff_view(intake: FlaskClient, case: str) -> dict[str, Any]:
+    body: dict[str, Any] = intake.get(f"/cases/{case}", headers=STAFF).get_json()
+    return body
+
+
+def every_byte(connection: redis.Redis) -> Iterator[bytes]:
+    """Every key name and every value in Redis, whatever its type: strings, hashes, lists, sets, streams."""
+    for key in connection.scan_iter(count=1000):
+        yield key
+        kind = connection.type(key).decode()
+        if kind == "string":
+            yield connection.get(key) or b""
+        elif kind == "hash":
+            for field, value in connection.hgetall(key).items():
+                yield field + b"=" + value
+        elif kind == "list":
+            yield from connection.lrange(key, 0, -1)
+        elif kind == "set":
+            yield from connection.smembers(key)
+        elif kind == "zset":
+            yield from (member for member, _ in connection.zrange(key, 0, -1, withscores=True))
+        elif kind == "stream":
+            for entry_id, fields in connection.xrange(key):
+                yield entry_id
+                for field, value in fields.items():
+                    yield field + b"=" + value
+        else:
+            raise AssertionError(f"unexpected {kind} at {key!r}")
+
+
+def test_one_cpr_number_is_one_citizen_and_each_partner_sees_its_own(intake: FlaskClient, cph: str) -> None:
+    by_reden = refer(intake, PARTNER, alias="Maja", cpr="010190-1234").get_json()["case_id"]
+    by_liva = refer(intake, LIVA, cpr="0101901234").get_json()["case_id"]
+    assert by_reden != by_liva
+    assert staff_view(intake, by_reden)["citizen_id"] == staff_view(intake, by_liva)["citizen_id"]
+    assert staff_view(intake, by_reden)["age_band"] == "25_plus"  # born 1990, referred 2016
+    for key, own, other in ((PARTNER, by_reden, by_liva), (LIVA, by_liva, by_reden)):
+        assert intake.get(f"/referrals/{own}", headers=key).status_code == 200
+        assert intake.get(f"/referrals/{other}", headers=key).status_code == 404
+
+
+def test_racing_referrals_of_one_new_cpr_number_make_one_citizen(
+    connection: redis.Redis, cph: str, intake: FlaskClient
+) -> None:
+    cases: list[str] = []
+    app = create_app(connection, Settings.from_env({}))
+
+    def send() -> None:
+        cases.append(refer(app.test_client(), PARTNER, cpr="121212-1212").get_json()["case_id"])
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({staff_view(intake, c)["citizen_id"] for c in cases}) == 1
+
+
+def test_a_partner_cannot_learn_whether_a_cpr_number_is_known(intake: FlaskClient, cph: str) -> None:
+    refer(intake, PARTNER, cpr="010190-1234")  # known to the programme, through Reden
+
+    def answer(cpr: str) -> tuple[int, dict[str, Any], list[str]]:
+        response = refer(intake, LIVA, cpr=cpr)
+        body = {k: v for k, v in response.get_json().items() if k not in ("case_id", "positions")}
+        return response.status_code, body, sorted(set(response.headers.keys()) - {"X-Request-Id", "Location"})
+
+    known, unknown = answer("010190-1234"), answer("020290-2345")
+    assert known == unknown
+    read_known = intake.get(f"/referrals/{refer(intake, LIVA, cpr='010190-1234').get_json()['case_id']}", headers=LIVA)
+    read_unknown = intake.get(
+        f"/referrals/{refer(intake, LIVA, cpr='030390-3456').get_json()['case_id']}", headers=LIVA
+    )
+    strip = lambda r: {k: v for k, v in r.get_json().items() if k != "case_id"}  # noqa: E731
+    assert (read_known.status_code, strip(read_known)) == (read_unknown.status_code, strip(read_unknown))
+
+
+def test_probable_matches_without_cpr_and_rejections_are_remembered(
+    intake: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    ids = {}
+    for name, key, alias, born in (
+        ("a", PARTNER, "Maja", "1990-05-01"),
+        ("b", LIVA, "  maja ", "1990-05-01"),
+        ("other-day", PARTNER, "Maja", "1991-01-01"),
+        ("ole", LIVA, "Ole", "1990-05-01"),
+    ):
+        case = refer(intake, key, alias=alias, birth_date=born).get_json()["case_id"]
+        ids[name] = staff_view(intake, case)["citizen_id"]
+    run_workers(connection, "caseflow")
+    url = "/programmes/demo-cph/probable-matches"
+    first = intake.get(url, headers=STAFF).get_json()["matches"]
+    assert first == [{"citizen_a": min(ids["a"], ids["b"]), "citizen_b": max(ids["a"], ids["b"])}]
+    assert intake.get(url, headers=PARTNER).status_code == 403
+
+    reject = {"citizen_a": ids["a"], "citizen_b": ids["b"], "decision": "reject"}
+    assert intake.post("/programmes/demo-cph/matches", json=reject, headers=STAFF).status_code == 201
+    assert intake.get(url, headers=STAFF).get_json()["matches"] == []
+    again = intake.post("/programmes/demo-cph/matches", json=reject, headers=STAFF)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "not_proposed"
+
+    third = staff_view(intake, refer(intake, PARTNER, alias="MAJA", birth_date="1990-05-01").get_json()["case_id"])
+    run_workers(connection, "caseflow")
+    proposed = {tuple(sorted(m.values())) for m in intake.get(url, headers=STAFF).get_json()["matches"]}
+    assert proposed == {tuple(sorted((ids["a"], third["citizen_id"]))), tuple(sorted((ids["b"], third["citizen_id"])))}
+    confirm = {"citizen_a": ids["a"], "citizen_b": third["citizen_id"], "decision": "confirm"}
+    assert intake.post("/programmes/demo-cph/matches", json=confirm, headers=STAFF).status_code == 201
+    assert {tuple(sorted(m.values())) for m in intake.get(url, headers=STAFF).get_json()["matches"]} == {
+        tuple(sorted((ids["b"], third["citizen_id"])))
+    }
+
+
+def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis, store: EventStore
+) -> None:
+    secrets = [b"Maja", b"Hansen", b"0101901234", b"010190-1234", b"1990-01-01", b"sister", b"Valby"]
+    maja = refer(intake, PARTNER, alias="Maja Hansen", cpr="010190-1234").get_json()["case_id"]
+    ole = refer(intake, LIVA, alias="Ole").get_json()["case_id"]
+    for case in (maja, ole):
+        intake.post(f"/referrals/{case}/assessment", json={"on": "2016-01-20"}, headers=STAFF)
+        intake.post(f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
+    intake.post(
+        f"/cases/{maja}/goals", json={"life_area": "network", "description": "call Maja's sister"}, headers=STAFF
+    )
+    intake.post(f"/cases/{maja}/phase", json={"phase": "phase_2", "reason": "housed in Valby"}, headers=STAFF)
+    run_workers(connection)
+    before = staff_view(intake, maja)
+    assert before["citizen_alias"] == "Maja Hansen" and before["goals"][0]["description"] == "call Maja's sister"
+    report_before = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json()
+    cases_before = intake.get("/programmes/demo-cph/cases", headers=STAFF).get_json()["cases"]
+
+    citizen = before["citizen_id"]
+    erased = intake.post(
+        f"/programmes/demo-cph/citizens/{citizen}/erasure", json={"requested_by": "citizen"}, headers=STAFF
+    )
+    assert erased.status_code == 201, erased.get_json()
+    again = intake.post(
+        f"/programmes/demo-cph/citizens/{citizen}/erasure", json={"requested_by": "citizen"}, headers=STAFF
+    )
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_erased"
+    run_workers(connection)
+
+    after = staff_view(intake, maja)
+    assert after["citizen_alias"] == ERASED and after["goals"][0]["description"] == ERASED
+    assert after["phases"][-1]["reason"] == ERASED
+    assert (after["status"], after["enrolled_on"], after["course"]) == (
+        before["status"],
+        before["enrolled_on"],
+        before["course"],
+    )
+    assert staff_view(intake, ole)["citizen_alias"] == "Ole"  # nobody else's data is touched
+    vault = Vault(connection, "cf", Settings.from_env({}).master_key)
+    assert not vault.has_key(citizen)
+    assert vault.reveal(store.read_stream(maja)[0].payload.citizen_alias) == ERASED  # type: ignore[attr-defined]
+
+    everything = list(every_byte(connection))
+    log_export = json.dumps([e.__dict__ for e in store.read_all(limit=100_000)], default=str).encode()
+    for secret in secrets:
+        assert not any(secret in chunk for chunk in everything), secret
+        assert secret not in log_export, secret
+
+    assert reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json() == report_before
+    assert intake.get("/programmes/demo-cph/cases", headers=STAFF).get_json()["cases"] == cases_before
+    [erasure] = store.read_stream(f"citizen-{citizen.removeprefix('citizen-')}")
+    assert erasure.event_type == "CitizenErased" and erasure.actor.startswith("kk-socialforvaltning:")
+    assert erasure.payload.requested_by == "citizen"  # type: ignore[attr-defined]
+
+    log = intake.get(f"/programmes/demo-cph/citizens/{citizen}/access-log", headers=STAFF).get_json()["entries"]
+    assert {e["case_id"] for e in log} == {maja} and log
