@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import subprocess
 from datetime import date, timedelta
 from typing import Any
 
@@ -140,3 +141,18 @@ def snapshot(connection: redis.Redis, namespace: str) -> dict[str, Any]:
         else:
             raise AssertionError(f"unexpected {kind} at {key}")
     return result
+
+
+def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
+    """RQ's shutdown: SIGTERM asks for a warm stop (finish the job), a second SIGTERM forces it; SIGKILL last."""
+    for attempt in ("warm", "cold"):
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in processes:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                if attempt == "cold":
+                    p.kill()
+                    p.wait(timeout=10)

@@ -117,6 +117,8 @@ ENDPOINTS: list[tuple[str, str, str, Callable[[], dict[str, Any]] | None, str | 
         None,
     ),
     ("capacity", "POST", "/programmes/demo-cph/workers/bo/capacity", lambda: {"capacity": 5}, None),
+    ("probable matches", "GET", "/programmes/demo-cph/probable-matches", None, None),
+    ("list partners", "GET", "/admin/partners", None, None),
 ]
 
 OK = "ok"
@@ -124,7 +126,7 @@ OK = "ok"
 EXPECTED: dict[str, dict[str, Any]] = {
     "none": {"*": 401},
     "bad-key": {"*": 401},
-    "admin": {"*": 403},
+    "admin": {"*": 403, "list partners": OK},
     "evaluator": {"*": 403},
     "reden": {"*": 403, "read referral": OK, "withdraw": OK, "refer": OK},
     "livarehab": {"*": 403, "read referral": 404, "withdraw": 404, "refer": OK},
@@ -132,17 +134,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "*": OK,
         **dict.fromkeys(["read referral", "start assessment", "decline", "withdraw", "refer on"], 404),
         **dict.fromkeys(["access log", "assign", "reopen", "caseload", "list cases"], 403),
-        **dict.fromkeys(["change programme", "add worker", "capacity"], 403),
+        **dict.fromkeys(["change programme", "add worker", "capacity", "probable matches", "list partners"], 403),
     },
     "bo": {
         "*": 404,
         **dict.fromkeys(["access log", "assign", "reopen", "caseload", "list cases"], 403),
-        **dict.fromkeys(["change programme", "add worker", "capacity"], 403),
+        **dict.fromkeys(["change programme", "add worker", "capacity", "probable matches", "list partners"], 403),
         "refer": OK,
         "read programme": OK,
     },
-    "coordinator": {"*": OK},
-    "other-coordinator": {"*": 404},
+    "coordinator": {"*": OK, "list partners": 403},
+    "other-coordinator": {"*": 404, "list partners": 403},
 }
 
 

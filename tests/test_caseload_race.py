@@ -23,7 +23,7 @@ from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
 from shared.nudges import OFFER_JOB
 from shared.projections import ProjectionRunner, replay
 from tests.conftest import COPENHAGEN, STAFF, referral_body
-from tests.support import grant_test_keys, snapshot
+from tests.support import grant_test_keys, snapshot, stop_workers
 
 WORKERS = {"anna": 2, "bo": 2, "cy": 1}
 
@@ -33,7 +33,7 @@ def spawn_worker(url: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-c", "from services.caseflow.worker import main; main()"],
         env={**os.environ, "REDIS_URL": url},
         stdout=subprocess.DEVNULL,
-        stderr=open(f"/tmp/raceworker-{time.monotonic_ns()}.log", "w"),
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -115,10 +115,7 @@ def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
             assert time.monotonic() < deadline, f"waitlist {caseload.waitlist} with {free} free slots"
             time.sleep(0.2)
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(timeout=20)
+        stop_workers(workers)
 
     history = store.read_stream(caseload_stream("demo-cph"))
     replayed = Caseload("demo-cph")

@@ -194,3 +194,24 @@ def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
 
     log = intake.get(f"/programmes/demo-cph/citizens/{citizen}/access-log", headers=STAFF).get_json()["entries"]
     assert {e["case_id"] for e in log} == {maja} and log
+
+
+def test_nothing_personal_reaches_a_log_line(
+    intake: FlaskClient, cph: str, connection: redis.Redis, caplog: Any
+) -> None:
+    caplog.set_level("DEBUG")
+    case = refer(intake, PARTNER, alias="Maja Hansen", cpr="010190-1234").get_json()["case_id"]
+    intake.post(f"/referrals/{case}/assessment", json={"on": "2016-01-20"}, headers=STAFF)
+    intake.post(f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
+    intake.post(
+        f"/cases/{case}/goals", json={"life_area": "network", "description": "call Maja's sister"}, headers=STAFF
+    )
+    intake.post(
+        "/referrals", json=referral_body(citizen={"cpr": "320190-1234", "alias": "Maja Hansen"}), headers=PARTNER
+    )  # an invalid CPR: refused without repeating it
+    run_workers(connection)
+    citizen = staff_view(intake, case)["citizen_id"]
+    intake.post(f"/programmes/demo-cph/citizens/{citizen}/erasure", json={"requested_by": "citizen"}, headers=STAFF)
+    assert caplog.records, "the flow should have logged something (workers, durability)"
+    for secret in ("Maja", "Hansen", "0101901234", "010190-1234", "320190", "1990-01-01", "sister"):
+        assert secret not in caplog.text, secret

@@ -18,7 +18,7 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.nudges import enqueue_sweeps
 from shared.projections import ProjectionRunner, replay
-from tests.support import generate_log, snapshot
+from tests.support import generate_log, snapshot, stop_workers
 
 ENTRY_POINTS = {
     "caseflow": "from services.caseflow.worker import main; main()",
@@ -56,10 +56,7 @@ def test_racing_and_killed_workers_equal_one_in_order_replay(real_connection: re
         busy = [w for w in Worker.all(connection=real_connection) if w.successful_job_count > 0]
         assert len(busy) >= 3, "the live workers should all have taken part"
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(timeout=20)
+        stop_workers(workers)
 
     for runner in runners:
         namespace = f"reference:{runner.projection.name}"

@@ -13,16 +13,18 @@ import getpass
 from datetime import date
 
 import click
-from flask import current_app
+from flask import Blueprint, Response, current_app, jsonify
 from flask.cli import AppGroup, FlaskGroup
 
 from services.intake.service import Context, Intake, Write
+from shared.authn import caller
 from shared.domain.access import Partner, Role, evolve_partner, new_api_key, partner_stream
 from shared.domain.events import ApiKeyIssued, ApiKeyRevoked, PartnerRegistered
 from shared.eventstore import WrongExpectedVersion
 from shared.redis_values import as_text
 
 admin = AppGroup("admin", help="Partners and API keys (stored as events; a key is shown once).")
+bp = Blueprint("admin", __name__)
 
 
 def _intake() -> Intake:
@@ -113,21 +115,48 @@ def key_revoke(partner_id: str, key_id: str) -> None:
     click.echo(f"key {key_id} revoked")
 
 
+def all_partners(intake: Intake) -> list[Partner]:
+    pattern = intake.store.keys.stream(partner_stream("*"))
+    ids = sorted(as_text(raw).rsplit(":stream:partner-", 1)[1] for raw in intake.store.redis.scan_iter(match=pattern))
+    return [p for p in (load_partner(intake, partner_id) for partner_id in ids) if p is not None]
+
+
 @admin.command("partners")
 def partners() -> None:
     """List partners and their keys (never the keys themselves)."""
-    intake = _intake()
-    pattern = intake.store.keys.stream(partner_stream("*"))
-    for raw in sorted(intake.store.redis.scan_iter(match=pattern)):
-        partner_id = as_text(raw).rsplit(":stream:partner-", 1)[1]
-        partner = load_partner(intake, partner_id)
-        if partner is None:
-            continue
+    for partner in all_partners(_intake()):
         click.echo(f"{partner.partner_id}\t{partner.kind}\t{partner.name}")
         for key in partner.keys.values():
             state = "revoked" if key.revoked else "active"
             scope = " ".join(filter(None, [key.programme_id, key.worker_id]))
             click.echo(f"  {key.key_id}\t{key.role.value}\t{state}\t{scope}\t{key.label}")
+
+
+@bp.get("/admin/partners")
+def list_partners() -> Response:
+    """For the admin role: partners and their key ids, roles and scopes (never a key, never case content)."""
+    caller(Role.ADMIN)
+    return jsonify(
+        partners=[
+            {
+                "partner_id": p.partner_id,
+                "name": p.name,
+                "kind": p.kind,
+                "keys": [
+                    {
+                        "key_id": k.key_id,
+                        "role": k.role.value,
+                        "programme_id": k.programme_id,
+                        "worker_id": k.worker_id,
+                        "label": k.label,
+                        "revoked": k.revoked,
+                    }
+                    for k in p.keys.values()
+                ],
+            }
+            for p in all_partners(_intake())
+        ]
+    )
 
 
 def main() -> None:

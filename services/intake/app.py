@@ -6,6 +6,7 @@ import redis
 from flask import Flask
 
 from services.intake.admin import admin
+from services.intake.admin import bp as admin_api
 from services.intake.citizens import bp as citizens
 from services.intake.courses import bp as courses
 from services.intake.programmes import bp as programmes
@@ -22,7 +23,9 @@ from shared.vault import Vault
 def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
-    app = http.service_app("intake", connection, settings.key_prefix, programmes, referrals, courses, citizens)
+    app = http.service_app(
+        "intake", connection, settings.key_prefix, programmes, referrals, courses, citizens, admin_api
+    )
     store = event_store(connection, settings)
     vault = Vault(connection, settings.key_prefix, settings.master_key)
     app.extensions["intake"] = Intake(store, settings.key_prefix, vault, settings.cpr_hmac_secret)
