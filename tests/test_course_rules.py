@@ -194,3 +194,11 @@ def test_capacity_and_the_waitlist() -> None:
     assert decide_offers(load, p) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
     # Closing anna's course frees her slot in the same append.
     assert decide_release(load, "case-1", "course_closed") == [ev.CaseReleased("case-1", "anna", "course_closed")]
+
+
+def test_status_changes_come_in_date_order() -> None:
+    case = evolve(None, "case-1", ev.ReferralReceived("cph", "reden", True), date(2016, 1, 10))
+    case = evolve(case, "case-1", ev.AssessmentStarted(), date(2016, 1, 20))
+    with pytest.raises(Refused) as early:
+        decide_star(case, programme(), {"housing": 3}, date(2016, 1, 15), None, must_enrol=True)
+    assert early.value.code == "date_before_last_change"

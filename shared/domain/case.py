@@ -342,6 +342,15 @@ def _require(case: Case, on: date, *allowed: CaseStatus, action: str) -> None:
         raise Refused("date_before_referral", f"{on.isoformat()} is before the referral date")
 
 
+def _require_after_last_change(case: Case, on: date) -> None:
+    """Status changes come in date order, so "the status on date D" has one answer."""
+    if on < case.history[-1].on:
+        raise Refused(
+            "date_before_last_change",
+            f"{on.isoformat()} is before the last status change ({case.history[-1].on.isoformat()})",
+        )
+
+
 REFERRAL_STAGE = (CaseStatus.REFERRED, CaseStatus.IN_ASSESSMENT)
 OPEN = (CaseStatus.REFERRED, CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED)
 
@@ -350,21 +359,25 @@ def decide_start_assessment(case: Case, on: date) -> ev.AssessmentStarted:
     if case.status is CaseStatus.IN_ASSESSMENT:
         raise Refused("already_in_assessment", "the citizen is already in assessment")
     _require(case, on, CaseStatus.REFERRED, action="start an assessment")
+    _require_after_last_change(case, on)
     return ev.AssessmentStarted()
 
 
 def decide_decline(case: Case, reason: str, on: date) -> ev.ReferralDeclined:
     _require(case, on, *REFERRAL_STAGE, action="decline")
+    _require_after_last_change(case, on)
     return ev.ReferralDeclined(reason=reason)
 
 
 def decide_withdraw(case: Case, reason: str, on: date) -> ev.ReferralWithdrawn:
     _require(case, on, *REFERRAL_STAGE, action="withdraw")
+    _require_after_last_change(case, on)
     return ev.ReferralWithdrawn(reason=reason)
 
 
 def decide_refer_on(case: Case, to: str, on: date) -> ev.ReferredOn:
     _require(case, on, *REFERRAL_STAGE, action="refer on (an enrolled course closes with reason referred_on)")
+    _require_after_last_change(case, on)
     return ev.ReferredOn(to=to)
 
 
@@ -395,6 +408,7 @@ def decide_star(
         return [ev.StarRecorded(scores=scores)]
     if not case.consent_given:
         raise Refused("no_consent", "the citizen's consent is not recorded: a course cannot start")
+    _require_after_last_change(case, on)
     if not programme.in_recruitment_window(on):
         raise Refused(
             "outside_recruitment_window",
@@ -470,6 +484,7 @@ def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: 
 
 def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
     _require_enrolled(case, on, "close the course (a referral is declined, withdrawn or referred on)")
+    _require_after_last_change(case, on)
     return ev.CourseClosed(reason=reason)
 
 
