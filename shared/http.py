@@ -84,6 +84,7 @@ def service_app(name: str, connection: Any, key_prefix: str, *blueprints: Bluepr
 
     app = Flask(name)
     app.config.update(KEY_PREFIX=key_prefix)
+    app.extensions["redis"] = connection
     install(app)
     install_health(app, connection)
     for blueprint in blueprints:

@@ -49,18 +49,24 @@ class ProjectionKeys:
     prefix: str
     projection: str
 
-    def namespace(self, version: int) -> str:
-        return f"{self.prefix}:proj:{self.projection}:v{version}"
+    def namespace(self, version: int, generation: int = 0) -> str:
+        """Where one generation of one version of the read model lives. A rebuild writes a new generation."""
+        return f"{self.prefix}:proj:{self.projection}:v{version}:g{generation}"
 
-    @property
-    def active_version(self) -> str:
-        return f"{self.prefix}:proj:{self.projection}:active"
+    def active_generation(self, version: int) -> str:
+        return f"{self.prefix}:proj:{self.projection}:v{version}:active"
 
-    def checkpoint(self, version: int, partition: int) -> str:
-        return f"{self.namespace(version)}:checkpoint:{partition}"
+    def generations(self, version: int) -> str:
+        """A counter, so concurrent rebuilds never pick the same new generation."""
+        return f"{self.prefix}:proj:{self.projection}:v{version}:generations"
 
-    def lease(self, version: int, partition: int) -> str:
-        return f"{self.namespace(version)}:lease:{partition}"
+    @staticmethod
+    def checkpoint(namespace: str, partition: int) -> str:
+        return f"{namespace}:checkpoint:{partition}"
+
+    @staticmethod
+    def lease(namespace: str, partition: int) -> str:
+        return f"{namespace}:lease:{partition}"
 
     def nudge_pending(self, partition: int) -> str:
         """Set while a catch-up job for the partition waits in its queue (jobs pick the live version)."""

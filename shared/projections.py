@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import redis
@@ -113,14 +113,14 @@ class ProjectionRunner:
         self.redis: redis.Redis = store.redis
         self.projection = projection
         self.keys = ProjectionKeys(prefix, projection.name)
-        self.namespace = self.keys.namespace(projection.version)
+        self.namespace = active_namespace(self.redis, prefix, projection)
         self._lease_ttl_ms = lease_ttl_ms
         self._batch_size = batch_size
         self._release = load_script(self.redis, _RELEASE)
         self._renew = load_script(self.redis, _RENEW)
 
     def checkpoint(self, partition: int) -> int:
-        return int(self.redis.get(self.keys.checkpoint(self.projection.version, partition)) or 0)
+        return int(self.redis.get(self.keys.checkpoint(self.namespace, partition)) or 0)
 
     def is_caught_up(self) -> bool:
         return all(self.checkpoint(p) >= self.store.partition_head(p) for p in range(self.store.partitions))
@@ -133,7 +133,7 @@ class ProjectionRunner:
         # Clear the nudge flag before reading, so an append after this point enqueues a new nudge.
         self.redis.delete(self.keys.nudge_pending(partition))
         applied = 0
-        lease = self.keys.lease(self.projection.version, partition)
+        lease = self.keys.lease(self.namespace, partition)
         while True:
             token = uuid.uuid4().hex
             if not self.redis.set(lease, token, nx=True, px=self._lease_ttl_ms):
@@ -150,7 +150,7 @@ class ProjectionRunner:
 
     def _apply_batch(self, partition: int) -> int:
         """Apply one batch; 0 when caught up, -1 when another worker committed first."""
-        checkpoint_key = self.keys.checkpoint(self.projection.version, partition)
+        checkpoint_key = self.keys.checkpoint(self.namespace, partition)
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(checkpoint_key)  # type: ignore[no-untyped-call]
@@ -174,14 +174,29 @@ class ProjectionRunner:
                 return -1
 
 
-def replay(store: EventStore, projection: Projection, namespace: str, batch_size: int = 1000) -> int:
-    """Apply the whole log in global order, in one process, into ``namespace``.
+def active_namespace(connection: redis.Redis, prefix: str, projection: Projection) -> str:
+    """The generation readers and workers use now (one GET: a rebuild switches it atomically)."""
+    keys = ProjectionKeys(prefix, projection.name)
+    generation = int(connection.get(keys.active_generation(projection.version)) or 0)
+    return keys.namespace(projection.version, generation)
+
+
+def replay(
+    store: EventStore,
+    projection: Projection,
+    namespace: str,
+    batch_size: int = 1000,
+    until: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Apply the whole log (up to ``until``) in global order, in one process, into ``namespace``.
 
     This is the definition of a correct projection: any number of partition
     workers must end with exactly the state this produces.
     """
     position = applied = 0
-    while events := store.read_all(after=position, limit=batch_size):
+    limit = until if until is not None else store.head()
+    while position < limit and (events := store.read_all(after=position, limit=min(batch_size, limit - position))):
         state = ProjectionState(store.redis, namespace)
         projection.apply(events, state)
         with store.redis.pipeline() as pipe:
@@ -189,4 +204,33 @@ def replay(store: EventStore, projection: Projection, namespace: str, batch_size
             pipe.execute()
         position = events[-1].global_position
         applied += len(events)
+        if progress:
+            progress(len(events))
     return applied
+
+
+def rebuild(
+    store: EventStore, projection: Projection, prefix: str, progress: Callable[[int], None] | None = None
+) -> str:
+    """Build a new generation of a read model from the log, then switch readers and workers to it at once.
+
+    The new generation is built beside the live one; its checkpoints are set to
+    the log's head at the start, so events appended meanwhile are projected by
+    the workers after the switch. Readers see the old model or the new one,
+    never a half-built one. The generation before the previous one is deleted.
+    """
+    keys = ProjectionKeys(prefix, projection.name)
+    connection = store.redis
+    old = int(connection.get(keys.active_generation(projection.version)) or 0)
+    new = int(connection.incr(keys.generations(projection.version)))
+    if new <= old:
+        new = int(connection.incr(keys.generations(projection.version), old + 1 - new))
+    namespace = keys.namespace(projection.version, new)
+    head = store.head()
+    replay(store, projection, namespace, until=head, progress=progress)
+    connection.mset({keys.checkpoint(namespace, p): head for p in range(store.partitions)})
+    connection.set(keys.active_generation(projection.version), new)
+    for generation in range(0, old):  # keep the previous generation for readers still on it
+        for key in connection.scan_iter(match=f"{keys.namespace(projection.version, generation)}:*", count=1000):
+            connection.delete(key)
+    return namespace

@@ -20,14 +20,14 @@ from shared.domain.case import Case, CaseStatus
 from shared.domain.caseload import caseload_from_doc
 from shared.domain.programme import programme_from_doc
 from shared.domain.status import next_assessment_due
-from shared.keys import ProjectionKeys
+from shared.projections import active_namespace
 from shared.redis_values import as_text
 
 
 class ReadModel:
     def __init__(self, connection: redis.Redis, prefix: str) -> None:
         self.redis = connection
-        self.ns = ProjectionKeys(prefix, CaseflowProjection.name).namespace(CaseflowProjection.version)
+        self.ns = active_namespace(connection, prefix, CaseflowProjection())
 
     def members(self, name: str) -> list[str]:
         return sorted(as_text(m) for m in self.redis.smembers(f"{self.ns}:{name}"))

@@ -16,6 +16,7 @@ from services.intake.web import install_errors
 from shared import http
 from shared.authn import Authenticator
 from shared.bootstrap import connect, event_store
+from shared.cli import projections
 from shared.config import Settings
 from shared.vault import Vault
 
@@ -31,6 +32,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.extensions["intake"] = Intake(store, settings.key_prefix, vault, settings.cpr_hmac_secret)
     app.extensions["authenticator"] = Authenticator(store)
     app.cli.add_command(admin)
+    app.cli.add_command(projections)
     install_errors(app)
     return app
 

@@ -10,6 +10,7 @@ from services.reporting.queries import referrals_per_partner
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, projection_runner
+from shared.cli import projections
 from shared.config import Settings
 from shared.domain.access import Role
 from shared.http import ApiError
@@ -42,6 +43,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     runner = projection_runner(connection, settings, ReportingProjection())
     app.extensions["reporting_runner"] = runner
     app.extensions["authenticator"] = Authenticator(runner.store)
+    app.cli.add_command(projections)
     return app
 
 

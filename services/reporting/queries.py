@@ -7,7 +7,7 @@ from typing import Any
 import redis
 
 from services.reporting.projection import ReportingProjection, partner_counts_name, partners_set_name
-from shared.keys import ProjectionKeys
+from shared.projections import active_namespace
 from shared.redis_values import as_text
 
 COUNTERS = ("referrals", "accepted", "declined", "withdrawn")
@@ -16,7 +16,7 @@ COUNTERS = ("referrals", "accepted", "declined", "withdrawn")
 def referrals_per_partner(
     connection: redis.Redis, prefix: str, programme_id: str, only_partner: str | None = None
 ) -> dict[str, Any]:
-    ns = ProjectionKeys(prefix, ReportingProjection.name).namespace(ReportingProjection.version)
+    ns = active_namespace(connection, prefix, ReportingProjection())
     partners = sorted(as_text(m) for m in connection.smembers(f"{ns}:{partners_set_name(programme_id)}"))
     if only_partner is not None:
         partners = [p for p in partners if p == only_partner]
