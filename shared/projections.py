@@ -84,11 +84,23 @@ class ProjectionState:
     def remove(self, name: str, member: str) -> None:
         self._ops.append(("srem", (self.key(name), member)))
 
+    def lowest(self, name: str, member: str, score: float) -> None:
+        """Keep the lowest score seen for a member (ZADD LT): a minimum, so commutative across partitions."""
+        self._ops.append(("zadd_lt", (self.key(name), member, score)))
+
+    def score(self, name: str, member: str, score: float) -> None:
+        """Set a member's score; only for sorted sets owned by one stream's partition."""
+        self._ops.append(("zadd", (self.key(name), {member: score})))
+
     def flush(self, pipe: Pipeline) -> None:
         for name in sorted(self._dirty):
             pipe.set(self.key(name), json.dumps(self._docs[name], sort_keys=True, separators=(",", ":")))
         for op, args in self._ops:
-            getattr(pipe, op)(*args)
+            if op == "zadd_lt":
+                key, member, score = args
+                pipe.zadd(key, {member: score}, lt=True)
+            else:
+                getattr(pipe, op)(*args)
 
 
 class Projection(Protocol):

@@ -138,6 +138,8 @@ def snapshot(connection: redis.Redis, namespace: str) -> dict[str, Any]:
             result[suffix] = connection.hgetall(raw_key)
         elif kind == "set":
             result[suffix] = connection.smembers(raw_key)
+        elif kind == "zset":
+            result[suffix] = connection.zrange(raw_key, 0, -1, withscores=True)
         else:
             raise AssertionError(f"unexpected {kind} at {key}")
     return result

@@ -1,39 +1,93 @@
-"""The reporting service: Flask app factory, and the ``caseflow-reporting`` console script."""
+"""The reporting service: statistics from the read models. Flask app factory and the console script."""
 
 from __future__ import annotations
 
+import re
+from datetime import date
+
 import redis
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from services.reporting.projection import ReportingProjection
-from services.reporting.queries import referrals_per_partner
+from services.reporting.queries import Reports
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, projection_runner
 from shared.cli import projections
 from shared.config import Settings
-from shared.domain.access import Role
+from shared.domain.access import Principal, Role
 from shared.http import ApiError
 from shared.projections import ProjectionRunner
 
 bp = Blueprint("reports", __name__)
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-def _runner() -> ProjectionRunner:
+def _reports() -> Reports:
     runner: ProjectionRunner = current_app.extensions["reporting_runner"]
-    return runner
+    return Reports(runner.redis, current_app.config["KEY_PREFIX"])
+
+
+def _caught_up() -> bool:
+    runner: ProjectionRunner = current_app.extensions["reporting_runner"]
+    return runner.is_caught_up()
+
+
+def _statistics_caller(programme_id: str, *extra: Role) -> Principal:
+    """Coordinators see their programme, evaluators any (both pseudonymised); 404 outside the scope."""
+    principal = caller(Role.COORDINATOR, Role.EVALUATOR, *extra)
+    if principal.role is Role.COORDINATOR and principal.programme_id != programme_id:
+        raise ApiError(404, "not_found", "no such programme")
+    return principal
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "validation_failed", "the request has invalid fields", {field: [message]})
+
+
+def _date_arg(name: str) -> date:
+    value = request.args.get(name)
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _invalid(name, "a date: YYYY-MM-DD") from None
+
+
+def _month_arg(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and not _MONTH.match(value):
+        raise _invalid(name, "a month: YYYY-MM")
+    return value
+
+
+@bp.get("/programmes/<programme_id>/statistics/status")
+def status(programme_id: str) -> Response:
+    """Status on a date (default today): ?on=YYYY-MM-DD, and one of ?partner= or ?method=."""
+    _statistics_caller(programme_id)
+    partner, method = request.args.get("partner"), request.args.get("method")
+    if partner and method:
+        raise _invalid("method", "filter by partner or by method, not both")
+    report = _reports().status_on(programme_id, _date_arg("on"), partner, method)
+    return jsonify(report | {"caught_up": _caught_up()})
+
+
+@bp.get("/programmes/<programme_id>/statistics/intake")
+def intake(programme_id: str) -> Response:
+    """Referrals per month and the average, ?from=YYYY-MM&to=YYYY-MM&partner=."""
+    _statistics_caller(programme_id)
+    report = _reports().intake(programme_id, _month_arg("from"), _month_arg("to"), request.args.get("partner"))
+    return jsonify(report | {"caught_up": _caught_up()})
 
 
 @bp.get("/programmes/<programme_id>/referrals-per-partner")
 def get_referrals_per_partner(programme_id: str) -> Response:
     """Coordinators see their programme, evaluators any; a referring partner sees only its own row."""
-    principal = caller(Role.COORDINATOR, Role.EVALUATOR, Role.REFERRER)
-    if principal.role is Role.COORDINATOR and principal.programme_id != programme_id:
-        raise ApiError(404, "not_found", "no such programme")
-    runner = _runner()
+    principal = _statistics_caller(programme_id, Role.REFERRER)
     only = principal.partner_id if principal.role is Role.REFERRER else None
-    report = referrals_per_partner(runner.redis, current_app.config["KEY_PREFIX"], programme_id, only_partner=only)
-    return jsonify(report | {"caught_up": runner.is_caught_up()})
+    report = _reports().referrals_per_partner(programme_id, _month_arg("from"), _month_arg("to"), only_partner=only)
+    return jsonify(report | {"caught_up": _caught_up()})
 
 
 def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:

@@ -1,55 +1,127 @@
-"""Reporting read models, projected from the log.
+"""Reporting read models, projected from the log, built so that no query grows with the number of events.
 
-Referrals per partner: one hash per (programme, partner) with counters, and a
-set of the programme's partners. Counters are shared across partitions, so
-they only ever change by increments; the small per-referral document that
-remembers which partner a case came from belongs to the case's partition.
+Every statistic is a counter changed by commutative operations (HINCRBY,
+ZADD LT), so partitions may commit in any order; what a counter needs to know
+about one case (its status, partner, method...) is kept in that case's small
+document, owned by the case's partition.
+
+- Status on any date: each status change adds -1 for the old status and +1 for
+  the new one on the day it happened (overall, per partner, per method once
+  enrolled); the status on a date is the sum of the deltas up to it: bounded by
+  calendar days, not events.
+- Distinct citizens: the first day each citizen was referred (ZADD LT).
+- Intake and referral outcomes: per referral month (the cohort), so they can
+  be filtered by period.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
-from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived, ReferralWithdrawn
+from shared.domain import events as ev
 from shared.events import RecordedEvent
 from shared.projections import ProjectionState
 
-OUTCOME_FIELDS = {
-    AssessmentStarted: "accepted",
-    ReferralDeclined: "declined",
-    ReferralWithdrawn: "withdrawn",
+OUTCOMES = {
+    ev.AssessmentStarted: ("in_assessment", "accepted"),
+    ev.ReferralDeclined: ("declined", "declined"),
+    ev.ReferralWithdrawn: ("withdrawn", "withdrawn"),
+    ev.ReferredOn: ("referred_on", "referred_on"),
 }
 
 
-def referral_doc_name(case_id: str) -> str:
-    return f"referral:{case_id}"
+def course_doc(case_id: str) -> str:
+    return f"course:{case_id}"
 
 
-def partners_set_name(programme_id: str) -> str:
+def status_deltas(programme_id: str, family: str = "all") -> str:
+    """family: "all", "partner:<id>" or "method:<method>". Field "<status>|<YYYY-MM-DD>" -> delta."""
+    return f"programme:{programme_id}:status-deltas:{family}"
+
+
+def first_referrals(programme_id: str, family: str = "all") -> str:
+    """Sorted set: citizen id -> ordinal of the first day they were referred."""
+    return f"programme:{programme_id}:first-referral:{family}"
+
+
+def cohorts(programme_id: str) -> str:
+    """Field "<partner>|<YYYY-MM>|<counter>": referrals made that month and what became of them."""
+    return f"programme:{programme_id}:cohorts"
+
+
+PARTNERS = "partners"
+
+
+def partners_of(programme_id: str) -> str:
     return f"programme:{programme_id}:partners"
-
-
-def partner_counts_name(programme_id: str, partner: str) -> str:
-    return f"programme:{programme_id}:partner:{partner}"
 
 
 class ReportingProjection:
     name = "reporting"
-    version = 1
+    version = 2
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
-        state.load_docs(referral_doc_name(e.stream_id) for e in events if e.stream_id.startswith("case-"))
+        state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
         for event in events:
-            payload = event.payload
-            if isinstance(payload, ReferralReceived):
-                state.put_doc(
-                    referral_doc_name(event.stream_id),
-                    {"programme_id": payload.programme_id, "source": payload.source},
-                )
-                state.add(partners_set_name(payload.programme_id), payload.source)
-                state.incr(partner_counts_name(payload.programme_id, payload.source), "referrals")
-            elif (outcome := OUTCOME_FIELDS.get(type(payload))) is not None:
-                referral = state.get_doc(referral_doc_name(event.stream_id))
-                if referral is None:
-                    raise RuntimeError(f"{event.stream_id}: outcome before referral")
-                state.incr(partner_counts_name(referral["programme_id"], referral["source"]), outcome)
+            if event.stream_id.startswith("case-"):
+                self._case_event(event, state)
+
+    def _case_event(self, event: RecordedEvent, state: ProjectionState) -> None:
+        payload, on, name = event.payload, event.occurred_on, course_doc(event.stream_id)
+        if isinstance(payload, ev.ReferralReceived):
+            doc: dict[str, Any] = {
+                "programme_id": payload.programme_id,
+                "source": payload.source,
+                "citizen_id": payload.citizen_id or event.stream_id,
+                "referred_on": on.isoformat(),
+                "status": "referred",
+                "method": None,
+                "enrolled_on": None,
+            }
+            p, partner = payload.programme_id, payload.source
+            self._move(state, doc, None, "referred", on)
+            for family in ("all", f"partner:{partner}"):
+                state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
+            state.add(partners_of(p), partner)
+            state.incr(cohorts(p), f"{partner}|{_month(on)}|referrals")
+            state.put_doc(name, doc)
+            return
+        doc = state.get_doc(name) or {}
+        if not doc:
+            raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
+        cohort = f"{doc['source']}|{doc['referred_on'][:7]}"
+        p = doc["programme_id"]
+        if type(payload) in OUTCOMES:
+            status, outcome = OUTCOMES[type(payload)]
+            self._move(state, doc, doc["status"], status, on)
+            state.incr(cohorts(p), f"{cohort}|{outcome}")
+        elif isinstance(payload, ev.CitizenEnrolled):
+            doc.update(method=payload.method, enrolled_on=on.isoformat())
+            self._move(state, doc, doc["status"], "enrolled", on)
+            state.incr(cohorts(p), f"{cohort}|enrolled")
+            state.incr(cohorts(p), f"{cohort}|days_to_enrolment", (on - date.fromisoformat(doc["referred_on"])).days)
+        elif isinstance(payload, ev.CourseClosed):
+            self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
+        else:
+            return
+        state.put_doc(name, doc)
+
+    @staticmethod
+    def _move(state: ProjectionState, doc: dict[str, Any], old: str | None, new: str, on: date) -> None:
+        families = ["all", f"partner:{doc['source']}"]
+        if doc["method"]:
+            families.append(f"method:{doc['method']}")
+        day = on.isoformat()
+        for family in families:
+            key = status_deltas(doc["programme_id"], family)
+            # A course joins its method's family when it enrols: there it starts, not moves.
+            if old is not None and not (family.startswith("method:") and new == "enrolled"):
+                state.incr(key, f"{old}|{day}", -1)
+            state.incr(key, f"{new}|{day}", 1)
+        doc["status"] = new
+
+
+def _month(day: date) -> str:
+    return day.isoformat()[:7]

@@ -1,0 +1,66 @@
+"""A small fixed programme whose statistics are worked out by hand in tests/test_reports.py.
+
+Copenhagen-like: recruitment Jan-Mar 2016, funding ends 31 Dec 2016, 12-month CTI courses.
+
+    case  partner    referred    then
+    A     reden      2015-11-02  assessment 11-20, enrolled 2016-01-15 (anna), closed completed 2016-06-30
+    B     reden      2015-11-10  declined 2015-11-25
+    C     livarehab  2015-12-01  assessment 12-05, enrolled 2016-02-01 (anna): truncated (full end 2017-02-01)
+    D     livarehab  2016-01-10  assessment 2016-01-12, and no further
+    E     self       2016-01-20  withdrawn 2016-02-01
+    F     reden      2016-02-03  CPR 010190-1234, referred on 2016-02-20
+    G     livarehab  2016-02-15  the same CPR number: the same citizen as F
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from tests.conftest import STAFF, referral_body
+from tests.support import auth
+
+
+def build(intake: FlaskClient) -> dict[str, str]:
+    def post(path: str, body: dict[str, Any], key: dict[str, str] = STAFF) -> dict[str, Any]:
+        response = intake.post(path, json=body, headers=key)
+        assert response.status_code == 201, (path, response.get_json())
+        result: dict[str, Any] = response.get_json()
+        return result
+
+    assert (
+        intake.post(
+            "/programmes/demo-cph/workers",
+            json={"worker_id": "anna", "method": "cti", "on": "2015-10-01"},
+            headers=STAFF,
+        ).status_code
+        == 201
+    )
+
+    def refer(key: str, on: str, **extra: Any) -> str:
+        body = referral_body(referred_on=on, **extra)
+        return str(post("/referrals", body, STAFF if key == "self" else auth(key))["case_id"])
+
+    cases = {
+        "A": refer("reden", "2015-11-02"),
+        "B": refer("reden", "2015-11-10"),
+        "C": refer("livarehab", "2015-12-01"),
+        "D": refer("livarehab", "2016-01-10"),
+        "E": refer("self", "2016-01-20", self_referral=True),
+        "F": refer("reden", "2016-02-03", citizen={"cpr": "010190-1234"}),
+        "G": refer("livarehab", "2016-02-15", citizen={"cpr": "010190-1234"}),
+    }
+    a, b, c, d, e, f = (cases[k] for k in "ABCDEF")
+    post(f"/referrals/{a}/assessment", {"on": "2015-11-20"})
+    post(f"/referrals/{b}/decline", {"on": "2015-11-25", "reason": "outside target group"})
+    post(f"/referrals/{c}/assessment", {"on": "2015-12-05"})
+    post(f"/cases/{a}/enrolment", {"on": "2016-01-15", "scores": {"housing": 2, "mental_health": 4}})
+    post(f"/cases/{a}/assignment", {"on": "2016-01-15", "worker_id": "anna"})
+    post(f"/referrals/{d}/assessment", {"on": "2016-01-12"})
+    post(f"/cases/{c}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3, "mental_health": 3}})
+    post(f"/cases/{c}/assignment", {"on": "2016-02-01", "worker_id": "anna"})
+    post(f"/referrals/{e}/withdraw", {"on": "2016-02-01", "reason": "moved away"})
+    post(f"/referrals/{f}/refer-on", {"on": "2016-02-20", "to": "psykiatrien"})
+    post(f"/cases/{a}/closure", {"on": "2016-06-30", "reason": "completed"})
+    return cases

@@ -1,0 +1,140 @@
+"""Every statistic on the fixed scenario of tests/scenario.py, against numbers worked out by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from tests import scenario
+from tests.conftest import STAFF
+from tests.support import auth, run_workers
+
+EVALUATOR = auth("evaluator")
+
+
+@pytest.fixture
+def built(intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis) -> dict[str, str]:
+    cases = scenario.build(intake)
+    run_workers(connection)
+    return cases
+
+
+def get(reporting: FlaskClient, path: str, key: dict[str, str] = STAFF) -> Any:
+    response = reporting.get(f"/programmes/demo-cph/{path}", headers=key)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json().get("caught_up", True) is True
+    return response.get_json()
+
+
+def counts(
+    referred: int = 0,
+    in_assessment: int = 0,
+    enrolled: int = 0,
+    closed: int = 0,
+    declined: int = 0,
+    withdrawn: int = 0,
+    referred_on: int = 0,
+) -> dict[str, int]:
+    return {
+        "referred": referred,
+        "in_assessment": in_assessment,
+        "enrolled": enrolled,
+        "closed": closed,
+        "declined": declined,
+        "withdrawn": withdrawn,
+        "referred_on": referred_on,
+    }
+
+
+def test_status_at_three_past_dates(reporting: FlaskClient, built: dict[str, str]) -> None:
+    # 30 Nov 2015: A in assessment since 20 Nov; B declined on 25 Nov. Two citizens so far.
+    nov = get(reporting, "statistics/status?on=2015-11-30")
+    assert (nov["counts"], nov["distinct_citizens"]) == (counts(in_assessment=1, declined=1), 2)
+    # 31 Jan 2016: A enrolled (15 Jan); C and D in assessment; E referred (withdrawn only on 1 Feb); B declined.
+    jan = get(reporting, "statistics/status?on=2016-01-31")
+    assert (jan["counts"], jan["distinct_citizens"]) == (counts(referred=1, in_assessment=2, enrolled=1, declined=1), 5)
+    # 1 Jul 2016: A closed (completed 30 Jun), C enrolled, D in assessment, E withdrawn, F referred on,
+    # G referred. F and G are one citizen: six citizens for seven referrals.
+    jul = get(reporting, "statistics/status?on=2016-07-01", EVALUATOR)
+    assert jul["counts"] == counts(
+        referred=1, in_assessment=1, enrolled=1, closed=1, declined=1, withdrawn=1, referred_on=1
+    )
+    assert (jul["closed_by_reason"], jul["distinct_citizens"]) == ({"completed": 1}, 6)
+    assert jul["labels_da"]["enrolled"] == "indskrevet"
+
+
+def test_status_filtered_by_partner_and_method(reporting: FlaskClient, built: dict[str, str]) -> None:
+    reden = get(reporting, "statistics/status?on=2016-07-01&partner=reden")  # A closed, B declined, F referred on
+    assert (reden["counts"], reden["distinct_citizens"]) == (counts(closed=1, declined=1, referred_on=1), 3)
+    liva = get(reporting, "statistics/status?on=2016-07-01&partner=livarehab")  # C enrolled, D in assessment, G
+    assert (liva["counts"], liva["distinct_citizens"]) == (counts(referred=1, in_assessment=1, enrolled=1), 3)
+    cti = get(reporting, "statistics/status?on=2016-07-01&method=cti")  # courses only: A closed, C enrolled
+    assert (cti["counts"], cti["distinct_citizens"]) == (counts(enrolled=1, closed=1), None)
+    before = get(reporting, "statistics/status?on=2016-01-14&method=cti")  # nobody enrolled yet
+    assert before["counts"] == counts()
+    both = reporting.get("/programmes/demo-cph/statistics/status?partner=reden&method=cti", headers=STAFF)
+    assert both.status_code == 422
+
+
+def test_intake_per_month(reporting: FlaskClient, built: dict[str, str]) -> None:
+    # Nov: A, B; Dec: C; Jan: D, E; Feb: F, G. Seven referrals over four months.
+    all_time = get(reporting, "statistics/intake")
+    assert all_time["months"] == [
+        {"month": "2015-11", "referrals": 2},
+        {"month": "2015-12", "referrals": 1},
+        {"month": "2016-01", "referrals": 2},
+        {"month": "2016-02", "referrals": 2},
+    ]
+    assert (all_time["total"], all_time["average_per_month"]) == (7, 1.75)
+    spring = get(reporting, "statistics/intake?from=2016-01&to=2016-03")  # Jan 2, Feb 2, Mar 0
+    assert [m["referrals"] for m in spring["months"]] == [2, 2, 0]
+    assert (spring["total"], spring["average_per_month"]) == (4, 1.33)
+    reden = get(reporting, "statistics/intake?partner=reden")  # Nov 2, Dec 0, Jan 0, Feb 1
+    assert [m["referrals"] for m in reden["months"]] == [2, 0, 0, 1]
+    assert reden["average_per_month"] == 0.75
+    assert reporting.get("/programmes/demo-cph/statistics/intake?from=2016-13", headers=STAFF).status_code == 422
+
+
+def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, built: dict[str, str]) -> None:
+    report = get(reporting, "referrals-per-partner")
+    rows = {row["partner"]: row for row in report["partners"]}
+    # Reden: A (accepted, enrolled after 74 days: 2 Nov -> 15 Jan), B (declined), F (referred on).
+    assert rows["reden"] == {
+        "partner": "reden",
+        "referrals": 3,
+        "accepted": 1,
+        "declined": 1,
+        "withdrawn": 0,
+        "referred_on": 1,
+        "enrolled": 1,
+        "average_days_to_enrolment": 74.0,
+    }
+    # LivaRehab: C (accepted, enrolled after 62 days: 1 Dec -> 1 Feb), D (accepted), G (pending).
+    assert rows["livarehab"] == {
+        "partner": "livarehab",
+        "referrals": 3,
+        "accepted": 2,
+        "declined": 0,
+        "withdrawn": 0,
+        "referred_on": 0,
+        "enrolled": 1,
+        "average_days_to_enrolment": 62.0,
+    }
+    assert rows["self"]["withdrawn"] == 1
+    assert report["total"] == {
+        "referrals": 7,
+        "accepted": 3,
+        "declined": 1,
+        "withdrawn": 1,
+        "referred_on": 1,
+        "enrolled": 2,
+        "average_days_to_enrolment": 68.0,
+    }
+    spring = {r["partner"]: r for r in get(reporting, "referrals-per-partner?from=2016-01")["partners"]}
+    assert (spring["reden"]["referrals"], spring["reden"]["referred_on"]) == (1, 1)  # F
+    assert (spring["livarehab"]["referrals"], spring["livarehab"]["accepted"]) == (2, 1)  # D accepted, G pending
+    own = get(reporting, "referrals-per-partner", auth("reden"))
+    assert [r["partner"] for r in own["partners"]] == ["reden"]
