@@ -138,3 +138,65 @@ def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, bui
     assert (spring["livarehab"]["referrals"], spring["livarehab"]["accepted"]) == (2, 1)  # D accepted, G pending
     own = get(reporting, "referrals-per-partner", auth("reden"))
     assert [r["partner"] for r in own["partners"]] == ["reden"]
+
+
+def test_caseloads_over_time_and_the_waitlist(reporting: FlaskClient, built: dict[str, str]) -> None:
+    # anna: A from 15 Jan, C from 1 Feb, A released when it closed on 30 Jun.
+    report = get(reporting, "statistics/caseloads?on=2016-07-01&from=2016-01&to=2016-07")
+    assert report["workers"] == [{"worker_id": "anna", "load": 1, "capacity": 10, "capacity_use": 0.1}]
+    assert [m["loads"]["anna"] for m in report["over_time"]] == [1, 2, 2, 2, 2, 1, 1]
+    assert (report["waitlist"], report["served_from_waitlist"], report["average_wait_days"]) == (0, 0, None)
+    march = get(reporting, "statistics/caseloads?on=2016-03-01")
+    assert march["workers"][0]["load"] == 2 and march["over_time"][0]["month"] == "2016-01"
+
+
+def test_courses_against_targets(reporting: FlaskClient, built: dict[str, str]) -> None:
+    report = get(reporting, "statistics/courses", EVALUATOR)
+    # A: 15 Jan - 30 Jun 2016, completed, 167 days. C: enrolled 1 Feb, still running. Both enrolled after
+    # 31 Dec 2015, so a full 12 months would run past the funding end on 31 Dec 2016: both truncated.
+    assert report["by_method"] == [
+        {
+            "method": "cti",
+            "target": 20,
+            "enrolled": 2,
+            "share_of_target": 0.1,
+            "active": 1,
+            "closed": 1,
+            "completed": 1,
+            "completion_rate": 1.0,
+            "truncated_by_funding_end": 2,
+            "average_length_days": 167.0,
+            "early_discharges": 0,
+        }
+    ]
+    assert report["phase_reached"] == {"phase_1": 2, "phase_2": 0, "phase_3": 0}
+
+
+def test_a_funding_extension_changes_truncation_at_once(
+    intake: FlaskClient, reporting: FlaskClient, built: dict[str, str], connection: redis.Redis
+) -> None:
+    # Funding to 15 Jan 2017: A (full end 15 Jan 2017) is no longer cut short; C (1 Feb 2017) still is.
+    response = intake.post("/programmes/demo-cph/changes", json={"funding_end": "2017-01-15"}, headers=STAFF)
+    assert response.status_code == 201
+    run_workers(connection)
+    assert get(reporting, "statistics/courses")["by_method"][0]["truncated_by_funding_end"] == 1
+
+
+@pytest.mark.parametrize(
+    ("funding_end", "months", "cutoff"),
+    [
+        ("2016-12-31", 12, "2015-12-31"),  # 1 Jan 2016 + 12 months = 1 Jan 2017: cut short
+        ("2017-02-28", 12, "2016-02-29"),  # leap day + 12 months = 28 Feb 2017; 1 Mar 2016 would not fit
+        ("2016-02-29", 1, "2016-01-31"),  # 31 Jan + 1 month = 29 Feb (clamped)
+        ("2016-09-30", 9, "2015-12-31"),  # 31 Dec + 9 months = 30 Sep (clamped)
+    ],
+)
+def test_the_truncation_cutoff(funding_end: str, months: int, cutoff: str) -> None:
+    from dataclasses import replace
+    from datetime import date
+
+    from services.reporting.queries import truncation_cutoff
+    from tests.test_course_rules import programme
+
+    rules = replace(programme(), funding_end=date.fromisoformat(funding_end), course_months=months)
+    assert truncation_cutoff(rules).isoformat() == cutoff

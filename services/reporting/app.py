@@ -9,14 +9,14 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from services.reporting.projection import ReportingProjection
-from services.reporting.queries import Reports
+from services.reporting.queries import Reports, months_between
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, projection_runner
 from shared.cli import projections
 from shared.config import Settings
 from shared.domain.access import Principal, Role
-from shared.http import ApiError
+from shared.http import ApiError, error_response
 from shared.projections import ProjectionRunner
 
 bp = Blueprint("reports", __name__)
@@ -79,6 +79,27 @@ def intake(programme_id: str) -> Response:
     _statistics_caller(programme_id)
     report = _reports().intake(programme_id, _month_arg("from"), _month_arg("to"), request.args.get("partner"))
     return jsonify(report | {"caught_up": _caught_up()})
+
+
+@bp.get("/programmes/<programme_id>/statistics/caseloads")
+def caseloads(programme_id: str) -> Response:
+    """Caseload per worker on a day (?on=), month by month (?from=&to=, default: from recruitment start)."""
+    _statistics_caller(programme_id)
+    reports, day = _reports(), _date_arg("on")
+    start = _month_arg("from") or reports.programme(programme_id).recruitment_start.isoformat()[:7]
+    months = months_between(start, _month_arg("to") or day.isoformat()[:7])
+    return jsonify(reports.caseloads(programme_id, day, months) | {"caught_up": _caught_up()})
+
+
+@bp.get("/programmes/<programme_id>/statistics/courses")
+def courses(programme_id: str) -> Response:
+    _statistics_caller(programme_id)
+    return jsonify(_reports().courses(programme_id) | {"caught_up": _caught_up()})
+
+
+@bp.errorhandler(LookupError)
+def _no_programme(e: LookupError) -> Response:
+    return error_response(404, "not_found", "no such programme (or not projected yet)")
 
 
 @bp.get("/programmes/<programme_id>/referrals-per-partner")

@@ -21,6 +21,7 @@ from datetime import date
 from typing import Any
 
 from shared.domain import events as ev
+from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
 from shared.events import RecordedEvent
 from shared.projections import ProjectionState
 
@@ -51,7 +52,39 @@ def cohorts(programme_id: str) -> str:
     return f"programme:{programme_id}:cohorts"
 
 
-PARTNERS = "partners"
+def programme_doc(programme_id: str) -> str:
+    return f"programme:{programme_id}"
+
+
+def load_deltas(programme_id: str) -> str:
+    """Field "<worker>|<YYYY-MM-DD>" -> change in that worker's caseload that day."""
+    return f"programme:{programme_id}:load-deltas"
+
+
+def waitlist_deltas(programme_id: str) -> str:
+    return f"programme:{programme_id}:waitlist-deltas"
+
+
+def waiting(programme_id: str) -> str:
+    """The caseload stream's own document: who waits since when, and days waited by those served."""
+    return f"programme:{programme_id}:waiting"
+
+
+def enrolments(programme_id: str, method: str) -> str:
+    """Sorted set: case id -> ordinal of its enrolment day. Truncation is a count above a cutoff."""
+    return f"programme:{programme_id}:enrolments:{method}"
+
+
+def courses(programme_id: str) -> str:
+    """Field "<method>|<counter>": closed, completed, early_discharges, closed_days."""
+    return f"programme:{programme_id}:courses"
+
+
+def phase_reached(programme_id: str) -> str:
+    return f"programme:{programme_id}:phase-reached"
+
+
+EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
 def partners_of(programme_id: str) -> str:
@@ -67,6 +100,32 @@ class ReportingProjection:
         for event in events:
             if event.stream_id.startswith("case-"):
                 self._case_event(event, state)
+            elif event.stream_id.startswith("programme-"):
+                pid = event.stream_id.removeprefix("programme-")
+                before = state.get_doc(programme_doc(pid))
+                programme = evolve_programme(programme_from_doc(before) if before else None, pid, event.payload)
+                state.put_doc(programme_doc(pid), programme_to_doc(programme))
+            elif event.stream_id.startswith("caseload-"):
+                self._caseload_event(event.stream_id.removeprefix("caseload-"), event, state)
+
+    @staticmethod
+    def _caseload_event(pid: str, event: RecordedEvent, state: ProjectionState) -> None:
+        payload, day = event.payload, event.occurred_on.isoformat()
+        doc = state.get_doc(waiting(pid)) or {"since": {}, "days": 0, "served": 0}
+        if isinstance(payload, ev.CaseAssigned | ev.CaseReleased):
+            state.incr(
+                load_deltas(pid), f"{payload.worker_id}|{day}", 1 if isinstance(payload, ev.CaseAssigned) else -1
+            )
+        if isinstance(payload, ev.CaseWaitlisted):
+            doc["since"][payload.case_id] = day
+            state.incr(waitlist_deltas(pid), day, 1)
+        elif isinstance(payload, ev.CaseAssigned | ev.CaseLeftWaitlist) and payload.case_id in doc["since"]:
+            since = date.fromisoformat(doc["since"].pop(payload.case_id))
+            state.incr(waitlist_deltas(pid), day, -1)
+            if isinstance(payload, ev.CaseAssigned):
+                doc["days"] += (event.occurred_on - since).days
+                doc["served"] += 1
+        state.put_doc(waiting(pid), doc)
 
     def _case_event(self, event: RecordedEvent, state: ProjectionState) -> None:
         payload, on, name = event.payload, event.occurred_on, course_doc(event.stream_id)
@@ -98,12 +157,25 @@ class ReportingProjection:
             self._move(state, doc, doc["status"], status, on)
             state.incr(cohorts(p), f"{cohort}|{outcome}")
         elif isinstance(payload, ev.CitizenEnrolled):
-            doc.update(method=payload.method, enrolled_on=on.isoformat())
+            doc.update(method=payload.method, enrolled_on=on.isoformat(), phase=payload.first_phase)
             self._move(state, doc, doc["status"], "enrolled", on)
             state.incr(cohorts(p), f"{cohort}|enrolled")
             state.incr(cohorts(p), f"{cohort}|days_to_enrolment", (on - date.fromisoformat(doc["referred_on"])).days)
+            state.score(enrolments(p, payload.method), event.stream_id, on.toordinal())
+            state.incr(phase_reached(p), payload.first_phase)
+        elif isinstance(payload, ev.PhaseEntered):
+            state.incr(phase_reached(p), doc["phase"], -1)
+            state.incr(phase_reached(p), payload.phase)
+            doc["phase"] = payload.phase
         elif isinstance(payload, ev.CourseClosed):
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
+            method = doc["method"]
+            state.incr(courses(p), f"{method}|closed")
+            state.incr(courses(p), f"{method}|closed_days", (on - date.fromisoformat(doc["enrolled_on"])).days)
+            if payload.reason == "completed":
+                state.incr(courses(p), f"{method}|completed")
+            if payload.reason in EARLY:
+                state.incr(courses(p), f"{method}|early_discharges")
         else:
             return
         state.put_doc(name, doc)

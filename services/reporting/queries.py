@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
+import json
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import redis
@@ -11,10 +13,19 @@ import redis
 from services.reporting.projection import (
     ReportingProjection,
     cohorts,
+    courses,
+    enrolments,
     first_referrals,
+    load_deltas,
     partners_of,
+    phase_reached,
+    programme_doc,
     status_deltas,
+    waiting,
+    waitlist_deltas,
 )
+from shared.domain.calendar import add_months
+from shared.domain.programme import Programme, programme_from_doc
 from shared.projections import active_namespace
 from shared.redis_values import as_text
 
@@ -29,6 +40,16 @@ DANISH = {
     "referred_on": "henvist videre",
 }
 COUNTERS = ("referrals", "accepted", "declined", "withdrawn", "referred_on", "enrolled")
+
+
+def truncation_cutoff(programme: Programme) -> date:
+    """The last enrolment day whose full course still ends by the funding end; later enrolments are cut short."""
+    cutoff = add_months(programme.funding_end, -programme.course_months)
+    while add_months(cutoff + timedelta(days=1), programme.course_months) <= programme.funding_end:
+        cutoff += timedelta(days=1)
+    while add_months(cutoff, programme.course_months) > programme.funding_end:
+        cutoff -= timedelta(days=1)
+    return cutoff
 
 
 class Reports:
@@ -68,6 +89,87 @@ class Reports:
             "labels_da": DANISH,
         }
 
+    def programme(self, programme_id: str) -> Programme:
+        raw = self.redis.get(self._key(programme_doc(programme_id)))
+        if raw is None:
+            raise LookupError(programme_id)
+        return programme_from_doc(json.loads(raw))
+
+    def _sum_until(self, name: str, day: date) -> dict[str, int]:
+        """Sum "<who>|<day>" deltas up to a day, per who."""
+        totals: dict[str, int] = defaultdict(int)
+        for field, delta in self._hash(name).items():
+            who, on = field.rsplit("|", 1)
+            if on <= day.isoformat():
+                totals[who] += delta
+        return totals
+
+    def caseloads(self, programme_id: str, day: date, months: list[str]) -> dict[str, Any]:
+        """Each worker's caseload and capacity use on a day, month by month; waitlist length and waiting time."""
+        programme = self.programme(programme_id)
+        loads = self._sum_until(load_deltas(programme_id), day)
+        workers = []
+        for worker_id in sorted(programme.workers):
+            capacity = programme.capacity_of(worker_id)
+            load = loads.get(worker_id, 0)
+            workers.append(
+                {"worker_id": worker_id, "load": load, "capacity": capacity, "capacity_use": round(load / capacity, 2)}
+            )
+        over_time = []
+        for month in months:
+            month_end = min(_month_end(month), day)
+            at_end = self._sum_until(load_deltas(programme_id), month_end)
+            over_time.append({"month": month, "loads": {w: at_end.get(w, 0) for w in sorted(programme.workers)}})
+        waitlist = sum(d for on, d in self._hash(waitlist_deltas(programme_id)).items() if on <= day.isoformat())
+        wait = json.loads(self.redis.get(self._key(waiting(programme_id))) or '{"days": 0, "served": 0}')
+        return {
+            "programme_id": programme_id,
+            "on": day.isoformat(),
+            "workers": workers,
+            "waitlist": waitlist,
+            "served_from_waitlist": wait["served"],
+            "average_wait_days": round(wait["days"] / wait["served"], 1) if wait["served"] else None,
+            "over_time": over_time,
+        }
+
+    def courses(self, programme_id: str) -> dict[str, Any]:
+        """Courses per method against the programme's targets: completion, length, truncation, early discharges."""
+        programme = self.programme(programme_id)
+        counters = self._hash(courses(programme_id))
+        cutoff = truncation_cutoff(programme).toordinal()
+        targets = dict(programme.targets)
+        rows = []
+        for method in programme.methods:
+            key = self._key(enrolments(programme_id, method))
+            enrolled = int(self.redis.zcard(key))
+            closed = counters.get(f"{method}|closed", 0)
+            completed = counters.get(f"{method}|completed", 0)
+            rows.append(
+                {
+                    "method": method,
+                    "target": targets.get(method),
+                    "enrolled": enrolled,
+                    "share_of_target": round(enrolled / targets[method], 2) if targets.get(method) else None,
+                    "active": enrolled - closed,
+                    "closed": closed,
+                    "completed": completed,
+                    "completion_rate": round(completed / closed, 2) if closed else None,
+                    "truncated_by_funding_end": int(self.redis.zcount(key, f"({cutoff}", "+inf")),
+                    "average_length_days": round(counters.get(f"{method}|closed_days", 0) / closed, 1)
+                    if closed
+                    else None,
+                    "early_discharges": counters.get(f"{method}|early_discharges", 0),
+                }
+            )
+        reached = self._hash(phase_reached(programme_id))
+        return {
+            "programme_id": programme_id,
+            "planned_months": programme.course_months,
+            "funding_end": programme.funding_end.isoformat(),
+            "by_method": rows,
+            "phase_reached": {phase: reached.get(phase, 0) for phase in programme.phase_names()},
+        }
+
     def _cohorts(self, programme_id: str, start: str | None, end: str | None) -> list[tuple[str, str, str, int]]:
         rows = []
         for field, value in self._hash(cohorts(programme_id)).items():
@@ -86,7 +188,7 @@ class Reports:
                 per_month[month] += value
         first = start or min(per_month, default=None)
         last = end or max(per_month, default=None)
-        months = _months(first, last) if first and last else []
+        months = months_between(first, last) if first and last else []
         total = sum(per_month.values())
         return {
             "programme_id": programme_id,
@@ -122,7 +224,12 @@ def _partner_row(partner: str, counts: dict[str, int]) -> dict[str, Any]:
     return {"partner": partner} | {c: counts.get(c, 0) for c in COUNTERS} | {"average_days_to_enrolment": average}
 
 
-def _months(first: str, last: str) -> list[str]:
+def _month_end(month: str) -> date:
+    year, number = int(month[:4]), int(month[5:7])
+    return date(year, number, calendar.monthrange(year, number)[1])
+
+
+def months_between(first: str, last: str) -> list[str]:
     year, month = int(first[:4]), int(first[5:7])
     months = []
     while f"{year:04d}-{month:02d}" <= last:
