@@ -10,6 +10,9 @@ Copenhagen-like: recruitment Jan-Mar 2016, funding ends 31 Dec 2016, 12-month CT
     E     self       2016-01-20  withdrawn 2016-02-01
     F     reden      2016-02-03  CPR 010190-1234, referred on 2016-02-20
     G     livarehab  2016-02-15  the same CPR number: the same citizen as F
+
+Measures: stars A 15 Jan {housing 2, mental_health 4}, A 15 Mar {5, 4}; C 1 Feb {3, 3}, C 1 Apr {housing 2}.
+WHO-5: A 24 % then 52 %; C 40 %. Goals: A housing (achieved), A network; C finances (dropped).
 """
 
 from __future__ import annotations
@@ -62,5 +65,17 @@ def build(intake: FlaskClient) -> dict[str, str]:
     post(f"/cases/{c}/assignment", {"on": "2016-02-01", "worker_id": "anna"})
     post(f"/referrals/{e}/withdraw", {"on": "2016-02-01", "reason": "moved away"})
     post(f"/referrals/{f}/refer-on", {"on": "2016-02-20", "to": "psykiatrien"})
+    post(f"/cases/{a}/who5", {"on": "2016-01-15", "items": [1, 1, 1, 2, 1]})  # 6 -> 24 %
+    post(f"/cases/{c}/who5", {"on": "2016-02-01", "items": [2, 2, 2, 2, 2]})  # 10 -> 40 %
+    post(f"/cases/{a}/stars", {"on": "2016-03-15", "scores": {"housing": 5, "mental_health": 4}})
+    post(f"/cases/{a}/who5", {"on": "2016-03-15", "items": [3, 2, 3, 2, 3]})  # 13 -> 52 %
+    post(f"/cases/{c}/stars", {"on": "2016-04-01", "scores": {"housing": 2}})  # a partial star
+    post(
+        f"/cases/{a}/goals", {"on": "2016-01-20", "life_area": "housing", "description": "own flat", "goal_id": "flat"}
+    )
+    post(f"/cases/{a}/goals", {"on": "2016-01-20", "life_area": "network", "description": "see family"})
+    post(f"/cases/{c}/goals", {"on": "2016-02-05", "life_area": "finances", "description": "budget", "goal_id": "b"})
+    post(f"/cases/{a}/goals/flat/achieve", {"on": "2016-05-01"})
+    post(f"/cases/{c}/goals/b/drop", {"on": "2016-05-02"})
     post(f"/cases/{a}/closure", {"on": "2016-06-30", "reason": "completed"})
     return cases

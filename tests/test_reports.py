@@ -200,3 +200,57 @@ def test_the_truncation_cutoff(funding_end: str, months: int, cutoff: str) -> No
 
     rules = replace(programme(), funding_end=date.fromisoformat(funding_end), course_months=months)
     assert truncation_cutoff(rules).isoformat() == cutoff
+
+
+def test_measures(reporting: FlaskClient, built: dict[str, str]) -> None:
+    report = get(reporting, "statistics/measures")
+    areas = {a["area"]: a for a in report["areas"]}
+    # housing: first A 2, C 3 (mean 2.5); latest A 5, C 2 (mean 3.5); A improved, C not. Stages of the latest:
+    # 5 is "believing" (5-6), 2 is "stuck" (1-2).
+    assert areas["housing"] == {
+        "area": "housing",
+        "courses": 2,
+        "mean_first": 2.5,
+        "mean_latest": 3.5,
+        "share_improved": 0.5,
+        "stages_latest": {"stuck": 1, "accepting_help": 0, "believing": 1, "learning": 0, "self_reliance": 0},
+    }
+    # mental_health: first A 4, C 3; latest A 4, C 3 (C's second star left it out): no one improved.
+    assert (areas["mental_health"]["mean_first"], areas["mental_health"]["mean_latest"]) == (3.5, 3.5)
+    assert areas["mental_health"]["share_improved"] == 0.0
+    assert areas["mental_health"]["stages_latest"]["accepting_help"] == 2
+    assert areas["finances"]["courses"] == 0 and areas["finances"]["mean_first"] is None
+    # WHO-5: first A 24, C 40 (mean 32); latest A 52, C 40 (mean 46); at most 50: C; at most 28: none;
+    # a change of 10 or more: A (+28).
+    assert report["who5"] == {
+        "courses": 2,
+        "mean_first": 32.0,
+        "mean_latest": 46.0,
+        "share_latest_at_most_50": 0.5,
+        "share_latest_at_most_28": 0.0,
+        "share_changed_10_or_more": 0.5,
+        "share_improved_10_or_more": 0.5,
+    }
+    assert report["goals"] == [
+        {"life_area": "finances", "set": 1, "achieved": 0, "dropped": 1},
+        {"life_area": "housing", "set": 1, "achieved": 1, "dropped": 0},
+        {"life_area": "network", "set": 1, "achieved": 0, "dropped": 0},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("score", "stage"),
+    [
+        (1, "stuck"),
+        (2, "stuck"),
+        (3, "accepting_help"),
+        (6, "believing"),
+        (8, "learning"),
+        (9, "self_reliance"),
+        (10, "self_reliance"),
+    ],
+)
+def test_stages_of_the_journey_of_change(score: int, stage: str) -> None:
+    from services.reporting.queries import stage_of
+
+    assert stage_of(score, 1, 10) == stage

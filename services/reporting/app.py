@@ -97,6 +97,12 @@ def courses(programme_id: str) -> Response:
     return jsonify(_reports().courses(programme_id) | {"caught_up": _caught_up()})
 
 
+@bp.get("/programmes/<programme_id>/statistics/measures")
+def measures(programme_id: str) -> Response:
+    _statistics_caller(programme_id)
+    return jsonify(_reports().measures(programme_id) | {"caught_up": _caught_up()})
+
+
 @bp.errorhandler(LookupError)
 def _no_programme(e: LookupError) -> Response:
     return error_response(404, "not_found", "no such programme (or not projected yet)")

@@ -84,6 +84,12 @@ def phase_reached(programme_id: str) -> str:
     return f"programme:{programme_id}:phase-reached"
 
 
+def measures(programme_id: str) -> str:
+    """Stars: "star|<area>|n|first_sum|latest_sum|improved" and "latest|<area>|<score>" (counts of latest scores);
+    WHO-5: "who5|n|first_sum|latest_sum|le50|le28|changed10|improved10"; goals: "goal|<area>|set|achieved|dropped"."""
+    return f"programme:{programme_id}:measures"
+
+
 EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
@@ -167,6 +173,16 @@ class ReportingProjection:
             state.incr(phase_reached(p), doc["phase"], -1)
             state.incr(phase_reached(p), payload.phase)
             doc["phase"] = payload.phase
+        elif isinstance(payload, ev.StarRecorded):
+            self._star(state, doc, payload.scores)
+        elif isinstance(payload, ev.Who5Recorded):
+            self._who5(state, doc, sum(payload.items) * 4)
+        elif isinstance(payload, ev.GoalAdded):
+            doc.setdefault("goals", {})[payload.goal_id] = payload.life_area
+            state.incr(measures(p), f"goal|{payload.life_area}|set")
+        elif isinstance(payload, ev.GoalAchieved | ev.GoalDropped):
+            outcome = "achieved" if isinstance(payload, ev.GoalAchieved) else "dropped"
+            state.incr(measures(p), f"goal|{doc['goals'][payload.goal_id]}|{outcome}")
         elif isinstance(payload, ev.CourseClosed):
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
             method = doc["method"]
@@ -179,6 +195,52 @@ class ReportingProjection:
         else:
             return
         state.put_doc(name, doc)
+
+    @staticmethod
+    def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:
+        """Keep each area's first and latest score; counters move by the difference when the latest changes."""
+        key, stars = measures(doc["programme_id"]), doc.setdefault("stars", {})
+        for area, score in scores.items():
+            if area not in stars:
+                stars[area] = [score, score]
+                state.incr(key, f"star|{area}|n")
+                state.incr(key, f"star|{area}|first_sum", score)
+                state.incr(key, f"star|{area}|latest_sum", score)
+                state.incr(key, f"latest|{area}|{score}")
+                continue
+            first, old = stars[area]
+            stars[area] = [first, score]
+            state.incr(key, f"star|{area}|latest_sum", score - old)
+            state.incr(key, f"latest|{area}|{old}", -1)
+            state.incr(key, f"latest|{area}|{score}")
+            state.incr(key, f"star|{area}|improved", int(score > first) - int(old > first))
+
+    @staticmethod
+    def _who5(state: ProjectionState, doc: dict[str, Any], percentage: int) -> None:
+        key = measures(doc["programme_id"])
+
+        def flags(first: int, latest: int) -> dict[str, int]:
+            return {
+                "le50": int(latest <= 50),
+                "le28": int(latest <= 28),
+                "changed10": int(abs(latest - first) >= 10),
+                "improved10": int(latest - first >= 10),
+            }
+
+        if "who5" not in doc:
+            doc["who5"] = [percentage, percentage]
+            state.incr(key, "who5|n")
+            state.incr(key, "who5|first_sum", percentage)
+            state.incr(key, "who5|latest_sum", percentage)
+            for name, value in flags(percentage, percentage).items():
+                state.incr(key, f"who5|{name}", value)
+            return
+        first, old = doc["who5"]
+        doc["who5"] = [first, percentage]
+        state.incr(key, "who5|latest_sum", percentage - old)
+        before, after = flags(first, old), flags(first, percentage)
+        for name in after:
+            state.incr(key, f"who5|{name}", after[name] - before[name])
 
     @staticmethod
     def _move(state: ProjectionState, doc: dict[str, Any], old: str | None, new: str, on: date) -> None:

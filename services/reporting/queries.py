@@ -17,6 +17,7 @@ from services.reporting.projection import (
     enrolments,
     first_referrals,
     load_deltas,
+    measures,
     partners_of,
     phase_reached,
     programme_doc,
@@ -170,6 +171,49 @@ class Reports:
             "phase_reached": {phase: reached.get(phase, 0) for phase in programme.phase_names()},
         }
 
+    def measures(self, programme_id: str) -> dict[str, Any]:
+        """Per area: mean first and latest score, share improved, stages of the latest; WHO-5; goals per area."""
+        programme = self.programme(programme_id)
+        m = self._hash(measures(programme_id))
+        areas = []
+        for area in programme.scale_areas:
+            n = m.get(f"star|{area}|n", 0)
+            stages = dict.fromkeys(STAGES, 0)
+            for score in range(programme.scale_min, programme.scale_max + 1):
+                stages[stage_of(score, programme.scale_min, programme.scale_max)] += m.get(f"latest|{area}|{score}", 0)
+            areas.append(
+                {
+                    "area": area,
+                    "courses": n,
+                    "mean_first": _mean(m.get(f"star|{area}|first_sum", 0), n),
+                    "mean_latest": _mean(m.get(f"star|{area}|latest_sum", 0), n),
+                    "share_improved": _share(m.get(f"star|{area}|improved", 0), n),
+                    "stages_latest": stages,
+                }
+            )
+        n = m.get("who5|n", 0)
+        who5 = {
+            "courses": n,
+            "mean_first": _mean(m.get("who5|first_sum", 0), n),
+            "mean_latest": _mean(m.get("who5|latest_sum", 0), n),
+            "share_latest_at_most_50": _share(m.get("who5|le50", 0), n),
+            "share_latest_at_most_28": _share(m.get("who5|le28", 0), n),
+            "share_changed_10_or_more": _share(m.get("who5|changed10", 0), n),
+            "share_improved_10_or_more": _share(m.get("who5|improved10", 0), n),
+        }
+        goal_areas = sorted({f.split("|")[1] for f in m if f.startswith("goal|")})
+        goals = [
+            {"life_area": a} | {o: m.get(f"goal|{a}|{o}", 0) for o in ("set", "achieved", "dropped")}
+            for a in goal_areas
+        ]
+        return {
+            "programme_id": programme_id,
+            "scale": {"min": programme.scale_min, "max": programme.scale_max},
+            "areas": areas,
+            "who5": who5,
+            "goals": goals,
+        }
+
     def _cohorts(self, programme_id: str, start: str | None, end: str | None) -> list[tuple[str, str, str, int]]:
         rows = []
         for field, value in self._hash(cohorts(programme_id)).items():
@@ -222,6 +266,22 @@ def _partner_row(partner: str, counts: dict[str, int]) -> dict[str, Any]:
     enrolled = counts.get("enrolled", 0)
     average = round(counts.get("days_to_enrolment", 0) / enrolled, 1) if enrolled else None
     return {"partner": partner} | {c: counts.get(c, 0) for c in COUNTERS} | {"average_days_to_enrolment": average}
+
+
+STAGES = ("stuck", "accepting_help", "believing", "learning", "self_reliance")  # the five-stage journey of change
+
+
+def stage_of(score: int, low: int, high: int) -> str:
+    """A score's stage on the programme's scale: five equal bands (1-2, 3-4, ... on the 1-10 default)."""
+    return STAGES[min(4, (score - low) * 5 // (high - low + 1))]
+
+
+def _mean(total: int, n: int) -> float | None:
+    return round(total / n, 2) if n else None
+
+
+def _share(count: int, n: int) -> float | None:
+    return round(count / n, 2) if n else None
 
 
 def _month_end(month: str) -> date:
