@@ -13,6 +13,11 @@ Copenhagen-like: recruitment Jan-Mar 2016, funding ends 31 Dec 2016, 12-month CT
 
 Measures: stars A 15 Jan {housing 2, mental_health 4}, A 15 Mar {5, 4}; C 1 Feb {3, 3}, C 1 Apr {housing 2}.
 WHO-5: A 24 % then 52 %; C 40 %. Goals: A housing (achieved), A network; C finances (dropped).
+A: born 1998 (under 18 at referral); contacts 16, 20 (community), 25 (provider), 28 (informal) Jan, 1 Feb
+(community), 10 Apr and 20 May (phone); phase 2 early on 15 May; permanent housing 1 Apr; addiction treatment
+1 Feb - 1 Apr; activity-ready 1 Feb, education-ready 1 Jun.
+C: born 1993 (18-24); housing temporary 1 Mar, permanent 1 May, lost 1 Sep; in addiction treatment from 10 Mar;
+activity-ready 1 Mar. No contacts recorded.
 """
 
 from __future__ import annotations
@@ -46,9 +51,9 @@ def build(intake: FlaskClient) -> dict[str, str]:
         return str(post("/referrals", body, STAFF if key == "self" else auth(key))["case_id"])
 
     cases = {
-        "A": refer("reden", "2015-11-02"),
+        "A": refer("reden", "2015-11-02", citizen={"alias": "A", "birth_date": "1998-03-01"}),  # 17: under 18
         "B": refer("reden", "2015-11-10"),
-        "C": refer("livarehab", "2015-12-01"),
+        "C": refer("livarehab", "2015-12-01", citizen={"alias": "C", "birth_date": "1993-06-01"}),  # 22: 18-24
         "D": refer("livarehab", "2016-01-10"),
         "E": refer("self", "2016-01-20", self_referral=True),
         "F": refer("reden", "2016-02-03", citizen={"cpr": "010190-1234"}),
@@ -77,5 +82,26 @@ def build(intake: FlaskClient) -> dict[str, str]:
     post(f"/cases/{c}/goals", {"on": "2016-02-05", "life_area": "finances", "description": "budget", "goal_id": "b"})
     post(f"/cases/{a}/goals/flat/achieve", {"on": "2016-05-01"})
     post(f"/cases/{c}/goals/b/drop", {"on": "2016-05-02"})
+    for on, kind in (
+        ("2016-01-16", "community_meeting"),
+        ("2016-01-20", "community_meeting"),
+        ("2016-01-25", "provider_meeting"),
+        ("2016-01-28", "informal_support_meeting"),
+        ("2016-02-01", "community_meeting"),
+        ("2016-04-10", "phone"),
+        ("2016-05-20", "phone"),
+    ):
+        post(f"/cases/{a}/contacts", {"on": on, "kind": kind})
+    post(f"/cases/{a}/phase", {"on": "2016-05-15", "phase": "phase_2", "reason": "housed early"})
+    post(f"/cases/{a}/housing", {"on": "2016-04-01", "situation": "permanent"})
+    post(f"/cases/{a}/addiction-treatment", {"on": "2016-02-01", "in_treatment": True})
+    post(f"/cases/{a}/addiction-treatment", {"on": "2016-04-01", "in_treatment": False})
+    post(f"/cases/{a}/job-centre-category", {"on": "2016-02-01", "category": "activity_ready"})
+    post(f"/cases/{a}/job-centre-category", {"on": "2016-06-01", "category": "education_ready"})
+    post(f"/cases/{c}/housing", {"on": "2016-03-01", "situation": "temporary"})
+    post(f"/cases/{c}/housing", {"on": "2016-05-01", "situation": "permanent"})
+    post(f"/cases/{c}/housing", {"on": "2016-09-01", "situation": "lost"})
+    post(f"/cases/{c}/addiction-treatment", {"on": "2016-03-10", "in_treatment": True})
+    post(f"/cases/{c}/job-centre-category", {"on": "2016-03-01", "category": "activity_ready"})
     post(f"/cases/{a}/closure", {"on": "2016-06-30", "reason": "completed"})
     return cases

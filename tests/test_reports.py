@@ -169,7 +169,7 @@ def test_courses_against_targets(reporting: FlaskClient, built: dict[str, str]) 
             "early_discharges": 0,
         }
     ]
-    assert report["phase_reached"] == {"phase_1": 2, "phase_2": 0, "phase_3": 0}
+    assert report["phase_reached"] == {"phase_1": 1, "phase_2": 1, "phase_3": 0}  # A moved to phase 2 in May
 
 
 def test_a_funding_extension_changes_truncation_at_once(
@@ -254,3 +254,59 @@ def test_stages_of_the_journey_of_change(score: int, stage: str) -> None:
     from services.reporting.queries import stage_of
 
     assert stage_of(score, 1, 10) == stage
+
+
+def test_success_criteria(reporting: FlaskClient, built: dict[str, str]) -> None:
+    rows = {r["criterion"]: r for r in get(reporting, "statistics/success-criteria", EVALUATOR)["criteria"]}
+
+    def check(criterion: str, numerator: int, denominator: int, percentage: float | None, met: bool | None) -> None:
+        row = rows[criterion]
+        assert (row["numerator"], row["denominator"], row["percentage"], row["met"]) == (
+            numerator,
+            denominator,
+            percentage,
+            met,
+        ), criterion
+
+    check("housing_under_18", 1, 1, 100.0, True)  # A: under 18, permanent housing from 1 Apr
+    check("housing_18_24", 1, 1, 100.0, True)  # C: 22, permanent housing from 1 May (lost later)
+    check("still_housed", 1, 2, 50.0, False)  # of A and C, who moved in: A still is; C lost it 1 Sep (target 90)
+    check("cti_or_icm", 2, 2, 100.0, True)  # both had CTI
+    check("addiction_treatment", 1, 2, 50.0, False)  # A ended treatment 1 Apr; C is in it (target 75)
+    check("education_ready", 1, 2, 50.0, True)  # A within 4 months; C not (target 20)
+    assert rows["still_housed"]["target_percentage"] == 90
+
+
+def test_cti_fidelity_per_worker_and_course(reporting: FlaskClient, built: dict[str, str]) -> None:
+    report = get(reporting, "statistics/fidelity?on=2016-10-01")
+    assert report["equal_phases"] is True
+    [anna] = report["workers"]
+    courses = {c["case_id"]: c for c in anna["courses"]}
+    a, c = courses[built["A"]], courses[built["C"]]
+    # A: phase 1 15 Jan - 15 May (121 days, 6 contacts: 1.49 per 30 days); phase 2 15 May - 30 Jun (46 days,
+    # 1 contact: 0.65): falling. 3 community meetings and 2 with supports in phase 1; 5 contacts in the first
+    # month; 5.5 months; completed.
+    assert a["contacts_per_phase"] == [
+        {"phase": "phase_1", "contacts": 6, "days": 121, "per_30_days": 1.49},
+        {"phase": "phase_2", "contacts": 1, "days": 46, "per_30_days": 0.65},
+    ]
+    assert all(a["criteria"].values())
+    # C: one phase so far (no fall to judge), no contacts, planned end 31 Dec: 10.97 months > 9.
+    assert c["criteria"] == {
+        "contact_falls_phase_by_phase": None,
+        "community_meetings_phase_1": False,
+        "supports_phase_1": False,
+        "contacts_first_month": False,
+        "within_9_months": False,
+        "within_programme_length": True,
+        "no_early_discharge": True,
+    }
+    assert anna["share_meeting"] == {
+        "contact_falls_phase_by_phase": 1.0,
+        "community_meetings_phase_1": 0.5,
+        "supports_phase_1": 0.5,
+        "contacts_first_month": 0.5,
+        "within_9_months": 0.5,
+        "within_programme_length": 1.0,
+        "no_early_discharge": 1.0,
+    }

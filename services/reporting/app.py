@@ -9,7 +9,7 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from services.reporting.projection import ReportingProjection
-from services.reporting.queries import Reports, months_between
+from services.reporting.queries import Reports, month_range
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, projection_runner
@@ -87,7 +87,7 @@ def caseloads(programme_id: str) -> Response:
     _statistics_caller(programme_id)
     reports, day = _reports(), _date_arg("on")
     start = _month_arg("from") or reports.programme(programme_id).recruitment_start.isoformat()[:7]
-    months = months_between(start, _month_arg("to") or day.isoformat()[:7])
+    months = month_range(start, _month_arg("to") or day.isoformat()[:7])
     return jsonify(reports.caseloads(programme_id, day, months) | {"caught_up": _caught_up()})
 
 
@@ -101,6 +101,19 @@ def courses(programme_id: str) -> Response:
 def measures(programme_id: str) -> Response:
     _statistics_caller(programme_id)
     return jsonify(_reports().measures(programme_id) | {"caught_up": _caught_up()})
+
+
+@bp.get("/programmes/<programme_id>/statistics/success-criteria")
+def success_criteria(programme_id: str) -> Response:
+    _statistics_caller(programme_id)
+    return jsonify(_reports().success_criteria(programme_id) | {"caught_up": _caught_up()})
+
+
+@bp.get("/programmes/<programme_id>/statistics/fidelity")
+def fidelity(programme_id: str) -> Response:
+    """CTI fidelity per worker and course, as of ?on= (default today) for courses still running."""
+    _statistics_caller(programme_id)
+    return jsonify(_reports().fidelity(programme_id, _date_arg("on")) | {"caught_up": _caught_up()})
 
 
 @bp.errorhandler(LookupError)

@@ -90,6 +90,40 @@ def measures(programme_id: str) -> str:
     return f"programme:{programme_id}:measures"
 
 
+def success(programme_id: str) -> str:
+    """Numerators and denominators of the success criteria (see ``criteria``)."""
+    return f"programme:{programme_id}:success"
+
+
+def criteria(doc: dict[str, Any]) -> dict[str, int]:
+    """Which numerators and denominators of the success criteria one course counts in (0 or 1 each).
+
+    Only courses (enrolled citizens) count. Recomputed after every change to the
+    course; counters move by the difference, so events may arrive in any order.
+    """
+    if not doc.get("enrolled_on"):
+        return {}
+    housing = doc.get("housing", [])
+    ever_permanent = "permanent" in housing
+    band = doc.get("age_band")
+    activity = doc.get("activity_ready_on")
+    education = doc.get("education_ready_on")
+    counted = {
+        "kept|n": ever_permanent,
+        "kept|still": ever_permanent and housing[-1] == "permanent",
+        "kept|cti_icm": ever_permanent and doc.get("method") in ("cti", "icm"),
+        "addiction|n": "in_treatment" in doc,
+        "addiction|in_treatment": bool(doc.get("in_treatment")),
+        "jobcentre|n": bool(activity),
+        "jobcentre|education_ready": bool(
+            activity and education and 0 <= (date.fromisoformat(education) - date.fromisoformat(activity)).days <= 365
+        ),
+    }
+    if band:
+        counted |= {f"housing|{band}|n": True, f"housing|{band}|housed": ever_permanent}
+    return {k: int(v) for k, v in counted.items()}
+
+
 EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
@@ -117,11 +151,15 @@ class ReportingProjection:
     @staticmethod
     def _caseload_event(pid: str, event: RecordedEvent, state: ProjectionState) -> None:
         payload, day = event.payload, event.occurred_on.isoformat()
-        doc = state.get_doc(waiting(pid)) or {"since": {}, "days": 0, "served": 0}
+        doc = state.get_doc(waiting(pid)) or {"since": {}, "days": 0, "served": 0, "assigned": {}, "worked_with": {}}
         if isinstance(payload, ev.CaseAssigned | ev.CaseReleased):
-            state.incr(
-                load_deltas(pid), f"{payload.worker_id}|{day}", 1 if isinstance(payload, ev.CaseAssigned) else -1
-            )
+            assigned = isinstance(payload, ev.CaseAssigned)
+            state.incr(load_deltas(pid), f"{payload.worker_id}|{day}", 1 if assigned else -1)
+            if assigned:
+                doc["assigned"][payload.case_id] = payload.worker_id
+                doc["worked_with"].setdefault(payload.worker_id, []).append(payload.case_id)
+            else:
+                doc["assigned"].pop(payload.case_id, None)
         if isinstance(payload, ev.CaseWaitlisted):
             doc["since"][payload.case_id] = day
             state.incr(waitlist_deltas(pid), day, 1)
@@ -144,6 +182,7 @@ class ReportingProjection:
                 "status": "referred",
                 "method": None,
                 "enrolled_on": None,
+                "age_band": payload.age_band,
             }
             p, partner = payload.programme_id, payload.source
             self._move(state, doc, None, "referred", on)
@@ -156,6 +195,16 @@ class ReportingProjection:
         doc = state.get_doc(name) or {}
         if not doc:
             raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
+        before = criteria(doc)
+        self._course_event(event, doc, state)
+        after = criteria(doc)
+        for field in sorted(set(before) | set(after)):
+            if change := after.get(field, 0) - before.get(field, 0):
+                state.incr(success(doc["programme_id"]), field, change)
+        state.put_doc(name, doc)
+
+    def _course_event(self, event: RecordedEvent, doc: dict[str, Any], state: ProjectionState) -> None:
+        payload, on = event.payload, event.occurred_on
         cohort = f"{doc['source']}|{doc['referred_on'][:7]}"
         p = doc["programme_id"]
         if type(payload) in OUTCOMES:
@@ -169,10 +218,23 @@ class ReportingProjection:
             state.incr(cohorts(p), f"{cohort}|days_to_enrolment", (on - date.fromisoformat(doc["referred_on"])).days)
             state.score(enrolments(p, payload.method), event.stream_id, on.toordinal())
             state.incr(phase_reached(p), payload.first_phase)
+            doc["phases"] = [[on.isoformat(), payload.first_phase]]
         elif isinstance(payload, ev.PhaseEntered):
             state.incr(phase_reached(p), doc["phase"], -1)
             state.incr(phase_reached(p), payload.phase)
             doc["phase"] = payload.phase
+            doc["phases"].append([on.isoformat(), payload.phase])
+        elif isinstance(payload, ev.ContactRecorded):
+            doc.setdefault("contacts", []).append([on.isoformat(), payload.kind])
+        elif isinstance(payload, ev.HousingChanged):
+            doc.setdefault("housing", []).append(payload.situation)
+        elif isinstance(payload, ev.AddictionTreatmentChanged):
+            doc["in_treatment"] = payload.in_treatment
+        elif isinstance(payload, ev.JobCentreCategoryChanged):
+            if payload.category == "activity_ready" and not doc.get("activity_ready_on"):
+                doc["activity_ready_on"] = on.isoformat()
+            if payload.category == "education_ready" and doc.get("activity_ready_on"):
+                doc.setdefault("education_ready_on", on.isoformat())
         elif isinstance(payload, ev.StarRecorded):
             self._star(state, doc, payload.scores)
         elif isinstance(payload, ev.Who5Recorded):
@@ -185,6 +247,7 @@ class ReportingProjection:
             state.incr(measures(p), f"goal|{doc['goals'][payload.goal_id]}|{outcome}")
         elif isinstance(payload, ev.CourseClosed):
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
+            doc["closed_on"], doc["close_reason"] = on.isoformat(), payload.reason
             method = doc["method"]
             state.incr(courses(p), f"{method}|closed")
             state.incr(courses(p), f"{method}|closed_days", (on - date.fromisoformat(doc["enrolled_on"])).days)
@@ -192,9 +255,6 @@ class ReportingProjection:
                 state.incr(courses(p), f"{method}|completed")
             if payload.reason in EARLY:
                 state.incr(courses(p), f"{method}|early_discharges")
-        else:
-            return
-        state.put_doc(name, doc)
 
     @staticmethod
     def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:

@@ -6,13 +6,16 @@ import calendar
 import json
 from collections import defaultdict
 from datetime import date, timedelta
+from itertools import pairwise
 from typing import Any
 
 import redis
 
 from services.reporting.projection import (
+    EARLY,
     ReportingProjection,
     cohorts,
+    course_doc,
     courses,
     enrolments,
     first_referrals,
@@ -22,11 +25,12 @@ from services.reporting.projection import (
     phase_reached,
     programme_doc,
     status_deltas,
+    success,
     waiting,
     waitlist_deltas,
 )
-from shared.domain.calendar import add_months
-from shared.domain.programme import Programme, programme_from_doc
+from shared.domain.calendar import add_months, months_between
+from shared.domain.programme import Programme, course_dates, programme_from_doc
 from shared.projections import active_namespace
 from shared.redis_values import as_text
 
@@ -214,6 +218,54 @@ class Reports:
             "goals": goals,
         }
 
+    def success_criteria(self, programme_id: str) -> dict[str, Any]:
+        """The Ballerup agreement's criteria, each with numerator, denominator, percentage and target."""
+        counts = self._hash(success(programme_id))
+        rows = []
+        for criterion, description, numerator, denominator, target in SUCCESS_CRITERIA:
+            n, d = counts.get(numerator, 0), counts.get(denominator, 0)
+            percentage = round(100 * n / d, 1) if d else None
+            rows.append(
+                {
+                    "criterion": criterion,
+                    "description": description,
+                    "numerator": n,
+                    "denominator": d,
+                    "percentage": percentage,
+                    "target_percentage": target,
+                    "met": None if percentage is None else percentage >= target,
+                }
+            )
+        return {"programme_id": programme_id, "criteria": rows}
+
+    def fidelity(self, programme_id: str, today: date) -> dict[str, Any]:
+        """CTI fidelity from recorded contacts, per course and per relation worker."""
+        programme = self.programme(programme_id)
+        raw = self.redis.get(self._key(waiting(programme_id)))
+        worked_with: dict[str, list[str]] = json.loads(raw)["worked_with"] if raw else {}
+        workers = []
+        for worker_id in sorted(programme.workers):
+            case_ids = sorted(set(worked_with.get(worker_id, [])))
+            docs = self.redis.mget([self._key(course_doc(c)) for c in case_ids]) if case_ids else []
+            rows = [
+                {"case_id": c} | course_fidelity(json.loads(d), programme, today)
+                for c, d in zip(case_ids, docs, strict=True)
+                if d is not None
+            ]
+            summary = {
+                k: _share(
+                    sum(1 for r in rows if r["criteria"][k]), sum(1 for r in rows if r["criteria"][k] is not None)
+                )
+                for k in FIDELITY_CRITERIA
+            }
+            workers.append({"worker_id": worker_id, "courses": rows, "share_meeting": summary})
+        return {
+            "programme_id": programme_id,
+            "on": today.isoformat(),
+            "equal_phases": len({p.months for p in programme.phases if p.name != "pre_cti"}) == 1,
+            "workers": workers,
+        }
+
     def _cohorts(self, programme_id: str, start: str | None, end: str | None) -> list[tuple[str, str, str, int]]:
         rows = []
         for field, value in self._hash(cohorts(programme_id)).items():
@@ -232,7 +284,7 @@ class Reports:
                 per_month[month] += value
         first = start or min(per_month, default=None)
         last = end or max(per_month, default=None)
-        months = months_between(first, last) if first and last else []
+        months = month_range(first, last) if first and last else []
         total = sum(per_month.values())
         return {
             "programme_id": programme_id,
@@ -268,6 +320,92 @@ def _partner_row(partner: str, counts: dict[str, int]) -> dict[str, Any]:
     return {"partner": partner} | {c: counts.get(c, 0) for c in COUNTERS} | {"average_days_to_enrolment": average}
 
 
+SUCCESS_CRITERIA = (
+    (
+        "housing_under_18",
+        "suitable housing found: target group under 18",
+        "housing|under_18|housed",
+        "housing|under_18|n",
+        100,
+    ),
+    ("housing_18_24", "suitable housing found: target group 18-24", "housing|18_24|housed", "housing|18_24|n", 90),
+    (
+        "still_housed",
+        "still in permanent housing (latest situation) among those who moved into it",
+        "kept|still",
+        "kept|n",
+        90,
+    ),
+    ("cti_or_icm", "received CTI or ICM among those who moved into permanent housing", "kept|cti_icm", "kept|n", 100),
+    (
+        "addiction_treatment",
+        "in addiction treatment among those with an addiction (a treatment status recorded)",
+        "addiction|in_treatment",
+        "addiction|n",
+        75,
+    ),
+    (
+        "education_ready",
+        "activity-ready to education-ready within one year",
+        "jobcentre|education_ready",
+        "jobcentre|n",
+        20,
+    ),
+)
+FIDELITY_CRITERIA = (
+    "contact_falls_phase_by_phase",
+    "community_meetings_phase_1",
+    "supports_phase_1",
+    "contacts_first_month",
+    "within_9_months",
+    "within_programme_length",
+    "no_early_discharge",
+)
+SUPPORTS = ("provider_meeting", "informal_support_meeting")
+
+
+def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> dict[str, Any]:
+    """One course against the CTI self-assessment: contacts per phase (per 30 days) falling phase by phase,
+    >= 3 community meetings and >= 2 with providers or informal supports in phase 1, >= 2 contacts in the
+    first month, no longer than 9 months (and the programme's length), no discharge before the course ends."""
+    enrolled = date.fromisoformat(doc["enrolled_on"])
+    planned_end = course_dates(programme, enrolled).planned_end
+    end = date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else min(today, planned_end)
+    phases = [(date.fromisoformat(on), phase) for on, phase in doc.get("phases", [])]
+    contacts = [(date.fromisoformat(on), kind) for on, kind in doc.get("contacts", [])]
+    spans = [
+        (phase, start, phases[i + 1][0] if i + 1 < len(phases) else end) for i, (start, phase) in enumerate(phases)
+    ]
+    per_phase = []
+    for phase, start, stop in spans:
+        n = sum(1 for on, _ in contacts if start <= on < stop or (stop == end and on == end and start <= on))
+        per_phase.append(
+            {
+                "phase": phase,
+                "contacts": n,
+                "days": (stop - start).days,
+                "per_30_days": round(30 * n / max((stop - start).days, 1), 2),
+            }
+        )
+    rates = [p["per_30_days"] for p in per_phase]
+    first = next((s for s in spans if s[0] == "phase_1"), spans[0] if spans else None)
+    in_phase_1 = [kind for on, kind in contacts if first and first[1] <= on < first[2]]
+    length = months_between(enrolled, date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else planned_end)
+    return {
+        "enrolled_on": doc["enrolled_on"],
+        "contacts_per_phase": per_phase,
+        "criteria": {
+            "contact_falls_phase_by_phase": all(a >= b for a, b in pairwise(rates)) if len(rates) > 1 else None,
+            "community_meetings_phase_1": in_phase_1.count("community_meeting") >= 3,
+            "supports_phase_1": sum(in_phase_1.count(k) for k in SUPPORTS) >= 2,
+            "contacts_first_month": sum(1 for on, _ in contacts if enrolled <= on < add_months(enrolled, 1)) >= 2,
+            "within_9_months": length <= 9,
+            "within_programme_length": length <= programme.course_months,
+            "no_early_discharge": doc.get("close_reason") not in EARLY,
+        },
+    }
+
+
 STAGES = ("stuck", "accepting_help", "believing", "learning", "self_reliance")  # the five-stage journey of change
 
 
@@ -289,7 +427,7 @@ def _month_end(month: str) -> date:
     return date(year, number, calendar.monthrange(year, number)[1])
 
 
-def months_between(first: str, last: str) -> list[str]:
+def month_range(first: str, last: str) -> list[str]:
     year, month = int(first[:4]), int(first[5:7])
     months = []
     while f"{year:04d}-{month:02d}" <= last:
