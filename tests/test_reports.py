@@ -310,3 +310,60 @@ def test_cti_fidelity_per_worker_and_course(reporting: FlaskClient, built: dict[
         "within_programme_length": 1.0,
         "no_early_discharge": 1.0,
     }
+
+
+def test_the_evaluators_pseudonymised_export(reporting: FlaskClient, built: dict[str, str]) -> None:
+    import csv
+    import io
+
+    from services.reporting.export import COURSE_COLUMNS, MEASUREMENT_COLUMNS
+
+    def rows(kind: str) -> tuple[list[str], list[dict[str, str]]]:
+        response = reporting.get(f"/programmes/demo-cph/export/{kind}.csv", headers=EVALUATOR)
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        text = response.get_data(as_text=True)
+        for personal in ("1998-03-01", "1993-06-01", "sealed:", "case-", "citizen-", "own flat", "psykiatrien"):
+            assert personal not in text, personal
+        reader = csv.DictReader(io.StringIO(text))
+        return list(reader.fieldnames or []), list(reader)
+
+    header, courses = rows("courses")
+    assert header == list(COURSE_COLUMNS) and len(courses) == 7
+    by_date = {c["referred_on"]: c for c in courses}
+    a, c, f, g = by_date["2015-11-02"], by_date["2015-12-01"], by_date["2016-02-03"], by_date["2016-02-15"]
+    assert {
+        k: a[k]
+        for k in (
+            "referring_partner",
+            "age_band",
+            "status",
+            "enrolled_on",
+            "method",
+            "planned_end",
+            "truncated",
+            "closed_on",
+            "phase",
+        )
+    } == {
+        "referring_partner": "reden",
+        "age_band": "under_18",
+        "status": "closed:completed",
+        "enrolled_on": "2016-01-15",
+        "method": "cti",
+        "planned_end": "2016-12-31",
+        "truncated": "1",
+        "closed_on": "2016-06-30",
+        "phase": "phase_2",
+    }
+    assert (c["age_band"], c["status"], c["truncated"], c["phase"]) == ("18_24", "enrolled", "1", "phase_1")
+    assert f["citizen"] == g["citizen"] and f["course"] != g["course"]  # one citizen, two referrals
+    assert len({row["citizen"] for row in courses}) == 6
+
+    header, measurements = rows("measurements")
+    assert header == list(MEASUREMENT_COLUMNS)
+    stars = [(m["on"], m["area"], m["score"]) for m in measurements if m["measure"] == "star"]
+    assert len(stars) == 7 and ("2016-01-15", "housing", "2") in stars and ("2016-04-01", "housing", "2") in stars
+    who5 = [(m["on"], m["score"], m["who5_percentage"]) for m in measurements if m["measure"] == "who5"]
+    assert who5 == [("2016-01-15", "6", "24"), ("2016-02-01", "10", "40"), ("2016-03-15", "13", "52")]
+    assert {m["citizen"] for m in measurements} == {a["citizen"], c["citizen"]}
+    assert reporting.get("/programmes/demo-cph/export/courses.csv", headers=auth("reden")).status_code == 403

@@ -8,6 +8,7 @@ from datetime import date
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from services.reporting.export import courses_csv, measurements_csv
 from services.reporting.projection import ReportingProjection
 from services.reporting.queries import Reports, month_range
 from shared import http
@@ -116,6 +117,17 @@ def fidelity(programme_id: str) -> Response:
     return jsonify(_reports().fidelity(programme_id, _date_arg("on")) | {"caught_up": _caught_up()})
 
 
+@bp.get("/programmes/<programme_id>/export/<any(courses, measurements):kind>.csv")
+def export(programme_id: str, kind: str) -> Response:
+    """The evaluator's pseudonymised export (columns: see services/reporting/export.py and the README)."""
+    _statistics_caller(programme_id)
+    make = courses_csv if kind == "courses" else measurements_csv
+    body = make(_reports(), programme_id, current_app.config["PSEUDONYM_SECRET"])
+    return Response(
+        body, mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={programme_id}-{kind}.csv"}
+    )
+
+
 @bp.errorhandler(LookupError)
 def _no_programme(e: LookupError) -> Response:
     return error_response(404, "not_found", "no such programme (or not projected yet)")
@@ -134,6 +146,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
     app = http.service_app("reporting", connection, settings.key_prefix, bp)
+    app.config.update(PSEUDONYM_SECRET=settings.cpr_hmac_secret)
     runner = projection_runner(connection, settings, ReportingProjection())
     app.extensions["reporting_runner"] = runner
     app.extensions["authenticator"] = Authenticator(runner.store)

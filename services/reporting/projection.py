@@ -131,9 +131,13 @@ def partners_of(programme_id: str) -> str:
     return f"programme:{programme_id}:partners"
 
 
+def programme_cases(programme_id: str) -> str:
+    return f"programme:{programme_id}:cases"
+
+
 class ReportingProjection:
     name = "reporting"
-    version = 2
+    version = 3
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -189,6 +193,7 @@ class ReportingProjection:
             for family in ("all", f"partner:{partner}"):
                 state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
             state.add(partners_of(p), partner)
+            state.add(programme_cases(p), event.stream_id)
             state.incr(cohorts(p), f"{partner}|{_month(on)}|referrals")
             state.put_doc(name, doc)
             return
@@ -237,8 +242,12 @@ class ReportingProjection:
                 doc.setdefault("education_ready_on", on.isoformat())
         elif isinstance(payload, ev.StarRecorded):
             self._star(state, doc, payload.scores)
+            doc.setdefault("measurements", []).extend(
+                [on.isoformat(), "star", area, score] for area, score in sorted(payload.scores.items())
+            )
         elif isinstance(payload, ev.Who5Recorded):
             self._who5(state, doc, sum(payload.items) * 4)
+            doc.setdefault("measurements", []).append([on.isoformat(), "who5", None, sum(payload.items)])
         elif isinstance(payload, ev.GoalAdded):
             doc.setdefault("goals", {})[payload.goal_id] = payload.life_area
             state.incr(measures(p), f"goal|{payload.life_area}|set")

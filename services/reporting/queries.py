@@ -62,11 +62,11 @@ class Reports:
         self.redis = connection
         self.ns = active_namespace(connection, prefix, ReportingProjection())
 
-    def _key(self, name: str) -> str:
+    def key(self, name: str) -> str:
         return f"{self.ns}:{name}"
 
     def _hash(self, name: str) -> dict[str, int]:
-        return {as_text(k): int(v) for k, v in self.redis.hgetall(self._key(name)).items()}
+        return {as_text(k): int(v) for k, v in self.redis.hgetall(self.key(name)).items()}
 
     def status_on(
         self, programme_id: str, day: date, partner: str | None = None, method: str | None = None
@@ -83,7 +83,7 @@ class Reports:
         counts = {s: totals.get(s, 0) for s in STATUSES if s != "closed"} | {"closed": sum(by_reason.values())}
         citizens = None
         if not method:  # methods are a property of courses, not of citizens
-            citizens = int(self.redis.zcount(self._key(first_referrals(programme_id, family)), "-inf", day.toordinal()))
+            citizens = int(self.redis.zcount(self.key(first_referrals(programme_id, family)), "-inf", day.toordinal()))
         return {
             "programme_id": programme_id,
             "on": cutoff,
@@ -95,7 +95,7 @@ class Reports:
         }
 
     def programme(self, programme_id: str) -> Programme:
-        raw = self.redis.get(self._key(programme_doc(programme_id)))
+        raw = self.redis.get(self.key(programme_doc(programme_id)))
         if raw is None:
             raise LookupError(programme_id)
         return programme_from_doc(json.loads(raw))
@@ -126,7 +126,7 @@ class Reports:
             at_end = self._sum_until(load_deltas(programme_id), month_end)
             over_time.append({"month": month, "loads": {w: at_end.get(w, 0) for w in sorted(programme.workers)}})
         waitlist = sum(d for on, d in self._hash(waitlist_deltas(programme_id)).items() if on <= day.isoformat())
-        wait = json.loads(self.redis.get(self._key(waiting(programme_id))) or '{"days": 0, "served": 0}')
+        wait = json.loads(self.redis.get(self.key(waiting(programme_id))) or '{"days": 0, "served": 0}')
         return {
             "programme_id": programme_id,
             "on": day.isoformat(),
@@ -145,7 +145,7 @@ class Reports:
         targets = dict(programme.targets)
         rows = []
         for method in programme.methods:
-            key = self._key(enrolments(programme_id, method))
+            key = self.key(enrolments(programme_id, method))
             enrolled = int(self.redis.zcard(key))
             closed = counters.get(f"{method}|closed", 0)
             completed = counters.get(f"{method}|completed", 0)
@@ -241,12 +241,12 @@ class Reports:
     def fidelity(self, programme_id: str, today: date) -> dict[str, Any]:
         """CTI fidelity from recorded contacts, per course and per relation worker."""
         programme = self.programme(programme_id)
-        raw = self.redis.get(self._key(waiting(programme_id)))
+        raw = self.redis.get(self.key(waiting(programme_id)))
         worked_with: dict[str, list[str]] = json.loads(raw)["worked_with"] if raw else {}
         workers = []
         for worker_id in sorted(programme.workers):
             case_ids = sorted(set(worked_with.get(worker_id, [])))
-            docs = self.redis.mget([self._key(course_doc(c)) for c in case_ids]) if case_ids else []
+            docs = self.redis.mget([self.key(course_doc(c)) for c in case_ids]) if case_ids else []
             rows = [
                 {"case_id": c} | course_fidelity(json.loads(d), programme, today)
                 for c, d in zip(case_ids, docs, strict=True)
@@ -301,7 +301,7 @@ class Reports:
         sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for partner, _, counter, value in self._cohorts(programme_id, start, end):
             sums[partner][counter] += value
-        partners = sorted(as_text(m) for m in self.redis.smembers(self._key(partners_of(programme_id))))
+        partners = sorted(as_text(m) for m in self.redis.smembers(self.key(partners_of(programme_id))))
         if only_partner is not None:
             partners = [p for p in partners if p == only_partner]
         rows = [_partner_row(p, sums[p]) for p in partners]
