@@ -19,5 +19,5 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 test: $(BIN)/.installed lint
-	./scripts/ensure-redis-server
+	./scripts/ensure-test-tools
 	$(BIN)/python -m pytest

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from flask import current_app, g, request
+from flask import current_app, g, request, session
 
 from shared.domain.access import (
     Partner,
@@ -59,7 +59,10 @@ class Authenticator:
 def caller(*roles: Role) -> Principal:
     """The authenticated caller of this request: 401 without a valid key, 403 for a role the endpoint never serves."""
     authenticator: Authenticator = current_app.extensions["authenticator"]
-    principal = authenticator.principal(request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    if header is None and current_app.secret_key and session.get("api_key"):
+        header = f"Bearer {session['api_key']}"  # the reporting pages' login; read-only, so no CSRF to fear
+    principal = authenticator.principal(header)
     if principal is None:
         raise ApiError(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
     if principal.role not in roles:

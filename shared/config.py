@@ -16,6 +16,7 @@ class Settings:
     idempotency_ttl_s: int
     cpr_hmac_secret: bytes
     master_key: bytes
+    session_secret: str
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -29,4 +30,5 @@ class Settings:
             idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
             cpr_hmac_secret=env.get("CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
             master_key=env.get("CASEFLOW_MASTER_KEY", "dev-only-master-key").encode(),
+            session_secret=env.get("CASEFLOW_SESSION_SECRET", "dev-only-session-secret"),
         )

@@ -37,7 +37,7 @@ def free_port() -> int:
 def start_redis_server(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is not installed (scripts/ensure-redis-server installs it)")
+        pytest.fail("redis-server is not installed (scripts/ensure-test-tools installs it)")
     port = free_port()
     process = subprocess.Popen(
         [

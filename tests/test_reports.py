@@ -367,3 +367,10 @@ def test_the_evaluators_pseudonymised_export(reporting: FlaskClient, built: dict
     assert who5 == [("2016-01-15", "6", "24"), ("2016-02-01", "10", "40"), ("2016-03-15", "13", "52")]
     assert {m["citizen"] for m in measurements} == {a["citizen"], c["citizen"]}
     assert reporting.get("/programmes/demo-cph/export/courses.csv", headers=auth("reden")).status_code == 403
+
+
+def test_fidelity_on_an_earlier_date_leaves_out_courses_not_yet_begun(
+    reporting: FlaskClient, built: dict[str, str]
+) -> None:
+    [anna] = get(reporting, "statistics/fidelity?on=2016-01-31")["workers"]
+    assert [c["case_id"] for c in anna["courses"]] == [built["A"]]  # C enrolled on 1 Feb

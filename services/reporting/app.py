@@ -6,11 +6,12 @@ import re
 from datetime import date
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 
 from services.reporting.export import courses_csv, measurements_csv
 from services.reporting.projection import ReportingProjection
-from services.reporting.queries import Reports, month_range
+from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, projection_runner
@@ -20,7 +21,7 @@ from shared.domain.access import Principal, Role
 from shared.http import ApiError, error_response
 from shared.projections import ProjectionRunner
 
-bp = Blueprint("reports", __name__)
+bp = Blueprint("reports", __name__, template_folder="templates")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -128,6 +129,61 @@ def export(programme_id: str, kind: str) -> Response:
     )
 
 
+@bp.get("/programmes/<programme_id>/status-report")
+def status_report(programme_id: str) -> ResponseReturnValue:
+    """The ministry-style status report as a printable page; ?format=json for the same as JSON."""
+    _statistics_caller(programme_id)
+    reports = _reports()
+    report = reports.status_report(programme_id, _date_arg("on"))
+    if request.args.get("format") == "json":
+        return jsonify(report | {"caught_up": _caught_up()})
+    return render_template("status_report.html", report=report, programme=reports.programme(programme_id).to_dict())
+
+
+@bp.get("/programmes/<programme_id>/dashboard")
+def dashboard(programme_id: str) -> ResponseReturnValue:
+    """For coordinators (and evaluators): status now or on a chosen date, intake, caseloads, success, fidelity."""
+    if _page_login_needed():
+        return redirect(url_for("reports.login", next=request.path))
+    _statistics_caller(programme_id)
+    reports, day = _reports(), _date_arg("on")
+    intake_report = reports.intake(programme_id, None, None)
+    start = reports.programme(programme_id).recruitment_start.isoformat()[:7]
+    return render_template(
+        "dashboard.html",
+        programme=reports.programme(programme_id).to_dict(),
+        status=reports.status_on(programme_id, day),
+        intake=intake_report,
+        intake_rows=[(m["month"], m["referrals"]) for m in intake_report["months"]],
+        caseloads=reports.caseloads(programme_id, day, month_range(start, day.isoformat()[:7])),
+        success=reports.success_criteria(programme_id),
+        fidelity=reports.fidelity(programme_id, day),
+        fidelity_criteria=FIDELITY_CRITERIA,
+        caught_up=_caught_up(),
+    )
+
+
+def _page_login_needed() -> bool:
+    return "Authorization" not in request.headers and not session.get("api_key")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """Sign in to the pages with an API key; it is kept in a signed, HttpOnly, SameSite=Strict cookie."""
+    target = request.values.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    if request.method == "GET":
+        return render_template("login.html", next=target, error=None)
+    key = request.form.get("api_key", "").strip()
+    authenticator: Authenticator = current_app.extensions["authenticator"]
+    if authenticator.principal(f"Bearer {key}") is None:
+        return render_template("login.html", next=target, error="Ukendt nøgle / unknown key"), 401
+    session.clear()
+    session["api_key"] = key
+    return redirect(target)
+
+
 @bp.errorhandler(LookupError)
 def _no_programme(e: LookupError) -> Response:
     return error_response(404, "not_found", "no such programme (or not projected yet)")
@@ -146,7 +202,12 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
     app = http.service_app("reporting", connection, settings.key_prefix, bp)
-    app.config.update(PSEUDONYM_SECRET=settings.cpr_hmac_secret)
+    app.config.update(
+        PSEUDONYM_SECRET=settings.cpr_hmac_secret,
+        SECRET_KEY=settings.session_secret,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
     runner = projection_runner(connection, settings, ReportingProjection())
     app.extensions["reporting_runner"] = runner
     app.extensions["authenticator"] = Authenticator(runner.store)

@@ -247,10 +247,11 @@ class Reports:
         for worker_id in sorted(programme.workers):
             case_ids = sorted(set(worked_with.get(worker_id, [])))
             docs = self.redis.mget([self.key(course_doc(c)) for c in case_ids]) if case_ids else []
+            enrolled = [(c, json.loads(d)) for c, d in zip(case_ids, docs, strict=True) if d is not None]
             rows = [
-                {"case_id": c} | course_fidelity(json.loads(d), programme, today)
-                for c, d in zip(case_ids, docs, strict=True)
-                if d is not None
+                {"case_id": c} | course_fidelity(doc, programme, today)
+                for c, doc in enrolled
+                if doc.get("enrolled_on") and doc["enrolled_on"] <= today.isoformat()  # courses begun by then
             ]
             summary = {
                 k: _share(
@@ -264,6 +265,26 @@ class Reports:
             "on": today.isoformat(),
             "equal_phases": len({p.months for p in programme.phases if p.name != "pre_cti"}) == 1,
             "workers": workers,
+        }
+
+    def status_report(self, programme_id: str, day: date) -> dict[str, Any]:
+        """The ministry's status report: distinct users and how they were counted, courses, goals reached."""
+        status = self.status_on(programme_id, day)
+        return {
+            "programme_id": programme_id,
+            "on": day.isoformat(),
+            "users": {
+                "distinct_citizens": status["distinct_citizens"],
+                "by_status": status["counts"],
+                "how_counted": (
+                    "Every contact (henvendelse) is registered. Citizens are counted once each: referrals with the "
+                    "same CPR number are one citizen; without a CPR number each referral is its own citizen "
+                    "unless a coordinator confirmed a match. Status is each referral's status on the report date."
+                ),
+            },
+            "courses": self.courses(programme_id)["by_method"],
+            "success_criteria": self.success_criteria(programme_id)["criteria"],
+            "labels_da": DANISH,
         }
 
     def _cohorts(self, programme_id: str, start: str | None, end: str | None) -> list[tuple[str, str, str, int]]:
