@@ -66,3 +66,13 @@ def test_docker_compose_accepts_the_file() -> None:
         return  # the YAML checks above still ran; the client is optional on a developer machine
     result = subprocess.run([docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_package_ships_the_reporting_templates() -> None:
+    """A plain `pip install .` (as in the Dockerfile) must carry the dashboard's templates."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["services.reporting"]
+    templates = sorted((ROOT / "services/reporting/templates").glob("*.html"))
+    assert templates and all(
+        any(t.relative_to(ROOT / "services/reporting").match(p) for p in patterns) for t in templates
+    )
