@@ -374,3 +374,20 @@ def test_fidelity_on_an_earlier_date_leaves_out_courses_not_yet_begun(
 ) -> None:
     [anna] = get(reporting, "statistics/fidelity?on=2016-01-31")["workers"]
     assert [c["case_id"] for c in anna["courses"]] == [built["A"]]  # C enrolled on 1 Feb
+
+
+def test_measures_and_success_criteria_by_partner_and_method(reporting: FlaskClient, built: dict[str, str]) -> None:
+    # Reden's only course is A; LivaRehab's is C. Both are CTI.
+    reden = get(reporting, "statistics/measures?partner=reden")
+    housing = next(a for a in reden["areas"] if a["area"] == "housing")
+    assert (housing["courses"], housing["mean_first"], housing["mean_latest"]) == (1, 2.0, 5.0)  # A: 2 -> 5
+    assert reden["who5"]["mean_latest"] == 52.0 and [g["life_area"] for g in reden["goals"]] == ["housing", "network"]
+    assert get(reporting, "statistics/measures?method=cti")["who5"] == get(reporting, "statistics/measures")["who5"]
+    assert get(reporting, "statistics/measures?method=icm")["who5"]["courses"] == 0
+    liva = {r["criterion"]: r for r in get(reporting, "statistics/success-criteria?partner=livarehab")["criteria"]}
+    assert (liva["still_housed"]["numerator"], liva["still_housed"]["denominator"]) == (0, 1)  # C lost her home
+    assert liva["housing_under_18"]["denominator"] == 0 and liva["housing_under_18"]["percentage"] is None
+    cti = {r["criterion"]: r for r in get(reporting, "statistics/success-criteria?method=cti")["criteria"]}
+    assert (cti["still_housed"]["numerator"], cti["still_housed"]["denominator"]) == (1, 2)
+    both = reporting.get("/programmes/demo-cph/statistics/measures?partner=reden&method=cti", headers=STAFF)
+    assert both.status_code == 422

@@ -57,6 +57,14 @@ def _date_arg(name: str) -> date:
         raise _invalid(name, "a date: YYYY-MM-DD") from None
 
 
+def _slice() -> tuple[str | None, str | None]:
+    """?partner= or ?method=: the statistic for one partner's referrals, or for one method's courses."""
+    partner, method = request.args.get("partner"), request.args.get("method")
+    if partner and method:
+        raise _invalid("method", "filter by partner or by method, not both")
+    return partner, method
+
+
 def _month_arg(name: str) -> str | None:
     value = request.args.get(name)
     if value is not None and not _MONTH.match(value):
@@ -68,10 +76,7 @@ def _month_arg(name: str) -> str | None:
 def status(programme_id: str) -> Response:
     """Status on a date (default today): ?on=YYYY-MM-DD, and one of ?partner= or ?method=."""
     _statistics_caller(programme_id)
-    partner, method = request.args.get("partner"), request.args.get("method")
-    if partner and method:
-        raise _invalid("method", "filter by partner or by method, not both")
-    report = _reports().status_on(programme_id, _date_arg("on"), partner, method)
+    report = _reports().status_on(programme_id, _date_arg("on"), *_slice())
     return jsonify(report | {"caught_up": _caught_up()})
 
 
@@ -102,13 +107,13 @@ def courses(programme_id: str) -> Response:
 @bp.get("/programmes/<programme_id>/statistics/measures")
 def measures(programme_id: str) -> Response:
     _statistics_caller(programme_id)
-    return jsonify(_reports().measures(programme_id) | {"caught_up": _caught_up()})
+    return jsonify(_reports().measures(programme_id, *_slice()) | {"caught_up": _caught_up()})
 
 
 @bp.get("/programmes/<programme_id>/statistics/success-criteria")
 def success_criteria(programme_id: str) -> Response:
     _statistics_caller(programme_id)
-    return jsonify(_reports().success_criteria(programme_id) | {"caught_up": _caught_up()})
+    return jsonify(_reports().success_criteria(programme_id, *_slice()) | {"caught_up": _caught_up()})
 
 
 @bp.get("/programmes/<programme_id>/statistics/fidelity")

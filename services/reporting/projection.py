@@ -84,15 +84,20 @@ def phase_reached(programme_id: str) -> str:
     return f"programme:{programme_id}:phase-reached"
 
 
-def measures(programme_id: str) -> str:
+def families(doc: dict[str, Any]) -> list[str]:
+    """The slices every course statistic is kept for: all courses, the referring partner's, the method's."""
+    return ["all", f"partner:{doc['source']}", *([f"method:{doc['method']}"] if doc.get("method") else [])]
+
+
+def measures(programme_id: str, family: str = "all") -> str:
     """Stars: "star|<area>|n|first_sum|latest_sum|improved" and "latest|<area>|<score>" (counts of latest scores);
     WHO-5: "who5|n|first_sum|latest_sum|le50|le28|changed10|improved10"; goals: "goal|<area>|set|achieved|dropped"."""
-    return f"programme:{programme_id}:measures"
+    return f"programme:{programme_id}:measures:{family}"
 
 
-def success(programme_id: str) -> str:
+def success(programme_id: str, family: str = "all") -> str:
     """Numerators and denominators of the success criteria (see ``criteria``)."""
-    return f"programme:{programme_id}:success"
+    return f"programme:{programme_id}:success:{family}"
 
 
 def criteria(doc: dict[str, Any]) -> dict[str, int]:
@@ -200,12 +205,15 @@ class ReportingProjection:
         doc = state.get_doc(name) or {}
         if not doc:
             raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
-        before = criteria(doc)
+        before, families_before = criteria(doc), families(doc)
         self._course_event(event, doc, state)
-        after = criteria(doc)
-        for field in sorted(set(before) | set(after)):
-            if change := after.get(field, 0) - before.get(field, 0):
-                state.incr(success(doc["programme_id"]), field, change)
+        after, families_after = criteria(doc), families(doc)
+        for family in dict.fromkeys(families_before + families_after):
+            old = before if family in families_before else {}
+            new = after if family in families_after else {}
+            for field in sorted(set(old) | set(new)):
+                if change := new.get(field, 0) - old.get(field, 0):
+                    state.incr(success(doc["programme_id"], family), field, change)
         state.put_doc(name, doc)
 
     def _course_event(self, event: RecordedEvent, doc: dict[str, Any], state: ProjectionState) -> None:
@@ -250,10 +258,12 @@ class ReportingProjection:
             doc.setdefault("measurements", []).append([on.isoformat(), "who5", None, sum(payload.items)])
         elif isinstance(payload, ev.GoalAdded):
             doc.setdefault("goals", {})[payload.goal_id] = payload.life_area
-            state.incr(measures(p), f"goal|{payload.life_area}|set")
+            for family in families(doc):
+                state.incr(measures(p, family), f"goal|{payload.life_area}|set")
         elif isinstance(payload, ev.GoalAchieved | ev.GoalDropped):
             outcome = "achieved" if isinstance(payload, ev.GoalAchieved) else "dropped"
-            state.incr(measures(p), f"goal|{doc['goals'][payload.goal_id]}|{outcome}")
+            for family in families(doc):
+                state.incr(measures(p, family), f"goal|{doc['goals'][payload.goal_id]}|{outcome}")
         elif isinstance(payload, ev.CourseClosed):
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
             doc["closed_on"], doc["close_reason"] = on.isoformat(), payload.reason
@@ -268,25 +278,25 @@ class ReportingProjection:
     @staticmethod
     def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:
         """Keep each area's first and latest score; counters move by the difference when the latest changes."""
-        key, stars = measures(doc["programme_id"]), doc.setdefault("stars", {})
+        keys, stars = [measures(doc["programme_id"], f) for f in families(doc)], doc.setdefault("stars", {})
         for area, score in scores.items():
             if area not in stars:
                 stars[area] = [score, score]
-                state.incr(key, f"star|{area}|n")
-                state.incr(key, f"star|{area}|first_sum", score)
-                state.incr(key, f"star|{area}|latest_sum", score)
-                state.incr(key, f"latest|{area}|{score}")
+                _incr_all(state, keys, f"star|{area}|n")
+                _incr_all(state, keys, f"star|{area}|first_sum", score)
+                _incr_all(state, keys, f"star|{area}|latest_sum", score)
+                _incr_all(state, keys, f"latest|{area}|{score}")
                 continue
             first, old = stars[area]
             stars[area] = [first, score]
-            state.incr(key, f"star|{area}|latest_sum", score - old)
-            state.incr(key, f"latest|{area}|{old}", -1)
-            state.incr(key, f"latest|{area}|{score}")
-            state.incr(key, f"star|{area}|improved", int(score > first) - int(old > first))
+            _incr_all(state, keys, f"star|{area}|latest_sum", score - old)
+            _incr_all(state, keys, f"latest|{area}|{old}", -1)
+            _incr_all(state, keys, f"latest|{area}|{score}")
+            _incr_all(state, keys, f"star|{area}|improved", int(score > first) - int(old > first))
 
     @staticmethod
     def _who5(state: ProjectionState, doc: dict[str, Any], percentage: int) -> None:
-        key = measures(doc["programme_id"])
+        keys = [measures(doc["programme_id"], f) for f in families(doc)]
 
         def flags(first: int, latest: int) -> dict[str, int]:
             return {
@@ -298,18 +308,18 @@ class ReportingProjection:
 
         if "who5" not in doc:
             doc["who5"] = [percentage, percentage]
-            state.incr(key, "who5|n")
-            state.incr(key, "who5|first_sum", percentage)
-            state.incr(key, "who5|latest_sum", percentage)
+            _incr_all(state, keys, "who5|n")
+            _incr_all(state, keys, "who5|first_sum", percentage)
+            _incr_all(state, keys, "who5|latest_sum", percentage)
             for name, value in flags(percentage, percentage).items():
-                state.incr(key, f"who5|{name}", value)
+                _incr_all(state, keys, f"who5|{name}", value)
             return
         first, old = doc["who5"]
         doc["who5"] = [first, percentage]
-        state.incr(key, "who5|latest_sum", percentage - old)
+        _incr_all(state, keys, "who5|latest_sum", percentage - old)
         before, after = flags(first, old), flags(first, percentage)
         for name in after:
-            state.incr(key, f"who5|{name}", after[name] - before[name])
+            _incr_all(state, keys, f"who5|{name}", after[name] - before[name])
 
     @staticmethod
     def _move(state: ProjectionState, doc: dict[str, Any], old: str | None, new: str, on: date) -> None:
@@ -324,6 +334,11 @@ class ReportingProjection:
                 state.incr(key, f"{old}|{day}", -1)
             state.incr(key, f"{new}|{day}", 1)
         doc["status"] = new
+
+
+def _incr_all(state: ProjectionState, keys: list[str], field: str, amount: int = 1) -> None:
+    for key in keys:
+        state.incr(key, field, amount)
 
 
 def _month(day: date) -> str:

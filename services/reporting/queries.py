@@ -72,7 +72,7 @@ class Reports:
         self, programme_id: str, day: date, partner: str | None = None, method: str | None = None
     ) -> dict[str, Any]:
         """How many were referred, in assessment, enrolled, closed (by reason), declined... on a date."""
-        family = f"partner:{partner}" if partner else f"method:{method}" if method else "all"
+        family = family_of(partner, method)
         totals: dict[str, int] = defaultdict(int)
         cutoff = day.isoformat()
         for field, delta in self._hash(status_deltas(programme_id, family)).items():
@@ -175,10 +175,10 @@ class Reports:
             "phase_reached": {phase: reached.get(phase, 0) for phase in programme.phase_names()},
         }
 
-    def measures(self, programme_id: str) -> dict[str, Any]:
+    def measures(self, programme_id: str, partner: str | None = None, method: str | None = None) -> dict[str, Any]:
         """Per area: mean first and latest score, share improved, stages of the latest; WHO-5; goals per area."""
         programme = self.programme(programme_id)
-        m = self._hash(measures(programme_id))
+        m = self._hash(measures(programme_id, family_of(partner, method)))
         areas = []
         for area in programme.scale_areas:
             n = m.get(f"star|{area}|n", 0)
@@ -212,15 +212,18 @@ class Reports:
         ]
         return {
             "programme_id": programme_id,
+            "filter": {"partner": partner, "method": method},
             "scale": {"min": programme.scale_min, "max": programme.scale_max},
             "areas": areas,
             "who5": who5,
             "goals": goals,
         }
 
-    def success_criteria(self, programme_id: str) -> dict[str, Any]:
+    def success_criteria(
+        self, programme_id: str, partner: str | None = None, method: str | None = None
+    ) -> dict[str, Any]:
         """The Ballerup agreement's criteria, each with numerator, denominator, percentage and target."""
-        counts = self._hash(success(programme_id))
+        counts = self._hash(success(programme_id, family_of(partner, method)))
         rows = []
         for criterion, description, numerator, denominator, target in SUCCESS_CRITERIA:
             n, d = counts.get(numerator, 0), counts.get(denominator, 0)
@@ -236,7 +239,7 @@ class Reports:
                     "met": None if percentage is None else percentage >= target,
                 }
             )
-        return {"programme_id": programme_id, "criteria": rows}
+        return {"programme_id": programme_id, "filter": {"partner": partner, "method": method}, "criteria": rows}
 
     def fidelity(self, programme_id: str, today: date) -> dict[str, Any]:
         """CTI fidelity from recorded contacts, per course and per relation worker."""
@@ -433,6 +436,10 @@ STAGES = ("stuck", "accepting_help", "believing", "learning", "self_reliance")  
 def stage_of(score: int, low: int, high: int) -> str:
     """A score's stage on the programme's scale: five equal bands (1-2, 3-4, ... on the 1-10 default)."""
     return STAGES[min(4, (score - low) * 5 // (high - low + 1))]
+
+
+def family_of(partner: str | None, method: str | None) -> str:
+    return f"partner:{partner}" if partner else f"method:{method}" if method else "all"
 
 
 def _mean(total: int, n: int) -> float | None:

@@ -418,7 +418,8 @@ def decide_star(
     method = method or programme.methods[0]
     if method not in programme.methods:
         raise Invalid({"method": [f"this programme offers {', '.join(programme.methods)}"]})
-    return [ev.StarRecorded(scores=scores), ev.CitizenEnrolled(method=method, first_phase=programme.phases[0].name)]
+    # Enrolment first, so whatever follows the course (reports by method) knows its method at the first star.
+    return [ev.CitizenEnrolled(method=method, first_phase=programme.phases[0].name), ev.StarRecorded(scores=scores)]
 
 
 def _require_enrolled(case: Case, on: date, action: str) -> None:
