@@ -32,7 +32,7 @@ from redis.client import Pipeline
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.keys import ProjectionKeys
-from shared.redis_values import load_script
+from shared.redis_values import entry_position, load_script, stream_entries
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -135,7 +135,17 @@ class ProjectionRunner:
         return int(self.redis.get(self.keys.checkpoint(self.namespace, partition)) or 0)
 
     def is_caught_up(self) -> bool:
-        return all(self.checkpoint(p) >= self.store.partition_head(p) for p in range(self.store.partitions))
+        """Whether every partition's checkpoint has reached its newest event (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for p in range(self.store.partitions):
+            pipe.xrevrange(self.store.keys.partition(p), "+", "-", count=1)
+            pipe.get(self.keys.checkpoint(self.namespace, p))
+        replies = pipe.execute()
+        for newest, checkpoint in zip(replies[::2], replies[1::2], strict=True):
+            head = entry_position(stream_entries(newest)[0][0]) if newest else 0
+            if int(checkpoint or 0) < head:
+                return False
+        return True
 
     def catch_up_all(self) -> int:
         return sum(self.catch_up(p) for p in range(self.store.partitions))
