@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection
+from shared.backup import BackupError, export_log, import_log, verify_log
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.projections import Projection, ProjectionRunner, rebuild
+from shared.vault import Vault, export_keys, import_keys
 
 projections = AppGroup("projections", help="Read models: rebuild from the log, show checkpoints and lag.")
 ALL: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
@@ -42,3 +46,69 @@ def status_command() -> None:
         lagging = [p for p in range(store.partitions) if store.partition_head(p) > runner.checkpoint(p)]
         state = "caught up" if not lagging else f"behind in partitions {lagging}"
         click.echo(f"{projection.name}\t{runner.namespace}\tlog head {store.head()}\t{state}")
+
+
+log_commands = AppGroup("log", help="The event log: export to a file, import into an empty store, verify.")
+
+
+@log_commands.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def export_command(path: Path) -> None:
+    """Write the log to PATH (gzip JSONL) and its SHA-256 to PATH.sha256."""
+    store, _ = _store()
+    with click.progressbar(length=store.head(), label="exporting") as bar:
+        count, digest = export_log(store, path, progress=bar.update)
+    click.echo(f"{count} events -> {path} (sha256 {digest})")
+
+
+@log_commands.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_command(path: Path) -> None:
+    """Restore PATH into an empty store (checksum checked first); then rebuild the read models."""
+    store, _ = _store()
+    try:
+        with click.progressbar(length=0, label="importing") as bar:
+            count = import_log(store, path, progress=bar.update)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{count} events restored; now run: projections rebuild all")
+
+
+@log_commands.command("verify")
+def verify_command() -> None:
+    """Check positions are contiguous, every event passes its schema, and the indexes agree with the log."""
+    store, _ = _store()
+    with click.progressbar(length=store.head(), label="verifying") as bar:
+        result = verify_log(store, progress=bar.update)
+    for problem in result.problems:
+        click.echo(f"PROBLEM: {problem}", err=True)
+    click.echo(f"{result.events} events, {len(result.problems)} problem(s)")
+    if result.problems:
+        raise SystemExit(1)
+
+
+vault_commands = AppGroup("vault", help="Citizens' keys (wrapped by the master key): back them up apart from the log.")
+
+
+@vault_commands.command("export")
+@click.argument("path", type=click.Path(dir_okay=False))
+def vault_export_command(path: str) -> None:
+    """Write every citizen's wrapped key to PATH. Keep it with short retention, apart from the log's backups."""
+    count = export_keys(_vault(), path)
+    click.echo(f"{count} citizen keys -> {path}")
+
+
+@vault_commands.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def vault_import_command(path: str) -> None:
+    """Restore wrapped keys from PATH, skipping citizens the log records as erased (import the log first)."""
+    store, _ = _store()
+    restored, skipped = import_keys(
+        _vault(), path, lambda c: store.stream_version(f"citizen-{c.removeprefix('citizen-')}") > 0
+    )
+    click.echo(f"{restored} citizen keys restored, {skipped} skipped (erased)")
+
+
+def _vault() -> Vault:
+    settings = Settings.from_env()
+    return Vault(current_app.extensions["redis"], settings.key_prefix, settings.master_key)

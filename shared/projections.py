@@ -135,17 +135,7 @@ class ProjectionRunner:
         return int(self.redis.get(self.keys.checkpoint(self.namespace, partition)) or 0)
 
     def is_caught_up(self) -> bool:
-        """Whether every partition's checkpoint has reached its newest event (one round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for p in range(self.store.partitions):
-            pipe.xrevrange(self.store.keys.partition(p), "+", "-", count=1)
-            pipe.get(self.keys.checkpoint(self.namespace, p))
-        replies = pipe.execute()
-        for newest, checkpoint in zip(replies[::2], replies[1::2], strict=True):
-            head = entry_position(stream_entries(newest)[0][0]) if newest else 0
-            if int(checkpoint or 0) < head:
-                return False
-        return True
+        return caught_up(self.store, self.namespace)
 
     def catch_up_all(self) -> int:
         return sum(self.catch_up(p) for p in range(self.store.partitions))
@@ -194,6 +184,20 @@ class ProjectionRunner:
                 return len(events)
             except redis.WatchError:
                 return -1
+
+
+def caught_up(store: EventStore, namespace: str) -> bool:
+    """Whether every partition's checkpoint in a read model has reached its newest event (one round trip)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for p in range(store.partitions):
+        pipe.xrevrange(store.keys.partition(p), "+", "-", count=1)
+        pipe.get(ProjectionKeys.checkpoint(namespace, p))
+    replies = pipe.execute()
+    for newest, checkpoint in zip(replies[::2], replies[1::2], strict=True):
+        head = entry_position(stream_entries(newest)[0][0]) if newest else 0
+        if int(checkpoint or 0) < head:
+            return False
+    return True
 
 
 def active_namespace(connection: redis.Redis, prefix: str, projection: Projection) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 
 import redis
 from cryptography.exceptions import InvalidTag
@@ -31,11 +32,11 @@ class Vault:
         self.prefix = prefix
         self._master = AESGCM(hashlib.sha256(master_key).digest())
 
-    def _key_name(self, citizen_id: str) -> str:
+    def key_name(self, citizen_id: str) -> str:
         return f"{self.prefix}:vault:citizen:{citizen_id}"
 
     def _key(self, citizen_id: str, create: bool) -> bytes | None:
-        name = self._key_name(citizen_id)
+        name = self.key_name(citizen_id)
         wrapped = self.redis.get(name)
         if wrapped is None and create:
             nonce = os.urandom(12)
@@ -71,7 +72,41 @@ class Vault:
             return ERASED
 
     def erase(self, citizen_id: str) -> None:
-        self.redis.delete(self._key_name(citizen_id))
+        self.redis.delete(self.key_name(citizen_id))
 
     def has_key(self, citizen_id: str) -> bool:
-        return bool(self.redis.exists(self._key_name(citizen_id)))
+        return bool(self.redis.exists(self.key_name(citizen_id)))
+
+
+def export_keys(vault: Vault, path: str) -> int:
+    """Write every citizen key, still wrapped by the master key, to a gzip JSONL file. Returns how many."""
+    import gzip
+    import json
+
+    count = 0
+    with gzip.open(path, "wt") as out:
+        for name in vault.redis.scan_iter(match=f"{vault.prefix}:vault:citizen:*", count=1000):
+            wrapped = vault.redis.get(name)
+            if not isinstance(wrapped, bytes):
+                continue
+            citizen = name.decode().rsplit(":", 1)[1]
+            out.write(json.dumps({"citizen_id": citizen, "wrapped": base64.b64encode(wrapped).decode()}) + "\n")
+            count += 1
+    return count
+
+
+def import_keys(vault: Vault, path: str, is_erased: Callable[[str], bool]) -> tuple[int, int]:
+    """Restore wrapped keys, skipping every citizen the log says was erased. Returns (restored, skipped)."""
+    import gzip
+    import json
+
+    restored = skipped = 0
+    with gzip.open(path, "rt") as source:
+        for line in source:
+            record = json.loads(line)
+            if is_erased(record["citizen_id"]):
+                skipped += 1  # an old backup must not bring an erased citizen's data back
+                continue
+            vault.redis.set(vault.key_name(record["citizen_id"]), base64.b64decode(record["wrapped"]), nx=True)
+            restored += 1
+    return restored, skipped

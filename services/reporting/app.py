@@ -6,33 +6,52 @@ import re
 from datetime import date
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
 from services.reporting.export import courses_csv, measurements_csv
-from services.reporting.projection import ReportingProjection
 from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range
 from shared import http
 from shared.authn import Authenticator, caller
-from shared.bootstrap import connect, projection_runner
-from shared.cli import projections
+from shared.bootstrap import connect, event_store
+from shared.cli import log_commands, projections, vault_commands
 from shared.config import Settings
 from shared.domain.access import Principal, Role
+from shared.eventstore import EventStore
 from shared.http import ApiError, error_response
-from shared.projections import ProjectionRunner
+from shared.projections import caught_up
 
 bp = Blueprint("reports", __name__, template_folder="templates")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
+def _store() -> EventStore:
+    store: EventStore = current_app.extensions["event_store"]
+    return store
+
+
 def _reports() -> Reports:
-    runner: ProjectionRunner = current_app.extensions["reporting_runner"]
-    return Reports(runner.redis, current_app.config["KEY_PREFIX"])
+    if "reports" not in g:  # one per request: it resolves the generation readers use now (rebuilds switch it)
+        g.reports = Reports(_store().redis, current_app.config["KEY_PREFIX"])
+    reports: Reports = g.reports
+    return reports
 
 
 def _caught_up() -> bool:
-    runner: ProjectionRunner = current_app.extensions["reporting_runner"]
-    return runner.is_caught_up()
+    """Whether the generation this request reads has applied every event in the log."""
+    return caught_up(_store(), _reports().ns)
 
 
 def _statistics_caller(programme_id: str, *extra: Role) -> Principal:
@@ -213,10 +232,12 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
     )
-    runner = projection_runner(connection, settings, ReportingProjection())
-    app.extensions["reporting_runner"] = runner
-    app.extensions["authenticator"] = Authenticator(runner.store)
+    store = event_store(connection, settings)
+    app.extensions["event_store"] = store
+    app.extensions["authenticator"] = Authenticator(store)
     app.cli.add_command(projections)
+    app.cli.add_command(log_commands)
+    app.cli.add_command(vault_commands)
     return app
 
 
