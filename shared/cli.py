@@ -14,6 +14,7 @@ from shared.backup import BackupError, export_log, import_log, verify_log
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
+from shared.nudges import queue_health, requeue_failed
 from shared.projections import Projection, ProjectionRunner, rebuild
 from shared.vault import Vault, export_keys, import_keys
 
@@ -112,3 +113,19 @@ def vault_import_command(path: str) -> None:
 def _vault() -> Vault:
     settings = Settings.from_env()
     return Vault(current_app.extensions["redis"], settings.key_prefix, settings.master_key)
+
+
+jobs_commands = AppGroup("jobs", help="Jobs that failed after their retries: list them, run them again.")
+
+
+@jobs_commands.command("status")
+def jobs_status_command() -> None:
+    """Queued and failed jobs per queue."""
+    for queue, counts in queue_health(current_app.extensions["redis"]).items():
+        click.echo(f"{queue}\tqueued {counts['queued']}\tfailed {counts['failed']}")
+
+
+@jobs_commands.command("requeue")
+def jobs_requeue_command() -> None:
+    """Put every failed job back in its queue (after fixing what made it fail)."""
+    click.echo(f"{requeue_failed(current_app.extensions['redis'])} failed job(s) requeued")

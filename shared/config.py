@@ -17,6 +17,8 @@ class Settings:
     cpr_hmac_secret: bytes
     master_key: bytes
     session_secret: str
+    retry_intervals: tuple[int, ...]  # seconds between a failed job's retries; their number is the bound
+    ready_max_lag: int  # /readyz answers 503 when a projection is further behind the log than this
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -31,4 +33,6 @@ class Settings:
             cpr_hmac_secret=env.get("CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
             master_key=env.get("CASEFLOW_MASTER_KEY", "dev-only-master-key").encode(),
             session_secret=env.get("CASEFLOW_SESSION_SECRET", "dev-only-session-secret"),
+            retry_intervals=tuple(int(s) for s in env.get("CASEFLOW_RETRY_INTERVALS", "2,10,30").split(",") if s),
+            ready_max_lag=int(env.get("CASEFLOW_READY_MAX_LAG", "1000")),
         )

@@ -103,11 +103,20 @@ def install_health(app: Flask, connection: Any) -> None:
 
     @app.get("/readyz")
     def readyz() -> Response:
+        """Ready: Redis answers and no read model is further behind the log than the threshold (else 503).
+        Also reported: the log's durability, and queued and failed jobs per queue."""
+        from shared.health import readiness
+
         try:
             durability = check_durability(connection)
+            ready, report = readiness(connection)
         except Exception:  # Redis unreachable: not ready, and say so without a stack trace
             return error_response(503, "redis_unreachable", "the event log cannot be reached")
-        return jsonify(status="ready", durable=durability.durable, durability=durability.detail)
+        response = jsonify(
+            status="ready" if ready else "lagging", durable=durability.durable, durability=durability.detail, **report
+        )
+        response.status_code = 200 if ready else 503
+        return response
 
 
 def serve(app: Flask, port_variable: str, default_port: int) -> None:

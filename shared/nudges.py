@@ -12,12 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 
+from shared.config import Settings
 from shared.eventstore import partition_of
 from shared.keys import ProjectionKeys
 
 NUDGE_FLAG_TTL_S = 60
+
+
+def retry_policy() -> Retry:
+    """Bounded retries with backoff for every job; what still fails lands in RQ's failed registry."""
+    intervals = list(Settings.from_env().retry_intervals) or [0]
+    return Retry(max=len(intervals), interval=intervals)
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,11 @@ def nudge_partition(
         return False
     meta = {"request_id": request_id} if request_id else {}
     Queue(subscriber.queue, connection=connection).enqueue(
-        subscriber.catch_up_job, partition, meta=meta, description=f"catch up partition {partition}"
+        subscriber.catch_up_job,
+        partition,
+        meta=meta,
+        description=f"catch up partition {partition}",
+        retry=retry_policy(),
     )
     return True
 
@@ -62,10 +73,36 @@ def nudge_stream(
         nudge_partition(connection, prefix, subscriber, partition, request_id)
 
 
+def queue_health(connection: redis.Redis) -> dict[str, dict[str, int]]:
+    """Each queue's waiting and failed jobs: failures are kept in RQ's failed registry until re-run."""
+    from rq.registry import FailedJobRegistry
+
+    health = {}
+    for name in sorted({s.queue for s in SUBSCRIBERS}):
+        queue = Queue(name, connection=connection)
+        health[name] = {"queued": queue.count, "failed": FailedJobRegistry(queue=queue).count}
+    return health
+
+
+def requeue_failed(connection: redis.Redis) -> int:
+    """Put every failed job back in its queue (after the cause is fixed). Returns how many."""
+    from rq.registry import FailedJobRegistry
+
+    requeued = 0
+    for name in sorted({s.queue for s in SUBSCRIBERS}):
+        registry = FailedJobRegistry(queue=Queue(name, connection=connection))
+        for job_id in registry.get_job_ids():
+            registry.requeue(job_id)
+            requeued += 1
+    return requeued
+
+
 def enqueue_sweeps(connection: redis.Redis) -> None:
     """Ask every projection kind to check all partitions (periodically, and at start-up)."""
     for subscriber in SUBSCRIBERS:
-        Queue(subscriber.queue, connection=connection).enqueue(subscriber.sweep_job, description="sweep")
+        Queue(subscriber.queue, connection=connection).enqueue(
+            subscriber.sweep_job, description="sweep", retry=retry_policy()
+        )
 
 
 OFFER_JOB = "services.caseflow.jobs.offer_free_slots"
@@ -73,4 +110,6 @@ OFFER_JOB = "services.caseflow.jobs.offer_free_slots"
 
 def enqueue_offers(connection: redis.Redis, programme_id: str) -> None:
     """A slot may have freed (or capacity grown): let a caseflow worker offer it to the waitlist."""
-    Queue("caseflow", connection=connection).enqueue(OFFER_JOB, programme_id, description="offer free slots")
+    Queue("caseflow", connection=connection).enqueue(
+        OFFER_JOB, programme_id, description="offer free slots", retry=retry_policy()
+    )

@@ -186,18 +186,23 @@ class ProjectionRunner:
                 return -1
 
 
-def caught_up(store: EventStore, namespace: str) -> bool:
-    """Whether every partition's checkpoint in a read model has reached its newest event (one round trip)."""
+def lag(store: EventStore, namespace: str) -> int:
+    """How far a read model is behind the log: the largest gap, in log positions, between a partition's
+    newest event and the read model's checkpoint there (one round trip)."""
     pipe = store.redis.pipeline(transaction=False)
     for p in range(store.partitions):
         pipe.xrevrange(store.keys.partition(p), "+", "-", count=1)
         pipe.get(ProjectionKeys.checkpoint(namespace, p))
     replies = pipe.execute()
+    gaps = [0]
     for newest, checkpoint in zip(replies[::2], replies[1::2], strict=True):
         head = entry_position(stream_entries(newest)[0][0]) if newest else 0
-        if int(checkpoint or 0) < head:
-            return False
-    return True
+        gaps.append(max(0, head - int(checkpoint or 0)))
+    return max(gaps)
+
+
+def caught_up(store: EventStore, namespace: str) -> bool:
+    return lag(store, namespace) == 0
 
 
 def active_namespace(connection: redis.Redis, prefix: str, projection: Projection) -> str:

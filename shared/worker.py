@@ -56,7 +56,7 @@ def run_worker(queue: str, service: str) -> None:
     connection = connect(Settings.from_env())
     warn_if_not_durable(connection, service)
     enqueue_sweeps(connection)  # catch up on anything appended while no worker ran
-    SuiteWorker([queue], connection=connection).work()
+    SuiteWorker([queue], connection=connection).work(with_scheduler=True)  # moves retries due back to the queue
 
 
 def run_scheduler() -> None:

@@ -158,3 +158,29 @@ def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
                 if attempt == "cold":
                     p.kill()
                     p.wait(timeout=10)
+
+
+def flaky_catch_up(partition: int, failures: int) -> int:
+    """A catch-up job that fails its first ``failures`` runs: a transient fault (RQ job, for the retry tests)."""
+    from rq import get_current_job
+
+    from services.caseflow.jobs import catch_up
+
+    job = get_current_job()
+    assert job is not None
+    if int(job.connection.incr("test:flaky-runs")) <= failures:
+        raise RuntimeError("transient fault")
+    return catch_up(partition)
+
+
+def catch_up_unless_broken(partition: int) -> int:
+    """Fails while ``test:broken`` is set: a fault that lasts until someone fixes it."""
+    from rq import get_current_job
+
+    from services.caseflow.jobs import catch_up
+
+    job = get_current_job()
+    assert job is not None
+    if job.connection.exists("test:broken"):
+        raise RuntimeError("still broken")
+    return catch_up(partition)

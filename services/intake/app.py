@@ -16,7 +16,7 @@ from services.intake.web import install_errors
 from shared import http
 from shared.authn import Authenticator
 from shared.bootstrap import connect, event_store
-from shared.cli import log_commands, projections, vault_commands
+from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
 from shared.vault import Vault
 
@@ -35,6 +35,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(projections)
     app.cli.add_command(log_commands)
     app.cli.add_command(vault_commands)
+    app.cli.add_command(jobs_commands)
     install_errors(app)
     return app
 

@@ -26,7 +26,7 @@ from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, event_store
-from shared.cli import log_commands, projections, vault_commands
+from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
 from shared.domain.access import Principal, Role
 from shared.eventstore import EventStore
@@ -238,6 +238,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(projections)
     app.cli.add_command(log_commands)
     app.cli.add_command(vault_commands)
+    app.cli.add_command(jobs_commands)
     return app
 
 

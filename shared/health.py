@@ -1,0 +1,26 @@
+"""Readiness: how far each read model is behind the log, and the queues' waiting and failed jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from shared.bootstrap import event_store
+from shared.cli import ALL
+from shared.config import Settings
+from shared.nudges import queue_health
+from shared.projections import active_namespace, lag
+
+
+def readiness(connection: redis.Redis) -> tuple[bool, dict[str, Any]]:
+    settings = Settings.from_env()
+    store = event_store(connection, settings)
+    lags = {name: lag(store, active_namespace(connection, settings.key_prefix, p)) for name, p in ALL.items()}
+    report = {
+        "log_head": store.head(),
+        "projection_lag": lags,
+        "max_lag": settings.ready_max_lag,
+        "queues": queue_health(connection),
+    }
+    return all(n <= settings.ready_max_lag for n in lags.values()), report
