@@ -51,11 +51,13 @@ def install(app: Flask) -> None:
 
     @app.before_request
     def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        log.info("%s %s %s", request.method, request.path, response.status_code)  # ids in paths, never names
         return response
 
     @app.errorhandler(ApiError)
@@ -81,12 +83,14 @@ def install(app: Flask) -> None:
 def service_app(name: str, connection: Any, key_prefix: str, *blueprints: Blueprint) -> Flask:
     """A service's Flask app with the shared error handling, request ids and health endpoints."""
     from shared.durability import warn_if_not_durable
+    from shared.metrics import install_metrics
 
     app = Flask(name)
     app.config.update(KEY_PREFIX=key_prefix)
     app.extensions["redis"] = connection
     install(app)
     install_health(app, connection)
+    install_metrics(app, name, connection)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     warn_if_not_durable(connection, name)
@@ -123,5 +127,7 @@ def serve(app: Flask, port_variable: str, default_port: int) -> None:
     """Run with Flask's own server: for the local suite. Deployments run gunicorn (see docker-compose.yml)."""
     import os
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shared.logs import configure_logging
+
+    configure_logging(app.name)
     app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get(port_variable, default_port)))

@@ -22,6 +22,7 @@ order relative to each other.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ from shared.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.keys import ProjectionKeys
 from shared.redis_values import entry_position, load_script, stream_entries
+
+log = logging.getLogger(__name__)
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -158,6 +161,8 @@ class ProjectionRunner:
                 self._release(keys=[lease], args=[token])
             # An event appended while we held the lease may have seen it held and not been nudged.
             if self.store.partition_head(partition) <= self.checkpoint(partition):
+                if applied:
+                    log.info("%s: applied %d event(s) in partition %d", self.projection.name, applied, partition)
                 return applied
 
     def _apply_batch(self, partition: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from rq import get_current_job
@@ -13,6 +12,7 @@ from shared.bootstrap import connect, event_store, projection_runner
 from shared.config import Settings
 from shared.durability import warn_if_not_durable
 from shared.eventstore import EventStore
+from shared.logs import configure_logging
 from shared.nudges import SUBSCRIBERS, enqueue_sweeps
 from shared.projections import Projection, ProjectionRunner
 
@@ -52,7 +52,7 @@ def current_runner(projection: Projection) -> ProjectionRunner:
 
 
 def run_worker(queue: str, service: str) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(service)
     connection = connect(Settings.from_env())
     warn_if_not_durable(connection, service)
     enqueue_sweeps(connection)  # catch up on anything appended while no worker ran
@@ -61,7 +61,7 @@ def run_worker(queue: str, service: str) -> None:
 
 def run_scheduler() -> None:
     """RQ's cron scheduler: sweeps (a lost nudge waits at most one interval), waitlist offers, phase moves."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("scheduler")
     connection = connect(Settings.from_env())
     scheduler = CronScheduler(connection=connection)
     scheduler.register(

@@ -22,6 +22,7 @@ from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
+from shared.metrics import EVENTS
 from shared.nudges import enqueue_offers, nudge_stream
 from shared.vault import Vault
 
@@ -109,6 +110,10 @@ class Intake:
             ],
             idempotency=ctx.idempotency,
         )
+        if not result.duplicate:
+            for write in writes:
+                for event in write.events:
+                    EVENTS.labels(type(event).__name__).inc()
         for stream_id in result.stream_versions:
             nudge_stream(self.store.redis, self.prefix, self.store.partitions, stream_id, ctx.request_id)
         if offers_for and not result.duplicate:

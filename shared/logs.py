@@ -1,0 +1,68 @@
+"""Structured JSON logs: one object per line, with the request id that intake gave a request carried
+through the queue (in the job's meta) into the worker's log lines. Messages hold ids, never personal data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO
+
+
+class RequestIdFilter(logging.Filter):
+    """Attach the request id of the HTTP request or RQ job being handled, if any."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _current_request_id()
+        return True
+
+
+def _current_request_id() -> str | None:
+    from flask import g, has_app_context
+
+    if has_app_context() and g.get("request_id"):
+        return str(g.request_id)
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        request_id = job.meta.get("request_id")
+        return str(request_id) if request_id else None
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+        }
+        if record.exc_info:
+            line["error"] = record.exc_info[0].__name__ if record.exc_info[0] else "error"
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(service: str, stream: IO[str] | None = None, level: int = logging.INFO) -> logging.Handler:
+    """JSON lines on stderr for the whole process (RQ's own lines included)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("rq.worker", "rq.queue", "rq.scheduler", "rq.cron"):  # RQ installs its own handlers: use ours
+        logger = logging.getLogger(noisy)
+        logger.handlers.clear()
+        logger.propagate = True
+    return handler

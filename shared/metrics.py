@@ -1,0 +1,73 @@
+"""Prometheus metrics at ``/metrics`` on both HTTP services.
+
+Per process: requests by endpoint and status, latency histograms, events
+appended by type. Read from Redis at scrape time, so every process and host
+agrees: jobs queued and failed per queue, each read model's lag behind the log,
+and the log's length. (Under gunicorn, set PROMETHEUS_MULTIPROC_DIR for the
+per-process ones, as prometheus_client documents.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter("caseflow_http_requests", "HTTP requests", ["service", "endpoint", "status"], registry=REGISTRY)
+LATENCY = Histogram(
+    "caseflow_http_request_seconds",
+    "HTTP request latency",
+    ["service", "endpoint"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+EVENTS = Counter("caseflow_events_appended", "Events appended to the log", ["type"], registry=REGISTRY)
+
+
+class RedisCollector(Collector):
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from shared.health import readiness
+
+        _, report = readiness(self.connection)
+        jobs = GaugeMetricFamily("caseflow_queue_jobs", "Jobs per queue and state", labels=["queue", "state"])
+        for queue, counts in report["queues"].items():
+            for state, value in counts.items():
+                jobs.add_metric([queue, state], value)
+        yield jobs
+        lag = GaugeMetricFamily(
+            "caseflow_projection_lag", "Log positions a read model is behind", labels=["projection"]
+        )
+        for projection, value in report["projection_lag"].items():
+            lag.add_metric([projection], value)
+        yield lag
+        yield GaugeMetricFamily("caseflow_log_head", "Events in the log", value=report["log_head"])
+
+
+def install_metrics(app: Flask, service: str, connection: Any) -> None:
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(connection))
+
+    @app.before_request
+    def _start() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        REQUESTS.labels(service, endpoint, str(response.status_code)).inc()
+        LATENCY.labels(service, endpoint).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(registry)
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,65 @@
+"""Structured logs carry the request id from intake into the worker; metrics in Prometheus format."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from shared.logs import configure_logging
+from tests.conftest import PARTNER, referral_body
+from tests.support import run_workers
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    configure_logging("test", stream)
+    yield stream
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def test_the_request_id_follows_the_referral_into_the_workers_log(
+    intake: FlaskClient, cph: str, connection: redis.Redis, json_log: io.StringIO
+) -> None:
+    run_workers(connection)  # nudges are deduplicated per partition: start with none waiting
+    response = intake.post(
+        "/referrals",
+        json=referral_body(citizen={"alias": "Maja Hansen"}),
+        headers={**PARTNER, "X-Request-Id": "req4711"},
+    )
+    assert response.headers["X-Request-Id"] == "req4711"
+    run_workers(connection)
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    assert all(set(line) >= {"ts", "level", "service", "logger", "message", "request_id"} for line in lines)
+    mine = [line for line in lines if line["request_id"] == "req4711"]
+    assert any(line["message"] == "POST /referrals 201" for line in mine)
+    assert any(line["logger"] == "shared.projections" and "applied" in line["message"] for line in mine)
+    assert "Maja" not in json_log.getvalue()
+
+
+def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection: redis.Redis) -> None:
+    intake.post("/referrals", json=referral_body(), headers=PARTNER)
+    intake.post("/referrals", json={}, headers=PARTNER)  # a 422
+    before = intake.get("/metrics").get_data(as_text=True)
+    assert 'caseflow_http_requests_total{endpoint="referrals.create_referral",service="intake",status="201"}' in before
+    assert 'status="422"' in before
+    assert 'caseflow_events_appended_total{type="ReferralReceived"}' in before
+    assert 'caseflow_http_request_seconds_bucket{endpoint="referrals.create_referral"' in before
+    assert 'caseflow_queue_jobs{queue="caseflow",state="queued"}' in before
+
+    def lag(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith('caseflow_projection_lag{projection="caseflow"}'))
+        return float(line.split()[-1])
+
+    assert lag(before) > 0
+    run_workers(connection)
+    assert lag(intake.get("/metrics").get_data(as_text=True)) == 0
