@@ -52,6 +52,19 @@ def status_command() -> None:
 log_commands = AppGroup("log", help="The event log: export to a file, import into an empty store, verify.")
 
 
+@log_commands.command("show")
+@click.option("--from", "after", type=int, default=0, help="Show events after this global position.")
+@click.option("--limit", type=int, default=20, show_default=True)
+def show_command(after: int, limit: int) -> None:
+    """Print envelopes from a position on (personal fields stay sealed), to trace what happened when."""
+    store, _ = _store()
+    for event in store.read_all(after=after, limit=limit):
+        click.echo(
+            f"{event.global_position}\t{event.occurred_on}\t{event.stream_id}#{event.stream_position}\t"
+            f"{event.event_type} v{event.schema_version}\t{event.actor}"
+        )
+
+
 @log_commands.command("export")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def export_command(path: Path) -> None:

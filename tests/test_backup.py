@@ -133,3 +133,10 @@ def test_verify_finds_a_damaged_log(
         )
     result = create_intake(connection, Settings.from_env({})).test_cli_runner().invoke(args=["log", "verify"])
     assert result.exit_code == 1 and "PROBLEM" in result.output
+
+
+def test_log_show_from_a_position(intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore) -> None:
+    head = store.head()
+    intake.post("/referrals", json=referral_body(citizen={"alias": "Maja Hansen"}), headers=STAFF)
+    shown = cli(connection, "log", "show", "--from", str(head))
+    assert shown.count("\n") == 1 and "ReferralReceived v2" in shown and "Maja" not in shown

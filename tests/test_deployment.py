@@ -34,7 +34,7 @@ def test_every_service_command_exists() -> None:
     assert {"redis", "intake", "reporting", "caseflow", "reporting-worker", "scheduler"} <= set(services)
     scripts = console_scripts()
     for name, service in services.items():
-        if name == "redis":
+        if name in ("redis", "rq-dashboard"):
             continue
         command = service["command"]
         if command[0] == "gunicorn":
@@ -76,3 +76,21 @@ def test_the_package_ships_the_reporting_templates() -> None:
     assert templates and all(
         any(t.relative_to(ROOT / "services/reporting").match(p) for p in patterns) for t in templates
     )
+
+
+def test_env_example_documents_every_setting() -> None:
+    import re
+
+    source = (ROOT / "shared/config.py").read_text()
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', source))
+    documented = {
+        line.split("=")[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert read and read == documented
+
+
+def test_rq_dashboard_watches_the_same_redis() -> None:
+    dashboard = compose()["services"]["rq-dashboard"]
+    assert dashboard["environment"]["RQ_DASHBOARD_REDIS_URL"] == "redis://redis:6379/0"
