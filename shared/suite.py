@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from shared.demo import generate
 from shared.embedded import EmbeddedRedis
 
 
@@ -102,6 +104,24 @@ DEMO_KEYS = (
     ("LIVAREHAB_KEY", "livarehab", "LivaRehab", "ngo", "referrer", None, None),
     ("EVALUATOR_KEY", "vive", "VIVE (evaluator)", "other", "evaluator", None, None),
     ("ADMIN_KEY", "kk-socialforvaltning", "Københavns Kommune", "municipality", "admin", None, None),
+    (
+        "CPH_2016_COORDINATOR_KEY",
+        "kk-socialforvaltning",
+        "Københavns Kommune",
+        "municipality",
+        "coordinator",
+        "cph-2016",
+        None,
+    ),
+    (
+        "BALLERUP_2012_COORDINATOR_KEY",
+        "ballerup-kommune",
+        "Ballerup Kommune",
+        "municipality",
+        "coordinator",
+        "ballerup-2012",
+        None,
+    ),
 )
 KEYS_FILE = Path(".suite/demo-keys.env")
 
@@ -167,16 +187,43 @@ def load_demo(intake: str, reporting: str, keys: dict[str, str]) -> dict[str, An
             return report
 
 
+def _load_synthetic(intake: str, reporting: str, keys: dict[str, str], citizens: int, seed: int) -> None:
+    """Synthetic history for the reports, posted through intake while the suite is already in use."""
+    print(f"Loading {citizens} synthetic citizens into cph-2016 and ballerup-2012 in the background...", flush=True)
+    try:
+        made = generate(_call, intake, keys, citizens, seed)
+    except Exception as e:  # the suite stays up; say what went wrong without a trace of data
+        print(f"The synthetic demo stopped: {type(e).__name__}", flush=True)
+        return
+    for programme, count in made.items():
+        print(
+            f"Synthetic programme {programme}: {count} citizens loaded; dashboard "
+            f"{reporting}/programmes/{programme}/dashboard (sign in with its coordinator key)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="caseflow-suite")
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--no-demo", action="store_true", help="start empty")
+    parser.add_argument(
+        "--demo-citizens",
+        type=int,
+        default=None,
+        help="synthetic citizens, loaded in the background (0: none; default 12 embedded, 40 on Redis)",
+    )
+    parser.add_argument("--demo-seed", type=int, default=1, help="the synthetic generator's seed")
     args = parser.parse_args()
 
     env = dict(os.environ)
     embedded = None
     if not env.get("REDIS_URL"):
-        embedded = EmbeddedRedis(port=int(env.get("EMBEDDED_REDIS_PORT", "6399"))).start()
+        port = int(env.get("EMBEDDED_REDIS_PORT", "6399"))
+        try:
+            embedded = EmbeddedRedis(port=port).start()
+        except OSError:
+            sys.exit(f"caseflow-suite: port {port} is taken (is another suite running?); set EMBEDDED_REDIS_PORT")
         env["REDIS_URL"] = embedded.url
         print(
             "\n  !! No REDIS_URL given: using the EMBEDDED in-memory store at "
@@ -205,6 +252,11 @@ def main() -> None:
             report = load_demo(intake, reporting, keys)
             print("\nDemo loaded. Referrals per partner, from the reporting service:\n", flush=True)
             print(json.dumps(report, indent=2), flush=True)
+            citizens = args.demo_citizens if args.demo_citizens is not None else (12 if embedded else 40)
+            if citizens:
+                threading.Thread(
+                    target=_load_synthetic, args=(intake, reporting, keys, citizens, args.demo_seed), daemon=True
+                ).start()
         print(
             f"\nThe suite is up: intake {intake}, reporting {reporting}. Try:\n"
             f"  source {KEYS_FILE}\n"

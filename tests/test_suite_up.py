@@ -38,7 +38,7 @@ def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_pa
         "PYTHONUNBUFFERED": "1",
     }
     suite = subprocess.Popen(
-        [sys.executable, "-c", "from shared.suite import main; main()", "up"],
+        [sys.executable, "-c", "from shared.suite import main; main()", "up", "--demo-citizens", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,89 @@
+"""The synthetic demo generator: seeded, through the real intake API, and every report has something to show."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.error import HTTPError
+
+import fakeredis
+import redis
+
+from services.intake.app import create_app as create_intake
+from services.reporting.app import create_app as create_reporting
+from shared.bootstrap import event_store
+from shared.config import Settings
+from shared.demo import PROGRAMMES, generate
+from shared.embedded import _install_info_command
+from shared.suite import DEMO_KEYS
+from tests.support import run_workers
+
+STATISTICS = [
+    "statistics/status?on=2017-01-01",
+    "statistics/intake",
+    "referrals-per-partner",
+    "statistics/courses",
+    "statistics/measures",
+    "statistics/success-criteria",
+    "statistics/fidelity?on=2017-01-01",
+    "statistics/caseloads?on=2016-06-01",
+    "status-report?format=json",
+]
+
+
+def demo(connection: redis.Redis, citizens: int, seed: int) -> dict[str, Any]:
+    """Provision the demo's partners and keys as the suite does, generate, project, and read every report."""
+    from services.intake.admin import issue_key, load_partner, register_partner
+    from services.intake.service import Context
+
+    settings = Settings.from_env({})
+    app = create_intake(connection, settings)
+    intake, ctx = app.extensions["intake"], Context("test", "test")
+    keys = {}
+    for variable, partner, name, kind, role, programme, worker in DEMO_KEYS:
+        if load_partner(intake, partner) is None:
+            register_partner(intake, ctx, partner, name, kind)
+        keys[variable] = issue_key(intake, ctx, partner, role, programme, worker, variable)
+    client = app.test_client()
+    refused: list[int] = []
+
+    def call(method: str, url: str, body: dict[str, Any] | None = None, key: str | None = None) -> Any:
+        response = client.open(
+            url.removeprefix("http://intake"), method=method, json=body, headers={"Authorization": f"Bearer {key}"}
+        )
+        if response.status_code >= 400:
+            refused.append(response.status_code)
+            raise HTTPError(url, response.status_code, "refused", {}, None)  # type: ignore[arg-type]
+        return response.get_json()
+
+    made = generate(call, "http://intake", keys, citizens, seed)
+    assert set(refused) <= {409}, refused
+    run_workers(connection)
+    reporting = create_reporting(connection, settings).test_client()
+    answers = {}
+    coordinators = {spec["programme_id"]: keys[spec["key"]] for spec in PROGRAMMES}
+    for programme in made:
+        for path in STATISTICS:
+            headers = {"Authorization": f"Bearer {coordinators[programme]}"}
+            response = reporting.get(f"/programmes/{programme}/{path}", headers=headers)
+            assert response.status_code == 200, (programme, path, response.get_json())
+            answers[f"{programme}/{path}"] = {k: v for k, v in response.get_json().items() if k != "caught_up"}
+    answers["made"] = made
+    answers["head"] = event_store(connection, settings).head()
+    return answers
+
+
+def test_the_generator_fills_every_report_and_is_seeded(connection: redis.Redis) -> None:
+    first = demo(connection, citizens=12, seed=5)
+    assert first["made"] == {"cph-2016": 6, "ballerup-2012": 6}
+    for spec in PROGRAMMES:
+        programme = spec["programme_id"]
+        assert first[f"{programme}/statistics/status?on=2017-01-01"]["distinct_citizens"] == 6
+        assert first[f"{programme}/statistics/intake"]["total"] == 6
+    enrolled = sum(m["enrolled"] for p in first["made"] for m in first[f"{p}/statistics/courses"]["by_method"])
+    assert enrolled > 0 and first["head"] > 100  # stars, WHO-5, contacts, housing... not just referrals
+
+    _install_info_command()
+    again = demo(fakeredis.FakeRedis(), citizens=12, seed=5)  # another store, the same seed
+    assert {k: v for k, v in again.items() if "fidelity" not in k} == {
+        k: v for k, v in first.items() if "fidelity" not in k
+    }
