@@ -7,6 +7,7 @@ import logging
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from shared.config import Settings
 from shared.events.catalogue import REGISTRY
@@ -17,6 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def connect(settings: Settings) -> redis.Redis:
+    """The Redis holding the log: through Sentinel when sentinels are configured, else at REDIS_URL."""
+    retry = {
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+    if settings.redis_sentinels:
+        sentinel = Sentinel(list(settings.redis_sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinel.master_for(settings.redis_sentinel_service, **retry)  # type: ignore[no-untyped-call]
+        return primary
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (the local runner `caseflow-suite up` sets it for you)")
     # Bounded retries with backoff ride out a Redis restart or a dropped connection. Re-sending is safe:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
+    redis_sentinels: tuple[tuple[str, int], ...]  # when set, the primary is found through Redis Sentinel
+    redis_sentinel_service: str
     key_prefix: str
     partitions: int
     lease_ttl_ms: int
@@ -25,6 +27,12 @@ class Settings:
         env = os.environ if environ is None else environ
         return cls(
             redis_url=env.get("REDIS_URL", ""),
+            redis_sentinels=tuple(
+                (host, int(port))
+                for host, _, port in (s.strip().rpartition(":") for s in env.get("REDIS_SENTINELS", "").split(","))
+                if host
+            ),
+            redis_sentinel_service=env.get("REDIS_SENTINEL_SERVICE", "mymaster"),
             key_prefix=env.get("CASEFLOW_KEY_PREFIX", "cf"),
             partitions=int(env.get("CASEFLOW_PARTITIONS", "16")),
             lease_ttl_ms=int(env.get("CASEFLOW_LEASE_TTL_MS", "10000")),
