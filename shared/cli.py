@@ -39,7 +39,8 @@ def rebuild_command(name: str) -> None:
 
 
 @projections.command("status")
-def status_command() -> None:
+@click.option("--partitions", is_flag=True, help="Also each partition's checkpoint and newest event.")
+def status_command(partitions: bool) -> None:
     """Each read model's generation, and which partitions have events it has not applied yet."""
     store, prefix = _store()
     for projection in ALL.values():
@@ -47,6 +48,9 @@ def status_command() -> None:
         lagging = [p for p in range(store.partitions) if store.partition_head(p) > runner.checkpoint(p)]
         state = "caught up" if not lagging else f"behind in partitions {lagging}"
         click.echo(f"{projection.name}\t{runner.namespace}\tlog head {store.head()}\t{state}")
+        for p in range(store.partitions) if partitions else []:
+            head, checkpoint = store.partition_head(p), runner.checkpoint(p)
+            click.echo(f"  partition {p}\tcheckpoint {checkpoint}\tnewest event {head}\tlag {head - checkpoint}")
 
 
 log_commands = AppGroup("log", help="The event log: export to a file, import into an empty store, verify.")
