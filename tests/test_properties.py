@@ -1,0 +1,194 @@
+"""Property tests (hypothesis): any sequence of commands is refused with a reason or leaves a valid state;
+projections are deterministic."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+import fakeredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.domain import events as ev
+from shared.domain.case import (
+    Case,
+    CaseStatus,
+    Invalid,
+    Refused,
+    decide_add_goal,
+    decide_close,
+    decide_decline,
+    decide_goal_change,
+    decide_phase,
+    decide_purpose,
+    decide_refer_on,
+    decide_situation,
+    decide_star,
+    decide_start_assessment,
+    decide_who5,
+    decide_withdraw,
+    evolve,
+)
+from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
+from tests.test_course_rules import programme
+
+PROGRAMME = programme(ev.WorkerJoined("anna", "cti", capacity=2), ev.WorkerJoined("bo", "cti", capacity=1))
+COMMANDS = [
+    "assess",
+    "decline",
+    "withdraw",
+    "refer_on",
+    "enrol",
+    "star",
+    "who5",
+    "purpose",
+    "goal",
+    "achieve",
+    "contact",
+    "housing",
+    "phase",
+    "close",
+]
+# Weighted so that sequences reach enrolment, phase moves and closure, not only early refusals.
+WEIGHTED = [*COMMANDS, *["assess", "enrol", "star", "phase", "goal", "achieve"] * 3]
+
+
+def decide(case: Case, command: str, on: date, n: int) -> list[ev.DomainEvent]:
+    p = PROGRAMME
+    match command:
+        case "assess":
+            return [decide_start_assessment(case, on)]
+        case "decline":
+            return [decide_decline(case, "r", on)]
+        case "withdraw":
+            return [decide_withdraw(case, "r", on)]
+        case "refer_on":
+            return [decide_refer_on(case, "x", on)]
+        case "enrol" | "star":
+            return decide_star(case, p, {"housing": 1 + n % 10, "finances": 1 + n % 13}, on, None, command == "enrol")
+        case "who5":
+            return [decide_who5(case, tuple((n + i) % 7 for i in range(5)), on)]
+        case "purpose":
+            return [decide_purpose(case, p, ("exit_prostitution", "improve_life_situation", "nope")[n % 3], on)]
+        case "goal":
+            return [decide_add_goal(case, p, f"g{n % 3}", "housing", "d", on)]
+        case "achieve":
+            return [decide_goal_change(case, f"g{n % 3}", ("update", "achieve", "drop")[n % 3], "d", on)]
+        case "contact":
+            return [decide_situation(case, ev.ContactRecorded(kind="phone"), on)]
+        case "housing":
+            return [decide_situation(case, ev.HousingChanged(situation="permanent"), on)]
+        case "phase":
+            return [decide_phase(case, p, ("phase_1", "phase_2", "phase_3", "phase_9")[n % 4], "r", on)]
+        case "close":
+            return [decide_close(case, "completed", on)]
+    raise AssertionError(command)
+
+
+def check(case: Case) -> None:
+    assert case.status is case.history[-1].status
+    assert [c.on for c in case.history] == sorted(c.on for c in case.history)
+    assert case.status_on(date.max) is case.status
+    assert (case.enrolled_on is not None) == bool(case.phases) == bool(case.stars)
+    if case.status in (CaseStatus.ENROLLED, CaseStatus.CLOSED):
+        assert case.enrolled_on is not None and case.method == "cti"
+    if case.status is CaseStatus.CLOSED:
+        assert case.closed_on is not None and case.closed_on >= case.enrolled_on  # type: ignore[operator]
+    assert all(c.on >= case.referred_on for c in case.history)
+    assert Case.from_dict(case.to_dict()) == case
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.booleans(),
+    st.lists(st.tuples(st.sampled_from(WEIGHTED), st.integers(0, 12), st.integers(0, 99)), max_size=40),
+)
+def test_any_command_sequence_is_refused_or_leaves_a_valid_case(
+    course: bool, steps: list[tuple[str, int, int]]
+) -> None:
+    if course:  # half the sequences start a course, so enrolled, moved and closed courses are explored too
+        steps = [("assess", 3, 0), ("enrol", 5, 0), *steps]
+    on = date(2016, 1, 1)
+    case = evolve(None, "case-p", ev.ReferralReceived("cph", "reden", True), on)
+    applied = 1
+    for command, days, n in steps:
+        on += timedelta(days=days)
+        try:
+            events = decide(case, command, on, n)
+        except (Refused, Invalid) as refusal:
+            assert getattr(refusal, "code", None) or getattr(refusal, "fields", None)  # always says why
+            continue
+        for event in events:
+            case = evolve(case, "case-p", event, on)
+            applied += 1
+        assert case.version == applied
+        check(case)
+        if not case.status.is_open:  # terminal: nothing more is accepted
+            for command in COMMANDS:
+                try:
+                    decide(case, command, on + timedelta(days=1), n)
+                    raise AssertionError(f"{command} accepted on a {case.status} case")
+                except (Refused, Invalid):
+                    pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["assign", "wait", "release", "offer"]), st.integers(0, 5), st.sampled_from(["anna", "bo"])
+        ),
+        max_size=40,
+    )
+)
+def test_caseloads_are_never_over_capacity_and_nobody_is_lost(steps: list[tuple[str, int, str]]) -> None:
+    base = evolve(None, "case-0", ev.ReferralReceived("cph", "reden", True), date(2016, 1, 1))
+    base = evolve(base, "case-0", ev.AssessmentStarted(), date(2016, 1, 2))
+    caseload = Caseload("cph")
+    for command, n, worker in steps:
+        case = replace(base, case_id=f"case-{n}")
+        try:
+            if command == "assign" or command == "wait":
+                events = decide_assignment(caseload, PROGRAMME, case, worker, waitlist_if_full=command == "wait")
+            elif command == "release":
+                events = decide_release(caseload, case.case_id, "course_closed")
+            else:
+                events = decide_offers(caseload, PROGRAMME)
+        except (Refused, Invalid):
+            continue
+        for event in events:
+            caseload = evolve_caseload(caseload, event, date(2016, 2, 1))
+        for w in PROGRAMME.workers:
+            assert caseload.load(w) <= PROGRAMME.capacity_of(w)
+        waiting = [c for c, _ in caseload.waitlist]
+        assert len(waiting) == len(set(waiting)) and not set(waiting) & set(caseload.assignments)
+    after_offers = caseload
+    for event in decide_offers(caseload, PROGRAMME):
+        after_offers = evolve_caseload(after_offers, event, date(2016, 3, 1))
+    free = sum(PROGRAMME.capacity_of(w) - after_offers.load(w) for w in PROGRAMME.workers)
+    assert free == 0 or not after_offers.waitlist  # offers leave no one waiting beside a free slot
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(5, 40))
+def test_projections_are_deterministic(seed: int, cases: int) -> None:
+    from services.caseflow.projection import CaseflowProjection
+    from services.reporting.projection import ReportingProjection
+    from shared.bootstrap import event_store
+    from shared.config import Settings
+    from shared.projections import replay
+    from tests.support import generate_log, snapshot
+
+    connection: Any = fakeredis.FakeRedis()
+    store = event_store(connection, Settings.from_env({}))
+    generate_log(store, cases=cases, seed=seed)
+    for projection in (CaseflowProjection(), ReportingProjection()):
+        replay(store, projection, "one")
+        replay(store, projection, "two", batch_size=7)
+        assert snapshot(connection, "one") == snapshot(connection, "two")
+        for key in connection.scan_iter("one:*"):
+            connection.delete(key)
+        for key in connection.scan_iter("two:*"):
+            connection.delete(key)
