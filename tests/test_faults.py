@@ -124,7 +124,7 @@ def test_a_redis_restart_under_load_loses_no_answered_request(tmp_path: Path) ->
     answered: dict[str, str] = {}  # idempotency key -> case id, for every 201
 
     def partner(index: int) -> None:
-        for n in range(30):
+        for n in range(100):
             key = f"load-{index}-{n}"
             request = urllib.request.Request(
                 f"http://127.0.0.1:{http.server_port}/referrals",
@@ -143,7 +143,10 @@ def test_a_redis_restart_under_load_loses_no_answered_request(tmp_path: Path) ->
     try:
         for c in clients:
             c.start()
-        time.sleep(0.8)
+        deadline = time.monotonic() + 30
+        while len(answered) < 60:  # restart once the load is well under way
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         at_restart = len(answered)
         server.send_signal(signal.SIGTERM)  # Redis writes its AOF and stops
         server.wait(timeout=20)
@@ -164,10 +167,10 @@ def test_a_redis_restart_under_load_loses_no_answered_request(tmp_path: Path) ->
         )
         for c in clients:
             c.join(timeout=120)
-        assert 0 < at_restart < 120, "the restart should fall in the middle of the load"
-        assert len(answered) == 120, f"only {len(answered)} of 120 referrals were answered"
+        assert 0 < at_restart < 400, "the restart should fall in the middle of the load"
+        assert len(answered) == 400, f"only {len(answered)} of 400 referrals were answered"
         referrals = [e for e in store.read_all(limit=10_000) if e.event_type == "ReferralReceived"]
-        assert len(referrals) == 120  # each answered once, none twice despite the retries
+        assert len(referrals) == 400  # each answered once, none twice despite the retries
         assert {e.stream_id for e in referrals} == set(answered.values())
         runners = wait_caught_up(store, connection)
         for runner in runners:  # the workers resumed from their checkpoints: exactly the replay state
