@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import redis
-from flask import Flask
+from flask import Flask, Response, jsonify
 
 from services.intake.admin import admin
 from services.intake.admin import bp as admin_api
 from services.intake.citizens import bp as citizens
 from services.intake.courses import bp as courses
+from services.intake.openapi import openapi
 from services.intake.programmes import bp as programmes
 from services.intake.referrals import bp as referrals
 from services.intake.service import Intake
@@ -37,6 +38,11 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(vault_commands)
     app.cli.add_command(jobs_commands)
     install_errors(app)
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        return jsonify(openapi(app))
+
     return app
 
 
