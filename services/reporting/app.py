@@ -22,6 +22,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from services.reporting.export import courses_csv, measurements_csv
+from services.reporting.openapi import openapi
 from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range
 from shared import http
 from shared.authn import Authenticator, caller
@@ -236,6 +237,11 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.extensions["event_store"] = store
     app.extensions["authenticator"] = Authenticator(store)
     app.cli.add_command(projections)
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        return jsonify(openapi(app))
+
     app.cli.add_command(log_commands)
     app.cli.add_command(vault_commands)
     app.cli.add_command(jobs_commands)
