@@ -13,6 +13,7 @@ from typing import Any
 from urllib.error import HTTPError
 
 from shared.domain.calendar import add_months
+from shared.domain.programme import DANISH_LIFE_AREAS
 
 Call = Callable[..., Any]
 
@@ -58,16 +59,7 @@ PROGRAMMES: list[dict[str, Any]] = [
         "ages": (16, 24),
     },
 ]
-AREAS = (
-    "housing",
-    "mental_health",
-    "physical_health",
-    "finances",
-    "daily_activities",
-    "network",
-    "substance_use",
-    "education_employment",
-)
+AREAS = DANISH_LIFE_AREAS
 CONTACTS = ("community_meeting", "home_visit", "phone", "provider_meeting", "informal_support_meeting")
 
 

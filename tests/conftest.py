@@ -34,11 +34,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_redis_server(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_redis_server(directory: Path, *extra: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (scripts/ensure-test-tools installs it)")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,

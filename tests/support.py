@@ -184,3 +184,23 @@ def catch_up_unless_broken(partition: int) -> int:
     if job.connection.exists("test:broken"):
         raise RuntimeError("still broken")
     return catch_up(partition)
+
+
+WORKER_ENTRY_POINTS = {
+    "caseflow": "from services.caseflow.worker import main; main()",
+    "reporting": "from services.reporting.worker import main; main()",
+}
+
+
+def spawn_worker(kind: str, url: str, **env: str) -> subprocess.Popen[bytes]:
+    """A real worker process (the console script's entry point) on the Redis at ``url``."""
+    import os
+    import sys
+
+    environment = {**os.environ, "REDIS_URL": url, **env}
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER_ENTRY_POINTS[kind]],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,22 +16,11 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.nudges import enqueue_sweeps
 from shared.projections import ProjectionRunner, replay
-from tests.support import generate_log, snapshot, stop_workers
-
-ENTRY_POINTS = {
-    "caseflow": "from services.caseflow.worker import main; main()",
-    "reporting": "from services.reporting.worker import main; main()",
-}
+from tests.support import generate_log, snapshot, spawn_worker, stop_workers
 
 
 def spawn(kind: str, url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REDIS_URL": url, "CASEFLOW_LEASE_TTL_MS": "1500", "CASEFLOW_BATCH_SIZE": "50"}
-    return subprocess.Popen(
-        [sys.executable, "-c", ENTRY_POINTS[kind]],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return spawn_worker(kind, url, CASEFLOW_LEASE_TTL_MS="1500", CASEFLOW_BATCH_SIZE="50")
 
 
 @pytest.mark.slow

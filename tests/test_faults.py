@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,19 +20,11 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.nudges import enqueue_sweeps, requeue_failed
 from shared.projections import ProjectionRunner, replay
-from tests.support import generate_log, run_workers, snapshot, stop_workers
-
-ENTRY = {
-    "caseflow": "from services.caseflow.worker import main; main()",
-    "reporting": "from services.reporting.worker import main; main()",
-}
+from tests.support import generate_log, run_workers, snapshot, spawn_worker, stop_workers
 
 
 def spawn(kind: str, url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REDIS_URL": url, "CASEFLOW_LEASE_TTL_MS": "1000", "CASEFLOW_BATCH_SIZE": "40"}
-    return subprocess.Popen(
-        [sys.executable, "-c", ENTRY[kind]], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    return spawn_worker(kind, url, CASEFLOW_LEASE_TTL_MS="1000", CASEFLOW_BATCH_SIZE="40")
 
 
 def wait_caught_up(store: object, connection: redis.Redis, seconds: float = 120) -> list[ProjectionRunner]:
@@ -150,21 +140,7 @@ def test_a_redis_restart_under_load_loses_no_answered_request(tmp_path: Path) ->
         at_restart = len(answered)
         server.send_signal(signal.SIGTERM)  # Redis writes its AOF and stops
         server.wait(timeout=20)
-        server = subprocess.Popen(
-            [
-                shutil_which("redis-server"),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(tmp_path),
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        server, _ = start_redis_server(tmp_path, *extra, port=port)  # the same data directory: its AOF
         for c in clients:
             c.join(timeout=120)
         assert 0 < at_restart < 400, "the restart should fall in the middle of the load"
@@ -182,11 +158,3 @@ def test_a_redis_restart_under_load_loses_no_answered_request(tmp_path: Path) ->
         http.shutdown()
         server.terminate()
         server.wait(timeout=20)
-
-
-def shutil_which(name: str) -> str:
-    import shutil
-
-    found = shutil.which(name)
-    assert found is not None
-    return found
