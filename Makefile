@@ -15,7 +15,7 @@ run: $(BIN)/.installed
 	$(BIN)/caseflow-suite up
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy
 
 test: $(BIN)/.installed lint

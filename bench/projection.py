@@ -26,12 +26,12 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.caseflow.projection import CaseflowProjection  # noqa: E402
-from services.reporting.projection import ReportingProjection  # noqa: E402
-from shared.bootstrap import event_store  # noqa: E402
-from shared.config import Settings  # noqa: E402
-from shared.projections import Projection, ProjectionRunner, replay  # noqa: E402
-from tests.support import generate_log  # noqa: E402
+from services.caseflow.projection import CaseflowProjection
+from services.reporting.projection import ReportingProjection
+from shared.bootstrap import event_store
+from shared.config import Settings
+from shared.projections import Projection, ProjectionRunner, replay
+from tests.support import generate_log
 
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
 
@@ -41,8 +41,10 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     binary = shutil.which("redis-server") or "redis-server"
-    process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir",
-                                tempfile.mkdtemp()], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         try:
@@ -67,8 +69,9 @@ def project(url: str, name: str, workers: int) -> float:
         connection.delete(key)
     partitions = list(range(16))
     started = time.perf_counter()
-    processes = [multiprocessing.Process(target=_worker, args=(url, name, partitions[i::workers]))
-                 for i in range(workers)]
+    processes = [
+        multiprocessing.Process(target=_worker, args=(url, name, partitions[i::workers])) for i in range(workers)
+    ]
     for p in processes:
         p.start()
     for p in processes:
@@ -88,7 +91,10 @@ def main() -> None:
         cases = args.events // 2
         generate_log(store, cases=cases, seed=1)
         events = store.head()
-        results: dict[str, float | int | str] = {"events": events, "generate_s": round(time.perf_counter() - started, 1)}
+        results: dict[str, float | int | str] = {
+            "events": events,
+            "generate_s": round(time.perf_counter() - started, 1),
+        }
 
         started = time.perf_counter()
         position = 0
