@@ -128,7 +128,7 @@ def verify_log(store: EventStore, progress: Callable[[int], None] | None = None)
             problems.append(f"{stream}: event {sp} follows {stream_versions.get(stream, 0)}")
         stream_versions[stream] = sp
         try:
-            store.registry.load(raw["type"], int(raw["v"]), json.loads(raw["payload"]))
+            store.registry.load(raw["type"], int(raw["v"]), json.loads(raw["payload"]), validate=True)
         except Exception as e:
             problems.append(f"position {raw['position']}: {type(e).__name__}")
         if progress:

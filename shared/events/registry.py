@@ -7,8 +7,11 @@ events are never rewritten, they are upcast when read.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from marshmallow import Schema, ValidationError
@@ -74,11 +77,18 @@ class EventRegistry:
             raise InvalidEvent(f"{event_type.name}: {errors}")
         return event_type.name, event_type.version, data
 
-    def load(self, name: str, version: int, data: dict[str, Any]) -> DomainEvent:
-        """Upcast a stored payload to the current version and validate it."""
+    def load(self, name: str, version: int, data: dict[str, Any], validate: bool = False) -> DomainEvent:
+        """Upcast a stored payload to the current version. Current-version events were validated when written,
+        so they are built directly (``validate=True`` re-checks them, as ``log verify`` does); older versions
+        are upcast and validated."""
         event_type = self._by_name.get(name)
         if event_type is None:
             raise UnknownEventType(name)
+        if version == event_type.version and not validate:
+            try:
+                return _build(event_type.event_class, data)
+            except (KeyError, TypeError, ValueError) as e:
+                raise CorruptEvent(f"{name} v{version}: {type(e).__name__}") from None
         if version > event_type.version:
             raise ValueError(f"{name} v{version} is newer than this code knows (v{event_type.version})")
         for from_version in range(version, event_type.version):
@@ -94,3 +104,31 @@ class EventRegistry:
             return self._by_name[name].version
         except KeyError:
             raise UnknownEventType(name) from None
+
+
+def _build(cls: type[DomainEvent], data: dict[str, Any]) -> DomainEvent:
+    """An event dataclass from its stored JSON: dates from ISO strings, lists as tuples."""
+    converters = _converters(cls)
+    return cls(**{k: converters[k](v) if v is not None else None for k, v in data.items()})
+
+
+_CONVERTERS: dict[type[DomainEvent], dict[str, Callable[[Any], Any]]] = {}
+
+
+def _converters(cls: type[DomainEvent]) -> dict[str, Callable[[Any], Any]]:
+    """How to turn each stored field back into its type, worked out once per event class."""
+    if cls not in _CONVERTERS:
+        hints = typing.get_type_hints(cls)
+        converters: dict[str, Callable[[Any], Any]] = {}
+        for spec in dataclasses.fields(cls):
+            text = str(hints[spec.name])
+            if "datetime.date" in text:
+                converters[spec.name] = date.fromisoformat
+            elif text.startswith("tuple[tuple"):
+                converters[spec.name] = lambda v: tuple(tuple(x) for x in v)
+            elif text.startswith("tuple"):
+                converters[spec.name] = tuple
+            else:
+                converters[spec.name] = lambda v: v
+        _CONVERTERS[cls] = converters
+    return _CONVERTERS[cls]
