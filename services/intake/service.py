@@ -134,10 +134,8 @@ class Intake:
 
     def refer(self, ctx: Context, on: date, referral: Referral) -> AppendResult:
         """A new case. A CPR number already known makes it the same citizen; nothing in the answer says so."""
-        try:
-            self.programme(referral.programme_id)
-        except NotFound:
-            raise Invalid({"programme_id": ["no such programme"]}) from None
+        if self.store.stream_version(programme_stream(referral.programme_id)) == 0:  # exists: one LLEN, no fold
+            raise Invalid({"programme_id": ["no such programme"]})
         fingerprint = cpr_fingerprint(referral.cpr, self.secret) if referral.cpr else None
         born = referral.cpr.birth_date if referral.cpr else referral.birth_date
 

@@ -1,0 +1,139 @@
+"""Referrals accepted per second over HTTP, against a bare Flask endpoint with one Redis round trip, both under
+gunicorn with the same settings, loaded by wrk on loopback.
+
+    .venv/bin/python bench/intake.py --seconds 10 --connections 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.projection import start_redis
+from shared.bootstrap import event_store
+from shared.config import Settings
+from tests.conftest import COPENHAGEN, referral_body
+from tests.support import _key_parts, grant_test_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(target: str, url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    process = subprocess.Popen(
+        [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", target],
+        env={**os.environ, "REDIS_URL": url},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{target} did not start")
+
+
+def wrk(port: int, headers: dict[str, str], body: str, seconds: int, connections: int) -> dict[str, float]:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/referrals",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(\w+)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    server, url = start_redis()
+    processes = []
+    try:
+        connection = redis.Redis.from_url(url)
+        settings = Settings.from_env({"REDIS_URL": url})
+        grant_test_keys(event_store(connection, settings))
+        from services.intake.app import create_app
+
+        partner, key_id, secret = _key_parts("coordinator")
+        auth = {"Authorization": f"Bearer cfk.{partner}.{key_id}.{secret}", "Content-Type": "application/json"}
+        assert (
+            create_app(connection, settings)
+            .test_client()
+            .post("/programmes", json=COPENHAGEN, headers=auth)
+            .status_code
+            == 201
+        )
+        body = json.dumps(referral_body())
+        baseline, baseline_port = serve("bench.baseline_app:app", url)
+        intake, intake_port = serve("services.intake.app:create_app()", url)
+        processes = [baseline, intake]
+        wrk(baseline_port, auth, body, 2, args.connections)  # warm up
+        wrk(intake_port, auth, body, 2, args.connections)
+        results = {
+            "baseline": wrk(baseline_port, auth, body, args.seconds, args.connections),
+            "intake": wrk(intake_port, auth, body, args.seconds, args.connections),
+        }
+        results["ratio"] = round(results["intake"]["requests_per_s"] / results["baseline"]["requests_per_s"], 3)  # type: ignore[assignment]
+        results["referrals_in_log"] = event_store(connection, settings).head()  # type: ignore[assignment]
+    finally:
+        for p in processes:
+            p.terminate()
+            p.wait()
+        server.terminate()
+        server.wait()
+    (ROOT / "bench" / "results" / "intake.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
