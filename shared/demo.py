@@ -63,15 +63,32 @@ AREAS = DANISH_LIFE_AREAS
 CONTACTS = ("community_meeting", "home_visit", "phone", "provider_meeting", "informal_support_meeting")
 
 
+def definition(spec: dict[str, Any]) -> dict[str, Any]:
+    """The body of ``POST /programmes`` for one of PROGRAMMES (without the generator's own settings)."""
+    return {k: v for k, v in spec.items() if k not in ("workers", "referrals_from", "ages", "key")}
+
+
+def demo_programme(today: date) -> dict[str, Any]:
+    """The walk-through's programme: the Copenhagen one placed around today, recruiting now, its funding
+    ending 12 months after recruitment began (so courses are cut short, as in the real project)."""
+    start = today - timedelta(days=60)
+    return definition(PROGRAMMES[0]) | {
+        "programme_id": "demo-cph",
+        "name": "Exit prostitution (demo, Copenhagen-like)",
+        "recruitment_start": start.isoformat(),
+        "recruitment_end": (today + timedelta(days=30)).isoformat(),
+        "funding_end": (start + timedelta(days=365)).isoformat(),
+    }
+
+
 def generate(call: Call, intake: str, keys: dict[str, str], citizens: int, seed: int) -> dict[str, int]:
     """Define the programmes and post ``citizens`` referrals and courses, split between them."""
     rng = random.Random(seed)
     referrers = [keys["REDEN_KEY"], keys["LIVAREHAB_KEY"]]
     made = {}
     for index, spec in enumerate(PROGRAMMES):
-        definition = {k: v for k, v in spec.items() if k not in ("workers", "referrals_from", "ages", "key")}
         coordinator = keys[spec["key"]]
-        call("POST", f"{intake}/programmes", definition, coordinator)
+        call("POST", f"{intake}/programmes", definition(spec), coordinator)
         for worker, method in spec["workers"]:
             body = {"worker_id": worker, "method": method, "on": spec["referrals_from"]}
             call("POST", f"{intake}/programmes/{spec['programme_id']}/workers", body, coordinator)

@@ -84,9 +84,6 @@ class ProjectionState:
     def add(self, name: str, member: str) -> None:
         self._ops.append(("sadd", (self.key(name), member)))
 
-    def remove(self, name: str, member: str) -> None:
-        self._ops.append(("srem", (self.key(name), member)))
-
     def lowest(self, name: str, member: str, score: float) -> None:
         """Keep the lowest score seen for a member (ZADD LT): a minimum, so commutative across partitions."""
         self._ops.append(("zadd_lt", (self.key(name), member, score)))

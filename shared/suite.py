@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shared.demo import generate
+from shared.demo import demo_programme, generate
 from shared.embedded import EmbeddedRedis
 
 
@@ -72,28 +72,6 @@ def _wait_healthy(url: str, timeout_s: float = 30) -> None:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
-
-
-def demo_programme(today: date) -> dict[str, Any]:
-    """Copenhagen-like, placed around today: recruiting now; funding ends 12 months after recruitment began."""
-    start = today - timedelta(days=60)
-    return {
-        "programme_id": "demo-cph",
-        "name": "Exit prostitution (demo, Copenhagen-like)",
-        "methods": ["cti"],
-        "course_months": 12,
-        "phases": [
-            {"name": "phase_1", "months": 4},
-            {"name": "phase_2", "months": 4},
-            {"name": "phase_3", "months": 4},
-        ],
-        "recruitment_start": start.isoformat(),
-        "recruitment_end": (today + timedelta(days=30)).isoformat(),
-        "funding_end": (start + timedelta(days=365)).isoformat(),
-        "caseload_limit": 10,
-        "purposes": ["exit_prostitution", "improve_life_situation"],
-        "targets": {"cti": 20},
-    }
 
 
 # Demo partners and the keys the demo issues them: (variable, partner, name, kind, role, programme, worker)

@@ -168,12 +168,21 @@ class Intake:
         return self.store.stream_version(citizen_stream(citizen_id)) > 0
 
     def on_case(
-        self, ctx: Context, case_id: str, on: date, decide: Callable[[Case], Sequence[DomainEvent]]
+        self,
+        ctx: Context,
+        case_id: str,
+        on: date,
+        decide: Callable[[Case], Sequence[DomainEvent]],
+        read: Case | None = None,
     ) -> AppendResult:
-        """A command on one case. When it ends the case, the worker's slot frees in the same append."""
+        """A command on one case. When it ends the case, the worker's slot frees in the same append.
+
+        ``read``: the case as the caller just folded it (for the scope check), used by the first attempt; the
+        append's expected version still refuses it if the case moved on, and a retry reads it afresh."""
+        unused = [read] if read is not None else []  # the caller's read serves the first attempt only
 
         def attempt() -> AppendResult:
-            case = self.case(case_id)
+            case = unused.pop() if unused else self.case(case_id)
             events = decide(case)
             writes = [Write(case_id, events, case.version)]
             ending = next((e for e in events if _ends_case(e)), None)
@@ -188,12 +197,18 @@ class Intake:
         return self.retrying(attempt)
 
     def on_case_with_programme(
-        self, ctx: Context, case_id: str, on: date, decide: Callable[[Case, Programme], Sequence[DomainEvent]]
+        self,
+        ctx: Context,
+        case_id: str,
+        on: date,
+        decide: Callable[[Case, Programme], Sequence[DomainEvent]],
+        read: Case | None = None,
     ) -> AppendResult:
         """A command whose rules come from the programme (e.g. enrolment in the recruitment window)."""
+        unused = [read] if read is not None else []  # the caller's read serves the first attempt only
 
         def attempt() -> AppendResult:
-            case = self.case(case_id)
+            case = unused.pop() if unused else self.case(case_id)
             programme = self.programme(case.programme_id)
             writes = [
                 Write(case_id, decide(case, programme), case.version),

@@ -124,9 +124,9 @@ def case_command(
 ) -> Response:
     """Check the caller and scope, validate, decide on the case's current state, append."""
     principal = caller(*roles)
-    scoped_case(principal, case_id, referral=referral)
+    checked = scoped_case(principal, case_id, referral=referral)
     ctx, data = load(principal, schema)
-    result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data))
+    result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data), read=checked)
     return written(result, lambda: view_for(principal, case_id), f"/cases/{case_id}")
 
 
@@ -135,9 +135,11 @@ def programme_case_command(
 ) -> Response:
     """As ``case_command``, for decisions that follow the programme's rules."""
     principal = caller(*STAFF)
-    scoped_case(principal, case_id)
+    checked = scoped_case(principal, case_id)
     ctx, data = load(principal, schema)
-    result = intake().on_case_with_programme(ctx, case_id, data["on"], lambda case, p: decide(case, p, data))
+    result = intake().on_case_with_programme(
+        ctx, case_id, data["on"], lambda case, p: decide(case, p, data), read=checked
+    )
     return written(result, lambda: case_view(case_id), f"/cases/{case_id}")
 
 

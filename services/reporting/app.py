@@ -173,10 +173,11 @@ def dashboard(programme_id: str) -> ResponseReturnValue:
     _statistics_caller(programme_id)
     reports, day = _reports(), _date_arg("on")
     intake_report = reports.intake(programme_id, None, None)
-    start = reports.programme(programme_id).recruitment_start.isoformat()[:7]
+    programme = reports.programme(programme_id)
+    start = programme.recruitment_start.isoformat()[:7]
     return render_template(
         "dashboard.html",
-        programme=reports.programme(programme_id).to_dict(),
+        programme=programme.to_dict(),
         status=reports.status_on(programme_id, day),
         intake=intake_report,
         intake_rows=[(m["month"], m["referrals"]) for m in intake_report["months"]],

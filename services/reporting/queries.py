@@ -100,19 +100,11 @@ class Reports:
             raise LookupError(programme_id)
         return programme_from_doc(json.loads(raw))
 
-    def _sum_until(self, name: str, day: date) -> dict[str, int]:
-        """Sum "<who>|<day>" deltas up to a day, per who."""
-        totals: dict[str, int] = defaultdict(int)
-        for field, delta in self._hash(name).items():
-            who, on = field.rsplit("|", 1)
-            if on <= day.isoformat():
-                totals[who] += delta
-        return totals
-
     def caseloads(self, programme_id: str, day: date, months: list[str]) -> dict[str, Any]:
         """Each worker's caseload and capacity use on a day, month by month; waitlist length and waiting time."""
         programme = self.programme(programme_id)
-        loads = self._sum_until(load_deltas(programme_id), day)
+        deltas = self._hash(load_deltas(programme_id))  # one read; every month is summed from it
+        loads = _sum_until(deltas, day)
         workers = []
         for worker_id in sorted(programme.workers):
             capacity = programme.capacity_of(worker_id)
@@ -123,7 +115,7 @@ class Reports:
         over_time = []
         for month in months:
             month_end = min(_month_end(month), day)
-            at_end = self._sum_until(load_deltas(programme_id), month_end)
+            at_end = _sum_until(deltas, month_end)
             over_time.append({"month": month, "loads": {w: at_end.get(w, 0) for w in sorted(programme.workers)}})
         waitlist = sum(d for on, d in self._hash(waitlist_deltas(programme_id)).items() if on <= day.isoformat())
         wait = json.loads(self.redis.get(self.key(waiting(programme_id))) or '{"days": 0, "served": 0}')
@@ -448,6 +440,16 @@ def _mean(total: int, n: int) -> float | None:
 
 def _share(count: int, n: int) -> float | None:
     return round(count / n, 2) if n else None
+
+
+def _sum_until(deltas: dict[str, int], day: date) -> dict[str, int]:
+    """Sum "<who>|<day>" deltas up to a day, per who."""
+    totals: dict[str, int] = defaultdict(int)
+    for field, delta in deltas.items():
+        who, on = field.rsplit("|", 1)
+        if on <= day.isoformat():
+            totals[who] += delta
+    return totals
 
 
 def _month_end(month: str) -> date:

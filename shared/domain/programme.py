@@ -74,9 +74,6 @@ class Programme:
     def phase_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.phases)
 
-    def phase_months(self, phase: str) -> int:
-        return next(p.months for p in self.phases if p.name == phase)
-
     def in_recruitment_window(self, day: date) -> bool:
         return self.recruitment_start <= day <= self.recruitment_end
 
