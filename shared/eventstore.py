@@ -84,6 +84,24 @@ end
 return reply
 """
 
+# Reading: the events at a list of positions in one call, so a reader pays one round trip, not one per event.
+# KEYS: events, the stream's position list. ARGV: from index (0-based), to index (-1: the end).
+_READ_STREAM = """
+local out = {}
+for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])) do
+  out[i] = redis.call('XRANGE', KEYS[1], pos .. '-0', pos .. '-0')[1]
+end
+return out
+"""
+# KEYS: events, the partition's index. ARGV: first position wanted, how many.
+_READ_PARTITION = """
+local out = {}
+for i, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])) do
+  out[i] = redis.call('XRANGE', KEYS[1], entry[1], entry[1])[1]
+end
+return out
+"""
+
 
 class WrongExpectedVersion(Exception):
     """A stale writer: the stream moved on since it was read."""
@@ -155,6 +173,8 @@ class EventStore:
         self.partitions = self._agree_partitions(partitions)
         self._idempotency_ttl_s = idempotency_ttl_s
         self._append_script = load_script(connection, _APPEND)
+        self._read_stream = load_script(connection, _READ_STREAM)
+        self._read_partition = load_script(connection, _READ_PARTITION)
 
     def _agree_partitions(self, wanted: int) -> int:
         """The partition count is fixed when the log is created; every process uses the stored one."""
@@ -241,42 +261,44 @@ class EventStore:
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
-        positions = [int(p) for p in self.redis.lrange(self.keys.stream(stream_id), after_version, -1)]
-        return self._fetch(positions)
+        reply = self._read_stream(keys=[self.keys.events, self.keys.stream(stream_id)], args=[after_version, -1])
+        return [self._decode(entry_id, _pairs(fields)) for entry_id, fields in reply]
 
     def stream_version(self, stream_id: str) -> int:
         return int(self.redis.llen(self.keys.stream(stream_id)))
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[RecordedEvent]:
-        """The events of one partition after a global position, in global order."""
-        index = stream_entries(self.redis.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit))
-        return self._fetch([entry_position(entry_id) for entry_id, _ in index])
+        """The events of one partition after a global position, in global order (one round trip)."""
+        keys = [self.keys.events, self.keys.partition(partition)]
+        return [
+            self._decode(entry_id, _pairs(fields))
+            for entry_id, fields in self._read_partition(keys=keys, args=[after + 1, limit])
+        ]
 
     def partition_head(self, partition: int) -> int:
         newest = stream_entries(self.redis.xrevrange(self.keys.partition(partition), "+", "-", count=1))
         return entry_position(newest[0][0]) if newest else 0
 
-    def _fetch(self, positions: Sequence[int]) -> list[RecordedEvent]:
-        pipe = self.redis.pipeline(transaction=False)
-        for position in positions:
-            pipe.xrange(self.keys.events, f"{position}-0", f"{position}-0")
-        return [self._decode(*stream_entries(entries)[0]) for entries in pipe.execute()]
-
-    def _decode(self, entry_id: bytes | str, raw: dict[Any, Any]) -> RecordedEvent:
-        f = {as_text(k): as_text(v) for k, v in raw.items()}
+    def _decode(self, entry_id: bytes, f: dict[bytes, bytes]) -> RecordedEvent:
+        event_type = f[b"type"].decode()
         return RecordedEvent(
-            event_id=f["id"],
-            event_type=f["type"],
-            schema_version=self.registry.current_version(f["type"]),
-            stream_id=f["stream"],
-            stream_position=int(f["sp"]),
-            global_position=entry_position(entry_id),
-            occurred_at=datetime.fromisoformat(f["occurred_at"]),
-            recorded_at=datetime.fromisoformat(f["recorded_at"]),
-            actor=f["actor"],
-            payload=self.registry.load(f["type"], int(f["v"]), json.loads(f["payload"])),
-            metadata=json.loads(f["meta"]),
+            event_id=f[b"id"].decode(),
+            event_type=event_type,
+            schema_version=self.registry.current_version(event_type),
+            stream_id=f[b"stream"].decode(),
+            stream_position=int(f[b"sp"]),
+            global_position=int(entry_id.partition(b"-")[0]),
+            occurred_at=datetime.fromisoformat(f[b"occurred_at"].decode()),
+            recorded_at=datetime.fromisoformat(f[b"recorded_at"].decode()),
+            actor=f[b"actor"].decode(),
+            payload=self.registry.load(event_type, int(f[b"v"]), json.loads(f[b"payload"])),
+            metadata=json.loads(f[b"meta"]),
         )
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields as Lua returns them (a flat list) into the dict redis-py's XRANGE gives."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicate: bool) -> AppendResult:

@@ -41,6 +41,11 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: the counters' hashes. ARGV: triples of (index into KEYS, field, amount).
+_INCREMENTS = """
+for i = 1, #ARGV, 3 do redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]) end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -51,6 +56,9 @@ class ProjectionState:
     """The unit of work of one batch: reads go through ``reader``, writes are queued until ``flush``.
 
     In a partition run the reader is the pipeline that WATCHes the checkpoint.
+    Commutative changes are combined per key and field before they are sent, so
+    a batch of a thousand referrals on one day costs one HINCRBY per counter,
+    not a thousand.
     """
 
     def __init__(self, reader: redis.Redis | Pipeline, namespace: str) -> None:
@@ -58,7 +66,10 @@ class ProjectionState:
         self._namespace = namespace
         self._docs: dict[str, dict[str, Any] | None] = {}
         self._dirty: set[str] = set()
-        self._ops: list[tuple[str, tuple[Any, ...]]] = []
+        self._increments: dict[tuple[str, str], int] = {}
+        self._members: dict[str, set[str]] = {}
+        self._lowest: dict[str, dict[str, float]] = {}
+        self._scores: dict[str, dict[str, float]] = {}
 
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
@@ -79,28 +90,41 @@ class ProjectionState:
         self._dirty.add(name)
 
     def incr(self, name: str, field: str, amount: int = 1) -> None:
-        self._ops.append(("hincrby", (self.key(name), field, amount)))
+        at = (self.key(name), field)
+        self._increments[at] = self._increments.get(at, 0) + amount
 
     def add(self, name: str, member: str) -> None:
-        self._ops.append(("sadd", (self.key(name), member)))
+        self._members.setdefault(self.key(name), set()).add(member)
 
     def lowest(self, name: str, member: str, score: float) -> None:
         """Keep the lowest score seen for a member (ZADD LT): a minimum, so commutative across partitions."""
-        self._ops.append(("zadd_lt", (self.key(name), member, score)))
+        seen = self._lowest.setdefault(self.key(name), {})
+        seen[member] = min(score, seen.get(member, score))
 
     def score(self, name: str, member: str, score: float) -> None:
         """Set a member's score; only for sorted sets owned by one stream's partition."""
-        self._ops.append(("zadd", (self.key(name), {member: score})))
+        self._scores.setdefault(self.key(name), {})[member] = score
 
     def flush(self, pipe: Pipeline) -> None:
-        for name in sorted(self._dirty):
-            pipe.set(self.key(name), json.dumps(self._docs[name], sort_keys=True, separators=(",", ":")))
-        for op, args in self._ops:
-            if op == "zadd_lt":
-                key, member, score = args
-                pipe.zadd(key, {member: score}, lt=True)
-            else:
-                getattr(pipe, op)(*args)
+        """Queue the batch's writes: a handful of commands however many events the batch held."""
+        if self._dirty:
+            pipe.mset(
+                {self.key(n): json.dumps(self._docs[n], sort_keys=True, separators=(",", ":")) for n in self._dirty}
+            )
+        if self._increments:
+            # One EVAL (the source, not its SHA: a script cache lost in a restart must fail the whole
+            # transaction's call, not silently skip counters). A sum of zero is still sent: HINCRBY by 0
+            # creates the field, as the separate changes would have.
+            keys = list(dict.fromkeys(key for key, _ in self._increments))
+            index = {key: i for i, key in enumerate(keys, start=1)}
+            args = [x for (key, field), amount in self._increments.items() for x in (index[key], field, amount)]
+            pipe.eval(_INCREMENTS, len(keys), *keys, *args)
+        for key, members in self._members.items():
+            pipe.sadd(key, *sorted(members))
+        for key, scores in self._lowest.items():
+            pipe.zadd(key, scores, lt=True)
+        for key, scores in self._scores.items():
+            pipe.zadd(key, scores)
 
 
 class Projection(Protocol):
@@ -221,13 +245,14 @@ def replay(
     batch_size: int = 1000,
     until: int | None = None,
     progress: Callable[[int], None] | None = None,
+    after: int = 0,
 ) -> int:
-    """Apply the whole log (up to ``until``) in global order, in one process, into ``namespace``.
+    """Apply the whole log (from ``after`` up to ``until``) in global order, in one process, into ``namespace``.
 
     This is the definition of a correct projection: any number of partition
     workers must end with exactly the state this produces.
     """
-    position = applied = 0
+    position, applied = after, 0
     limit = until if until is not None else store.head()
     while position < limit and (events := store.read_all(after=position, limit=min(batch_size, limit - position))):
         state = ProjectionState(store.redis, namespace)

@@ -45,27 +45,37 @@ def citizen_index_name(citizen_id: str) -> str:
 
 @dataclass(frozen=True)
 class StreamKind:
+    """How one kind of stream is folded: from its document, event by event, back to its document."""
+
     prefix: str
     doc_name: Callable[[str], str]
-    fold: Callable[[dict[str, Any] | None, str, DomainEvent, date], dict[str, Any]]
-
-
-def _fold_case(doc: dict[str, Any] | None, case_id: str, event: DomainEvent, on: date) -> dict[str, Any]:
-    return evolve(Case.from_dict(doc) if doc else None, case_id, event, on).to_dict()
-
-
-def _fold_programme(doc: dict[str, Any] | None, pid: str, event: DomainEvent, on: date) -> dict[str, Any]:
-    return programme_to_doc(evolve_programme(programme_from_doc(doc) if doc else None, pid, event))
-
-
-def _fold_caseload(doc: dict[str, Any] | None, pid: str, event: DomainEvent, on: date) -> dict[str, Any]:
-    return caseload_to_doc(evolve_caseload(caseload_from_doc(doc) if doc else Caseload(pid), event, on))
+    from_doc: Callable[[dict[str, Any] | None, str], Any]
+    evolve: Callable[[Any, str, DomainEvent, date], Any]
+    to_doc: Callable[[Any], dict[str, Any]]
 
 
 KINDS = (
-    StreamKind("case-", case_doc_name, _fold_case),
-    StreamKind("programme-", programme_doc_name, _fold_programme),
-    StreamKind("caseload-", caseload_doc_name, _fold_caseload),
+    StreamKind(
+        "case-",
+        case_doc_name,
+        lambda doc, _: Case.from_dict(doc) if doc else None,
+        evolve,
+        lambda case: case.to_dict(),
+    ),
+    StreamKind(
+        "programme-",
+        programme_doc_name,
+        lambda doc, _: programme_from_doc(doc) if doc else None,
+        lambda programme, pid, event, _: evolve_programme(programme, pid, event),
+        programme_to_doc,
+    ),
+    StreamKind(
+        "caseload-",
+        caseload_doc_name,
+        lambda doc, pid: caseload_from_doc(doc) if doc else Caseload(pid),
+        lambda caseload, _, event, on: evolve_caseload(caseload, event, on),
+        caseload_to_doc,
+    ),
 )
 
 
@@ -86,22 +96,26 @@ class CaseflowProjection:
     version = 1
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        """Fold each stream's events of the batch in memory, then write each touched document once."""
         kinds = [_kind(e.stream_id) for e in events]
         state.load_docs(found[0].doc_name(found[1]) for found in kinds if found)
+        folded: dict[str, tuple[StreamKind, Any]] = {}
         for event, found in zip(events, kinds, strict=True):
             if found is None:
                 continue
             kind, key = found
             name = kind.doc_name(key)
-            before = state.get_doc(name)
-            after = kind.fold(before, key, event.payload, event.occurred_on)
-            if after["version"] != event.stream_position:
+            before = folded[name][1] if name in folded else kind.from_doc(state.get_doc(name), key)
+            after = kind.evolve(before, key, event.payload, event.occurred_on)
+            if after.version != event.stream_position:
                 raise RuntimeError(
-                    f"{event.stream_id}: event {event.stream_position} applied to version {after['version'] - 1}"
+                    f"{event.stream_id}: event {event.stream_position} applied to version {after.version - 1}"
                 )
-            state.put_doc(name, after)
+            folded[name] = (kind, after)
             if before is None and kind.prefix == "case-":
-                state.add(programme_index_name(after["programme_id"]), key)
-                state.add(citizen_index_name(after["citizen_id"]), key)
+                state.add(programme_index_name(after.programme_id), key)
+                state.add(citizen_index_name(after.citizen_id), key)
             elif before is None and kind.prefix == "programme-":
                 state.add(PROGRAMMES, key)
+        for name, (kind, value) in folded.items():
+            state.put_doc(name, kind.to_doc(value))
