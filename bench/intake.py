@@ -1,16 +1,25 @@
 """Referrals accepted per second over HTTP, against a bare Flask endpoint with one Redis round trip, both under
-gunicorn with the same settings, loaded by wrk on loopback.
+gunicorn with the same settings, loaded by wrk on loopback (measure 1); then, under the same load with one
+caseflow and one reporting worker running, how long an accepted referral takes to be visible in reporting
+(measure 5).
 
     .venv/bin/python bench/intake.py --seconds 10 --connections 16
+
+"Visible in reporting": the reporting read model that the reporting service reads holds the referral's
+course document, i.e. the reporting worker has committed it. A probe posts a referral every 20 ms on its
+own connection, takes the time its 201 arrives, and polls Redis every half millisecond until then.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import http.client
 import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,8 +31,10 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.projection import start_redis
+from services.reporting.projection import ReportingProjection, course_doc
 from shared.bootstrap import event_store
 from shared.config import Settings
+from shared.projections import active_namespace
 from tests.conftest import COPENHAGEN, referral_body
 from tests.support import _key_parts, grant_test_keys
 
@@ -91,6 +102,50 @@ def wrk(port: int, headers: dict[str, str], body: str, seconds: int, connections
     }
 
 
+def start_workers(url: str) -> list[subprocess.Popen[bytes]]:
+    """One caseflow and one reporting worker, as ``caseflow-suite up`` runs them (real RQ workers)."""
+    bin_dir = Path(sys.executable).parent
+    return [
+        subprocess.Popen(
+            [str(bin_dir / command)],
+            env={**os.environ, "REDIS_URL": url},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for command in ("caseflow-worker", "caseflow-reporting-worker")
+    ]
+
+
+def end_to_end(
+    connection: redis.Redis, port: int, headers: dict[str, str], body: str, seconds: float
+) -> dict[str, float]:
+    """Post a referral every 20 ms for ``seconds``; for each, ms from its 201 to its course in reporting."""
+    namespace = active_namespace(connection, "cf", ReportingProjection())
+    client = http.client.HTTPConnection("127.0.0.1", port)
+    samples, stop = [], time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        client.request("POST", "/referrals", body=body, headers=headers)
+        response = client.getresponse()
+        accepted = time.perf_counter()
+        answer = json.loads(response.read())
+        assert response.status == 201, answer
+        key = f"{namespace}:{course_doc(answer['case_id'])}"
+        while not connection.exists(key):
+            if time.perf_counter() - accepted > 30:
+                raise RuntimeError(f"{answer['case_id']} not in reporting after 30 s")
+            time.sleep(0.0005)
+        samples.append((time.perf_counter() - accepted) * 1000)
+        time.sleep(max(0.0, 0.02 - (time.perf_counter() - accepted)))
+    samples.sort()
+    return {
+        "referrals": len(samples),
+        "median_ms": round(statistics.median(samples), 1),
+        "p99_ms": round(samples[max(0, int(len(samples) * 0.99) - 1)], 1),
+        "max_ms": round(samples[-1], 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -124,6 +179,12 @@ def main() -> None:
             "intake": wrk(intake_port, auth, body, args.seconds, args.connections),
         }
         results["ratio"] = round(results["intake"]["requests_per_s"] / results["baseline"]["requests_per_s"], 3)  # type: ignore[assignment]
+        processes += start_workers(url)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            load = pool.submit(wrk, intake_port, auth, body, args.seconds + 2, args.connections)
+            time.sleep(1)  # let the load build up first
+            results["end_to_end"] = end_to_end(connection, intake_port, auth, body, args.seconds)
+            results["intake_under_end_to_end"] = load.result()
         results["referrals_in_log"] = event_store(connection, settings).head()  # type: ignore[assignment]
     finally:
         for p in processes:

@@ -291,8 +291,8 @@ class EventStore:
             occurred_at=datetime.fromisoformat(f[b"occurred_at"].decode()),
             recorded_at=datetime.fromisoformat(f[b"recorded_at"].decode()),
             actor=f[b"actor"].decode(),
-            payload=self.registry.load(event_type, int(f[b"v"]), json.loads(f[b"payload"])),
-            metadata=json.loads(f[b"meta"]),
+            payload=self.registry.load(event_type, int(f[b"v"]), json.loads(f[b"payload"].decode())),
+            metadata=json.loads(f[b"meta"].decode()) if f[b"meta"] != b"{}" else {},
         )
 
 

@@ -9,6 +9,7 @@ sweep, so no event waits forever.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
@@ -54,23 +55,33 @@ def nudge_partition(
     flag = ProjectionKeys(prefix, subscriber.projection).nudge_pending(partition)
     if not connection.set(flag, 1, nx=True, ex=NUDGE_FLAG_TTL_S):
         return False
-    meta = {"request_id": request_id} if request_id else {}
-    Queue(subscriber.queue, connection=connection).enqueue(
-        subscriber.catch_up_job,
-        partition,
-        meta=meta,
-        description=f"catch up partition {partition}",
-        retry=retry_policy(),
-    )
+    _enqueue(connection, subscriber, partition, request_id)
     return True
 
 
-def nudge_stream(
-    connection: redis.Redis, prefix: str, partitions: int, stream_id: str, request_id: str | None = None
+def nudge_streams(
+    connection: redis.Redis, prefix: str, partitions: int, stream_ids: Iterable[str], request_id: str | None = None
 ) -> None:
-    partition = partition_of(stream_id, partitions)
-    for subscriber in SUBSCRIBERS:
-        nudge_partition(connection, prefix, subscriber, partition, request_id)
+    """Nudge every projection for the partitions of the streams just written: the flags in one round trip
+    (under load they are nearly always set already, so that is all an append pays), a job per flag set now."""
+    wanted = list(dict.fromkeys((s, partition_of(stream, partitions)) for stream in stream_ids for s in SUBSCRIBERS))
+    pipe = connection.pipeline(transaction=False)
+    for subscriber, partition in wanted:
+        flag = ProjectionKeys(prefix, subscriber.projection).nudge_pending(partition)
+        pipe.set(flag, 1, nx=True, ex=NUDGE_FLAG_TTL_S)
+    for (subscriber, partition), newly_set in zip(wanted, pipe.execute(), strict=True):
+        if newly_set:
+            _enqueue(connection, subscriber, partition, request_id)
+
+
+def _enqueue(connection: redis.Redis, subscriber: Subscriber, partition: int, request_id: str | None) -> None:
+    Queue(subscriber.queue, connection=connection).enqueue(
+        subscriber.catch_up_job,
+        partition,
+        meta={"request_id": request_id} if request_id else {},
+        description=f"catch up partition {partition}",
+        retry=retry_policy(),
+    )
 
 
 def queue_health(connection: redis.Redis) -> dict[str, dict[str, int]]:

@@ -17,7 +17,7 @@ from shared.domain.events import ApiKeyIssued, PartnerRegistered, ReferralReceiv
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
-from shared.nudges import nudge_stream
+from shared.nudges import nudge_streams
 from shared.worker import SuiteWorker
 
 PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
@@ -55,7 +55,7 @@ def grant_test_keys(store: EventStore) -> None:
             store.append(stream, [_new(stream, PartnerRegistered(partner, "ngo"))], expected_version=0)
         issued = ApiKeyIssued(key_id, hash_secret(secret), role, programme, worker, f"test key {name}")
         store.append(stream, [_new(stream, issued)])
-        nudge_stream(store.redis, "cf", store.partitions, stream)  # as the admin command's append does
+        nudge_streams(store.redis, "cf", store.partitions, [stream])  # as the admin command's append does
 
 
 def _new(stream: str, payload: DomainEvent) -> NewEvent:
@@ -119,7 +119,7 @@ def _append(
 ) -> int:
     store.append(case_id, [NewEvent(case_id, payload, start_of_day(on), "test")], expected_version=version)
     if nudge:
-        nudge_stream(store.redis, prefix, store.partitions, case_id)
+        nudge_streams(store.redis, prefix, store.partitions, [case_id])
     return 1
 
 

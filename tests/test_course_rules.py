@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import pytest
@@ -110,6 +111,17 @@ def test_enrolment_is_the_first_star_and_its_date() -> None:
     assert case.method == "cti" and case.phase == "phase_1"
     assert case.status_on(date(2016, 2, 28)) is CaseStatus.IN_ASSESSMENT
     assert case.status_on(date(2016, 2, 29)) is CaseStatus.ENROLLED
+
+
+def test_a_folded_case_is_one_its_constructor_would_build() -> None:
+    """evolve copies fields instead of calling __init__ (speed): the result must be what __init__ gives."""
+    case = enrolled_case(date(2016, 2, 1))
+    for event in (ev.Who5Recorded((3, 3, 3, 3, 3)), ev.HousingChanged("permanent"), ev.CourseClosed("completed")):
+        case = evolve(case, "case-1", event, date(2016, 6, 1))
+    rebuilt = Case(**{f.name: getattr(case, f.name) for f in dataclasses.fields(Case)})
+    assert rebuilt == case
+    assert vars(rebuilt) == vars(case)  # no attribute the constructor would not set
+    assert case.version == 7 and case.status is CaseStatus.CLOSED and Case.from_dict(case.to_dict()) == case
 
 
 @pytest.mark.parametrize("outside", [date(2015, 12, 31), date(2016, 4, 1)])

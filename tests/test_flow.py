@@ -45,3 +45,18 @@ def test_health_and_readiness_report_durability(intake: FlaskClient, reporting: 
         ready = client.get("/readyz").get_json()
         assert ready["status"] == "ready"
         assert ready["durable"] is False  # neither test server runs with AOF
+
+
+def test_a_referrals_answer_is_the_case_as_read_back(intake: FlaskClient, cph: str) -> None:
+    """The answer to a new referral skips the caseload fold (a new case is in no caseload): it must still be
+    exactly what reading the case gives, and a replayed request answers with the case as it is now."""
+    headers = STAFF | {"Idempotency-Key": "answer-1"}
+    created = intake.post("/referrals", json=referral_body(), headers=headers)
+    answer = created.get_json()
+    assert created.status_code == 201 and answer.pop("positions")
+    assert answer == intake.get(f"/cases/{answer['case_id']}", headers=STAFF).get_json()
+    moved = intake.post(f"/referrals/{answer['case_id']}/assessment", json={"on": "2016-01-20"}, headers=STAFF)
+    assert moved.status_code == 201
+    replayed = intake.post("/referrals", json=referral_body(), headers=headers)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.get_json()["status"] == "in_assessment"

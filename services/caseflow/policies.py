@@ -24,7 +24,7 @@ from shared.domain.programme import course_dates, due_phase_moves
 from shared.events import NewEvent
 from shared.events.envelope import COPENHAGEN, start_of_day
 from shared.eventstore import EventStore, StreamWrite, WrongExpectedVersion
-from shared.nudges import nudge_stream
+from shared.nudges import nudge_streams
 
 log = logging.getLogger(__name__)
 ACTOR = "caseflow"
@@ -59,7 +59,7 @@ def offer_free_slots(store: EventStore, prefix: str, programme_id: str, on: date
             )
         except WrongExpectedVersion:
             continue  # someone else changed the caseload: decide again on what it is now
-        nudge_stream(store.redis, prefix, store.partitions, stream)
+        nudge_streams(store.redis, prefix, store.partitions, [stream])
         log.info("offered %d waitlisted case(s) in %s", len(offers), programme_id)
         return len(offers)
     log.warning("gave up offering slots in %s after %d lost races; the next sweep retries", programme_id, ATTEMPTS)
@@ -98,6 +98,6 @@ def emit_due_phase_moves(store: EventStore, prefix: str, on: date | None = None)
                 store.append(case.case_id, events, expected_version=case.version)
             except WrongExpectedVersion:
                 continue  # the case moved on meanwhile; the next run decides again
-            nudge_stream(store.redis, prefix, store.partitions, case.case_id)
+            nudge_streams(store.redis, prefix, store.partitions, [case.case_id])
             emitted += len(events)
     return emitted

@@ -23,7 +23,7 @@ from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
 from shared.metrics import EVENTS
-from shared.nudges import enqueue_offers, nudge_stream
+from shared.nudges import enqueue_offers, nudge_streams
 from shared.vault import Vault
 
 T = TypeVar("T")
@@ -114,8 +114,7 @@ class Intake:
             for write in writes:
                 for event in write.events:
                     EVENTS.labels(type(event).__name__).inc()
-        for stream_id in result.stream_versions:
-            nudge_stream(self.store.redis, self.prefix, self.store.partitions, stream_id, ctx.request_id)
+        nudge_streams(self.store.redis, self.prefix, self.store.partitions, result.stream_versions, ctx.request_id)
         if offers_for and not result.duplicate:
             enqueue_offers(self.store.redis, offers_for)
         return result

@@ -129,6 +129,10 @@ def criteria(doc: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in counted.items()}
 
 
+# The only events that change what ``criteria`` or ``families`` read (enrolment, method, housing, treatment,
+# job-centre category): for the others the difference is nothing, so it is not worked out.
+CHANGES_CRITERIA = (ev.CitizenEnrolled, ev.HousingChanged, ev.AddictionTreatmentChanged, ev.JobCentreCategoryChanged)
+
 EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
@@ -205,6 +209,10 @@ class ReportingProjection:
         doc = state.get_doc(name) or {}
         if not doc:
             raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
+        if not isinstance(payload, CHANGES_CRITERIA):
+            self._course_event(event, doc, state)
+            state.put_doc(name, doc)
+            return
         before, families_before = criteria(doc), families(doc)
         self._course_event(event, doc, state)
         after, families_after = criteria(doc), families(doc)

@@ -1,0 +1,194 @@
+"""Cost against size: rebuilding every read model (measure 3) and query latency (measure 4).
+
+    .venv/bin/python bench/scale.py --citizens 100000
+
+One redis-server is started for the run and one workload log is generated (``bench/workload.py``: whole
+courses, about twelve events per citizen). Smaller sizes are prefixes of it: the log as it stood when it
+held N events, or when its N-th citizen was referred.
+
+- Rebuild: for each size, a fresh process (so its peak memory is its own) replays both read models from
+  the log up to that size into new keys, exactly what ``projections rebuild all`` does before it
+  switches readers over. Reports seconds, events/s, peak RSS, and Redis memory per event (log, and read
+  models).
+- Queries: the reporting read model is projected up to each citizen count, then each query is called 200
+  times through ``Reports`` (what the API calls, without HTTP): median and p99.
+
+Writes bench/results/scale.json and, with matplotlib installed (``pip install -e '.[bench]'``), the plots
+docs/img/rebuild.png and docs/img/queries.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.projection import start_redis  # noqa: E402
+from bench.workload import generate  # noqa: E402
+from services.caseflow.projection import CaseflowProjection  # noqa: E402
+from services.reporting.projection import ReportingProjection  # noqa: E402
+from services.reporting.queries import Reports  # noqa: E402
+from shared.bootstrap import event_store  # noqa: E402
+from shared.config import Settings  # noqa: E402
+from shared.projections import replay  # noqa: E402
+
+PROGRAMME = "bench-cph"
+ON = date(2017, 6, 1)  # a day within every size's span but the smallest's
+
+
+def rebuild_both(url: str, until: int) -> dict[str, float]:
+    """In a fresh process: replay both read models up to ``until``; seconds per model and peak RSS."""
+    store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
+    seconds = {}
+    for projection in (CaseflowProjection(), ReportingProjection()):
+        started = time.perf_counter()
+        replay(store, projection, f"bench-rebuild:{until}:{projection.name}", until=until)
+        seconds[projection.name] = time.perf_counter() - started
+    return seconds | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def timed(call: Callable[[], object], runs: int = 200) -> dict[str, float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {"median_ms": round(statistics.median(samples), 3), "p99_ms": round(samples[int(runs * 0.99) - 1], 3)}
+
+
+def drop(connection: redis.Redis, pattern: str) -> None:
+    for key in connection.scan_iter(match=pattern, count=1000):
+        connection.delete(key)
+
+
+def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        before = connection.info("memory")["used_memory"]
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            result = pool.submit(rebuild_both, url, size).result()
+        models = connection.info("memory")["used_memory"] - before
+        total = result["caseflow"] + result["reporting"]
+        row = {
+            "events": size,
+            "caseflow_s": round(result["caseflow"], 2),
+            "reporting_s": round(result["reporting"], 2),
+            "both_s": round(total, 2),
+            "events_per_s_both_models": round(size / total),
+            "peak_rss_mb": round(result["peak_rss_mb"], 1),
+            "read_models_bytes_per_event": round(models / size),
+        }
+        print("rebuild", json.dumps(row), flush=True)
+        rows.append(row)
+        drop(connection, f"bench-rebuild:{size}:*")
+    return rows
+
+
+def measure_queries(connection: redis.Redis, url: str, heads: dict[int, int], sizes: list[int]) -> list[dict[str, Any]]:
+    store = event_store(connection, Settings.from_env({}))
+    namespace, position, rows = "bench-queries", 0, []
+    reports = Reports(connection, "cf")
+    reports.ns = namespace  # read the model this benchmark builds, not the (empty) live one
+    for citizens in sizes:
+        until = heads[citizens]
+        replay(store, ReportingProjection(), namespace, after=position, until=until)
+        position = until
+        row: dict[str, Any] = {
+            "citizens": citizens,
+            "events": until,
+            "status_on_date": timed(lambda: reports.status_on(PROGRAMME, ON)),
+            "success_criteria": timed(lambda: reports.success_criteria(PROGRAMME)),
+            "intake_per_month": timed(lambda: reports.intake(PROGRAMME, None, None)),
+            "referrals_per_partner": timed(lambda: reports.referrals_per_partner(PROGRAMME)),
+        }
+        print("queries", json.dumps(row), flush=True)
+        rows.append(row)
+    drop(connection, f"{namespace}:*")
+    return rows
+
+
+def plot(results: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+        return
+    out = ROOT / "docs" / "img"
+    out.mkdir(parents=True, exist_ok=True)
+    rebuilds = results["rebuild"]
+    events = [r["events"] for r in rebuilds]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(events, [r["both_s"] for r in rebuilds], "o-", label="both read models")
+    left.plot(events, [r["caseflow_s"] for r in rebuilds], "s--", label="caseflow")
+    left.plot(events, [r["reporting_s"] for r in rebuilds], "^--", label="reporting")
+    left.axhline(60, color="grey", linestyle=":", label="target: 60 s at 1M")
+    left.set(xlabel="events in the log", ylabel="seconds", title="Rebuild time")
+    left.legend()
+    right.plot(events, [r["peak_rss_mb"] for r in rebuilds], "o-", label="peak RSS of the rebuild (MB)")
+    right.plot(events, [r["read_models_bytes_per_event"] for r in rebuilds], "s-", label="read models, bytes/event")
+    right.set(xlabel="events in the log", title="Memory")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(out / "rebuild.png", dpi=100)
+    queries = results["queries"]
+    citizens = [q["citizens"] for q in queries]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in ("status_on_date", "success_criteria", "intake_per_month", "referrals_per_partner"):
+        ax.plot(citizens, [q[name]["median_ms"] for q in queries], "o-", label=f"{name} (median)")
+        ax.plot(citizens, [q[name]["p99_ms"] for q in queries], ":", color=ax.lines[-1].get_color())
+    ax.set(xscale="log", xlabel="citizens (log scale)", ylabel="ms (dotted: p99)", title="Query latency")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "queries.png", dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--citizens", type=int, default=100_000, help="the whole log's citizens")
+    parser.add_argument("--rebuild-events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser.add_argument("--query-citizens", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    args = parser.parse_args()
+    server, url = start_redis()
+    try:
+        connection = redis.Redis.from_url(url)
+        store = event_store(connection, Settings.from_env({}))
+        started = time.perf_counter()
+        heads = generate(store, args.citizens)
+        head = store.head()
+        results: dict[str, Any] = {
+            "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
+            "citizens": args.citizens,
+            "events": head,
+            "generate_s": round(time.perf_counter() - started, 1),
+            "log_bytes_per_event": round(connection.info("memory")["used_memory"] / head),
+        }
+        print(json.dumps(results), flush=True)
+        results["rebuild"] = measure_rebuilds(connection, url, [n for n in args.rebuild_events if n <= head])
+        results["queries"] = measure_queries(connection, url, heads, [c for c in args.query_citizens if c in heads])
+    finally:
+        server.terminate()
+        server.wait()
+    (ROOT / "bench" / "results" / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results)
+
+
+if __name__ == "__main__":
+    main()
