@@ -30,7 +30,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.projection import start_redis
+from bench.workload import start_redis
 from services.reporting.projection import ReportingProjection, course_doc
 from shared.bootstrap import event_store
 from shared.config import Settings

@@ -16,11 +16,7 @@ import argparse
 import json
 import multiprocessing
 import resource
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +27,7 @@ from rq import Queue, SimpleWorker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.naive_peer import project_event
-from bench.workload import generate
+from bench.workload import workload_log
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
@@ -40,25 +36,6 @@ from shared.eventstore import EventStore
 from shared.projections import Projection, ProjectionRunner, replay
 
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    binary = shutil.which("redis-server") or "redis-server"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            return process, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def _worker(url: str, name: str, partitions: list[int]) -> None:
@@ -135,18 +112,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="keep the best of this many runs of each")
     parser.add_argument("--peer-events", type=int, default=2_000, help="events the naive peer projects")
     args = parser.parse_args()
-    server, url = start_redis()
-    try:
-        connection = redis.Redis.from_url(url)
-        store = event_store(connection, Settings.from_env({}))
-        started = time.perf_counter()
-        generate(store, args.citizens)
+    with workload_log(args.citizens) as (url, store, _, generate_s):
+        connection = store.redis
         events = store.head()
         results: dict[str, float | int | str] = {
             "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
             "citizens": args.citizens,
             "events": events,
-            "generate_s": round(time.perf_counter() - started, 1),
+            "generate_s": generate_s,
             "redis_bytes_per_event_log": round(connection.info("memory")["used_memory"] / events),
         }
         raw = events / best(args.repeat, lambda: raw_read(connection, store.keys.events))
@@ -167,9 +140,6 @@ def main() -> None:
         results["replay_both_s"] = round(both, 2)
         results["replay_events_per_s"] = round(2 * events / both)
         results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    finally:
-        server.terminate()
-        server.wait()
     out = Path(__file__).resolve().parent / "results" / f"projection-{args.citizens}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

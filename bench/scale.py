@@ -37,8 +37,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.projection import start_redis  # noqa: E402
-from bench.workload import generate  # noqa: E402
+from bench.workload import workload_log  # noqa: E402
 from services.caseflow.projection import CaseflowProjection  # noqa: E402
 from services.reporting.projection import ReportingProjection  # noqa: E402
 from services.reporting.queries import Reports  # noqa: E402
@@ -166,26 +165,18 @@ def main() -> None:
     parser.add_argument("--rebuild-events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--query-citizens", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     args = parser.parse_args()
-    server, url = start_redis()
-    try:
-        connection = redis.Redis.from_url(url)
-        store = event_store(connection, Settings.from_env({}))
-        started = time.perf_counter()
-        heads = generate(store, args.citizens)
-        head = store.head()
+    with workload_log(args.citizens) as (url, store, heads, generate_s):
+        connection, head = store.redis, store.head()
         results: dict[str, Any] = {
             "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
             "citizens": args.citizens,
             "events": head,
-            "generate_s": round(time.perf_counter() - started, 1),
+            "generate_s": generate_s,
             "log_bytes_per_event": round(connection.info("memory")["used_memory"] / head),
         }
         print(json.dumps(results), flush=True)
         results["rebuild"] = measure_rebuilds(connection, url, [n for n in args.rebuild_events if n <= head])
         results["queries"] = measure_queries(connection, url, heads, [c for c in args.query_citizens if c in heads])
-    finally:
-        server.terminate()
-        server.wait()
     (ROOT / "bench" / "results" / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results)
 

@@ -15,10 +15,20 @@ from __future__ import annotations
 
 import heapq
 import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
+import redis
+
+from shared.bootstrap import event_store
+from shared.config import Settings
 from shared.domain import events as ev
 from shared.domain.calendar import add_months
 from shared.domain.case import (
@@ -218,3 +228,37 @@ def generate(store: EventStore, citizens: int, seed: int = 1, per_call: int = 10
             heads[referred] = appended
     flush()
     return heads
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    binary = shutil.which("redis-server") or "redis-server"
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            return process, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+@contextmanager
+def workload_log(citizens: int, seed: int = 1) -> Iterator[tuple[str, EventStore, dict[int, int], float]]:
+    """A redis-server of its own holding the workload: its URL, the store, the log's head by citizens
+    referred (see ``generate``) and the seconds generating took. The server stops on exit."""
+    server, url = start_redis()
+    try:
+        store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
+        started = time.perf_counter()
+        heads = generate(store, citizens, seed)
+        yield url, store, heads, round(time.perf_counter() - started, 1)
+    finally:
+        server.terminate()
+        server.wait()
