@@ -30,21 +30,14 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workload import start_redis
 from services.reporting.projection import ReportingProjection, course_doc
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.projections import active_namespace
-from tests.conftest import COPENHAGEN, referral_body
+from tests.conftest import COPENHAGEN, free_port, referral_body, start_redis_server
 from tests.support import _key_parts, grant_test_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(target: str, url: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -151,7 +144,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
-    server, url = start_redis()
+    server, url = start_redis_server(Path(tempfile.mkdtemp()))
     processes = []
     try:
         connection = redis.Redis.from_url(url)

@@ -27,7 +27,7 @@ from rq import Queue, SimpleWorker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.naive_peer import project_event
-from bench.workload import workload_log
+from bench.workload import drop, workload_log
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
@@ -48,8 +48,7 @@ def _worker(url: str, name: str, partitions: list[int]) -> None:
 def project(url: str, name: str, workers: int) -> float:
     """Seconds for ``workers`` processes to bring a fresh read model up to the log."""
     connection = redis.Redis.from_url(url)
-    for key in connection.scan_iter(f"cf:proj:{name}:*", count=1000):
-        connection.delete(key)
+    drop(connection, f"cf:proj:{name}:*")
     partitions = list(range(16))
     started = time.perf_counter()
     processes = [
@@ -88,8 +87,7 @@ def replay_both(store: EventStore) -> float:
     for name, projection in PROJECTIONS.items():
         replay(store, projection, f"bench-replay:{name}")
     elapsed = time.perf_counter() - started
-    for key in store.redis.scan_iter("bench-replay:*", count=1000):
-        store.redis.delete(key)
+    drop(store.redis, "bench-replay:*")
     return elapsed
 
 
@@ -101,8 +99,7 @@ def naive_peer(connection: redis.Redis, url: str, name: str, events: int) -> flo
     started = time.perf_counter()
     SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
     elapsed = time.perf_counter() - started
-    for key in connection.scan_iter(f"bench-peer:{name}:*", count=1000):
-        connection.delete(key)
+    drop(connection, f"bench-peer:{name}:*")
     return elapsed
 
 

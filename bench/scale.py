@@ -37,12 +37,13 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import workload_log  # noqa: E402
+from bench.workload import drop, workload_log  # noqa: E402
 from services.caseflow.projection import CaseflowProjection  # noqa: E402
 from services.reporting.projection import ReportingProjection  # noqa: E402
 from services.reporting.queries import Reports  # noqa: E402
 from shared.bootstrap import event_store  # noqa: E402
 from shared.config import Settings  # noqa: E402
+from shared.eventstore import EventStore  # noqa: E402
 from shared.projections import replay  # noqa: E402
 
 PROGRAMME = "bench-cph"
@@ -70,11 +71,6 @@ def timed(call: Callable[[], object], runs: int = 200) -> dict[str, float]:
     return {"median_ms": round(statistics.median(samples), 3), "p99_ms": round(samples[int(runs * 0.99) - 1], 3)}
 
 
-def drop(connection: redis.Redis, pattern: str) -> None:
-    for key in connection.scan_iter(match=pattern, count=1000):
-        connection.delete(key)
-
-
 def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int]) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
@@ -98,8 +94,8 @@ def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int]) -> lis
     return rows
 
 
-def measure_queries(connection: redis.Redis, url: str, heads: dict[int, int], sizes: list[int]) -> list[dict[str, Any]]:
-    store = event_store(connection, Settings.from_env({}))
+def measure_queries(store: EventStore, heads: dict[int, int], sizes: list[int]) -> list[dict[str, Any]]:
+    connection = store.redis
     namespace, position, rows = "bench-queries", 0, []
     reports = Reports(connection, "cf")
     reports.ns = namespace  # read the model this benchmark builds, not the (empty) live one
@@ -176,7 +172,7 @@ def main() -> None:
         }
         print(json.dumps(results), flush=True)
         results["rebuild"] = measure_rebuilds(connection, url, [n for n in args.rebuild_events if n <= head])
-        results["queries"] = measure_queries(connection, url, heads, [c for c in args.query_citizens if c in heads])
+        results["queries"] = measure_queries(store, heads, [c for c in args.query_citizens if c in heads])
     (ROOT / "bench" / "results" / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results)
 

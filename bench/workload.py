@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import heapq
 import random
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -52,6 +51,7 @@ from shared.domain.programme import DANISH_LIFE_AREAS, Programme, evolve_program
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore, StreamWrite
+from tests.conftest import start_redis_server
 
 PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
 START = date(2016, 1, 1)
@@ -148,15 +148,17 @@ def course(case_id: str, citizen: int, programme: Programme, on: date, rng: rand
         end = enrolled_on + timedelta(days=rng.randint(30, max(31, (planned_end - enrolled_on).days - 1)))
     day += timedelta(days=5)
     take(day, [decide_situation(case, ev.HousingChanged(situation=rng.choice(HOUSING_SITUATIONS)), day)])
-    phase_starts = {sum(p.months for p in programme.phases[: i + 1]): p.name for i, p in enumerate(programme.phases)}
+    # Month of the course -> the phase that starts then (phase 2 after phase 1's months, and so on).
+    phases = programme.phases
+    next_phase = dict(zip(accumulate(p.months for p in phases[:-1]), (p.name for p in phases[1:]), strict=True))
     months = 1
     while (day := add_months(enrolled_on, months)) < end:
         for _ in range(rng.randint(0, 2)):
             take(day, [decide_situation(case, ev.ContactRecorded(kind=rng.choice(CONTACT_KINDS)), day)])
         if months % programme.assessment_interval_months == 0:
             take(day, star(day, enrol=False))
-        if months in phase_starts and (following := _after(programme, phase_starts[months])):
-            take(day, [decide_phase(case, programme, following, "scheduled", day)])
+        if months in next_phase:
+            take(day, [decide_phase(case, programme, next_phase[months], "scheduled", day)])
         months += 1
     if rng.random() < 0.5:
         take(end, [decide_situation(case, ev.HousingChanged(situation="permanent"), end)])
@@ -165,11 +167,6 @@ def course(case_id: str, citizen: int, programme: Programme, on: date, rng: rand
     reason = "completed" if end == planned_end else rng.choice(("dropped_out", "moved"))
     take(end, [decide_close(case, reason, end)])
     return steps
-
-
-def _after(programme: Programme, phase: str) -> str | None:
-    names = [p.name for p in programme.phases]
-    return names[names.index(phase) + 1] if names.index(phase) + 1 < len(names) else None
 
 
 def timeline(citizens: int, seed: int) -> Iterator[tuple[str, date, list[DomainEvent]]]:
@@ -230,30 +227,17 @@ def generate(store: EventStore, citizens: int, seed: int = 1, per_call: int = 10
     return heads
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    binary = shutil.which("redis-server") or "redis-server"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp()],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            return process, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
+def drop(connection: redis.Redis, pattern: str) -> None:
+    """Delete a benchmark's own keys, so the next run starts from nothing."""
+    for key in connection.scan_iter(match=pattern, count=1000):
+        connection.delete(key)
 
 
 @contextmanager
 def workload_log(citizens: int, seed: int = 1) -> Iterator[tuple[str, EventStore, dict[int, int], float]]:
     """A redis-server of its own holding the workload: its URL, the store, the log's head by citizens
     referred (see ``generate``) and the seconds generating took. The server stops on exit."""
-    server, url = start_redis()
+    server, url = start_redis_server(Path(tempfile.mkdtemp()))
     try:
         store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
         started = time.perf_counter()

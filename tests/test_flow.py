@@ -48,8 +48,8 @@ def test_health_and_readiness_report_durability(intake: FlaskClient, reporting: 
 
 
 def test_a_referrals_answer_is_the_case_as_read_back(intake: FlaskClient, cph: str) -> None:
-    """The answer to a new referral skips the caseload fold (a new case is in no caseload): it must still be
-    exactly what reading the case gives, and a replayed request answers with the case as it is now."""
+    """The answer to a new referral is exactly what reading the case gives, and a replayed request answers
+    with the case as it is now."""
     headers = STAFF | {"Idempotency-Key": "answer-1"}
     created = intake.post("/referrals", json=referral_body(), headers=headers)
     answer = created.get_json()

@@ -51,8 +51,7 @@ def create_referral() -> Response:
         birth_date=citizen.get("birth_date"),
     )
     result = intake().refer(ctx, data["referred_on"], referral)
-    new = not result.duplicate  # a replayed request answers with the case as it is now
-    return written(result, lambda: view_for(principal, result.stream_id, new), f"/referrals/{result.stream_id}")
+    return written(result, lambda: view_for(principal, result.stream_id), f"/referrals/{result.stream_id}")
 
 
 @bp.get("/referrals/<case_id>")

@@ -17,7 +17,6 @@ from shared.audit import record_access
 from shared.authn import caller
 from shared.domain.access import Principal, Role, referral_outcome, sees_course, sees_programme, sees_referral
 from shared.domain.case import Case, Invalid, Refused
-from shared.domain.caseload import Caseload
 from shared.domain.programme import Programme
 from shared.domain.status import course_status
 from shared.events import DomainEvent
@@ -92,23 +91,19 @@ def revealed(view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def view_for(principal: Principal, case_id: str, new: bool = False) -> dict[str, Any]:
+def view_for(principal: Principal, case_id: str) -> dict[str, Any]:
     """A referring partner sees its referral's outcome; staff see the course."""
     if principal.role is Role.REFERRER:
         return revealed(referral_outcome(intake().case(case_id)))
-    return case_view(case_id, new=new)
+    return case_view(case_id)
 
 
-def case_view(case_id: str, as_of: date | None = None, new: bool = False) -> dict[str, Any]:
-    """A case's current status, folded from its streams (always current, unlike the projections).
-
-    ``new``: a case created by this very request, which no caseload can hold yet, so the programme's
-    caseload stream (which grows with every assignment) is not folded for the answer."""
+def case_view(case_id: str, as_of: date | None = None) -> dict[str, Any]:
+    """A case's current status, folded from its streams (always current, unlike the projections)."""
     service = intake()
     case = service.case(case_id)
     programme = service.programme(case.programme_id)
-    caseload = Caseload(case.programme_id) if new else service.caseload(case.programme_id)
-    return revealed(course_status(case, programme, caseload, date.today(), as_of))
+    return revealed(course_status(case, programme, service.caseload(case.programme_id), date.today(), as_of))
 
 
 def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: str) -> Response:

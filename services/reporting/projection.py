@@ -211,10 +211,17 @@ class ReportingProjection:
             raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
         if not isinstance(payload, CHANGES_CRITERIA):
             self._course_event(event, doc, state)
-            state.put_doc(name, doc)
-            return
-        before, families_before = criteria(doc), families(doc)
-        self._course_event(event, doc, state)
+        else:
+            before, families_before = criteria(doc), families(doc)
+            self._course_event(event, doc, state)
+            self._count_criteria_changes(state, doc, before, families_before)
+        state.put_doc(name, doc)
+
+    @staticmethod
+    def _count_criteria_changes(
+        state: ProjectionState, doc: dict[str, Any], before: dict[str, int], families_before: list[str]
+    ) -> None:
+        """Move the success-criteria counters by what one event changed (a course may also change family)."""
         after, families_after = criteria(doc), families(doc)
         for family in dict.fromkeys(families_before + families_after):
             old = before if family in families_before else {}
@@ -222,7 +229,6 @@ class ReportingProjection:
             for field in sorted(set(old) | set(new)):
                 if change := new.get(field, 0) - old.get(field, 0):
                     state.incr(success(doc["programme_id"], family), field, change)
-        state.put_doc(name, doc)
 
     def _course_event(self, event: RecordedEvent, doc: dict[str, Any], state: ProjectionState) -> None:
         payload, on = event.payload, event.occurred_on

@@ -292,7 +292,7 @@ def _updated(case: Case, changes: dict[str, Any]) -> Case:
 
 
 def _changes(case: Case, case_id: str, event: DomainEvent, on: date) -> dict[str, Any]:
-    """What one event changes in a case (one ``replace`` per event: the fold is the projection's hot path)."""
+    """The fields one event changes in a case, applied by ``evolve`` in one copy."""
     match event:
         case ev.AssessmentStarted():
             return _moved(case, CaseStatus.IN_ASSESSMENT, on)
