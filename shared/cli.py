@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.nudges import queue_health, requeue_failed
-from shared.projections import Projection, ProjectionRunner, rebuild
+from shared.projections import Projection, ProjectionRunner, can_fork_readers, rebuild
 from shared.vault import Vault, export_keys, import_keys
 
 projections = AppGroup("projections", help="Read models: rebuild from the log, show checkpoints and lag.")
@@ -29,13 +30,23 @@ def _store() -> tuple[EventStore, str]:
 
 @projections.command("rebuild")
 @click.argument("name", type=click.Choice([*ALL, "all"]), default="all")
-def rebuild_command(name: str) -> None:
-    """Rebuild into new keys from the log, then switch readers and workers over at once."""
+@click.option(
+    "--processes",
+    type=int,
+    default=0,
+    help="Processes sharing the partitions (default: one per core, on a Redis server; 1 on the embedded store).",
+)
+def rebuild_command(name: str, processes: int) -> None:
+    """Rebuild into new keys from the log (every read model in one pass), then switch readers and workers."""
     store, prefix = _store()
-    for projection in ALL.values() if name == "all" else [ALL[name]]:
-        with click.progressbar(length=store.head(), label=f"rebuilding {projection.name}") as bar:
-            namespace = rebuild(store, projection, prefix, progress=bar.update)
-        click.echo(f"{projection.name}: now reading {namespace}")
+    chosen = list(ALL.values()) if name == "all" else [ALL[name]]
+    if processes <= 0:
+        processes = min(os.cpu_count() or 1, store.partitions) if can_fork_readers(store.redis) else 1
+    label = f"rebuilding {', '.join(p.name for p in chosen)} ({processes} process{'es' if processes > 1 else ''})"
+    with click.progressbar(length=store.head(), label=label) as bar:
+        namespaces = rebuild(store, chosen, prefix, progress=bar.update, processes=processes)
+    for projection_name, namespace in namespaces.items():
+        click.echo(f"{projection_name}: now reading {namespace}")
 
 
 @projections.command("status")

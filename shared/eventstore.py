@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -258,6 +258,25 @@ class EventStore:
         """Events in global order, starting after a position."""
         entries = stream_entries(self.redis.xrange(self.keys.events, f"{after + 1}-0", "+", count=limit))
         return [self._decode(entry_id, fields) for entry_id, fields in entries]
+
+    def scan(
+        self, after: int, until: int, partitions: Collection[int] | None = None, batch_size: int = 1000
+    ) -> Iterator[list[RecordedEvent]]:
+        """The log from ``after`` to ``until`` in global order, in batches; with ``partitions``, only their
+        events (the others are skipped before they are decoded, so several readers can share a log)."""
+        position = after
+        while position < until:
+            entries = stream_entries(
+                self.redis.xrange(self.keys.events, f"{position + 1}-0", f"{until}-0", count=batch_size)
+            )
+            if not entries:
+                return
+            position = entry_position(entries[-1][0])
+            if partitions is not None:
+                wanted = set(partitions)
+                entries = [(i, f) for i, f in entries if partition_of(f[b"stream"].decode(), self.partitions) in wanted]
+            if entries:
+                yield [self._decode(entry_id, fields) for entry_id, fields in entries]
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""

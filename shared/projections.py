@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 import redis
@@ -52,21 +54,37 @@ return 0
 """
 
 
-class ProjectionState:
-    """The unit of work of one batch: reads go through ``reader``, writes are queued until ``flush``.
+Decode = Callable[[str, dict[str, Any]], Any]
+Encode = Callable[[Any], dict[str, Any]]
 
-    In a partition run the reader is the pipeline that WATCHes the checkpoint.
-    Commutative changes are combined per key and field before they are sent, so
-    a batch of a thousand referrals on one day costs one HINCRBY per counter,
-    not a thousand.
+
+def _as_stored(_: str, doc: dict[str, Any]) -> Any:
+    return doc
+
+
+def _as_is(value: Any) -> dict[str, Any]:
+    return value  # type: ignore[no-any-return]
+
+
+class ProjectionState:
+    """The unit of work of a batch: reads go through ``reader``, writes wait until ``flush``.
+
+    Documents are kept as the projection uses them (``decode`` turns a stored
+    document into, say, a domain object; ``encode`` turns it back when it is
+    written), so a replay that keeps one state across many batches folds each
+    case in memory and writes it once per flush, not once per batch. In a
+    partition run the reader is the pipeline that WATCHes the checkpoint and
+    the state lives for one batch. Commutative changes are combined per key and
+    field before they are sent, so a thousand referrals on one day cost one
+    HINCRBY per counter, not a thousand.
     """
 
     def __init__(self, reader: redis.Redis | Pipeline, namespace: str) -> None:
         self._reader = reader
         self._namespace = namespace
-        self._docs: dict[str, dict[str, Any] | None] = {}
-        self._dirty: set[str] = set()
-        self._increments: dict[tuple[str, str], int] = {}
+        self._docs: dict[str, Any] = {}
+        self._dirty: dict[str, Encode] = {}
+        self._increments: dict[str, dict[str, int]] = {}
         self._members: dict[str, set[str]] = {}
         self._lowest: dict[str, dict[str, float]] = {}
         self._scores: dict[str, dict[str, float]] = {}
@@ -74,24 +92,26 @@ class ProjectionState:
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
 
-    def load_docs(self, names: Iterable[str]) -> None:
-        """Fetch many documents in one round trip before a batch touches them."""
+    def load_docs(self, names: Iterable[str], decode: Decode = _as_stored) -> None:
+        """Fetch the documents a batch will touch in one round trip (those not already held)."""
         wanted = [n for n in dict.fromkeys(names) if n not in self._docs]
         if wanted:
             for name, raw in zip(wanted, self._reader.mget([self.key(n) for n in wanted]), strict=True):
-                self._docs[name] = json.loads(raw) if raw is not None else None
+                self._docs[name] = decode(name, json.loads(raw)) if raw is not None else None
 
-    def get_doc(self, name: str) -> dict[str, Any] | None:
-        self.load_docs([name])
+    def get_doc(self, name: str, decode: Decode = _as_stored) -> Any:
+        """The document as the projection last put it, or as stored (decoded); None if there is none."""
+        if name not in self._docs:
+            self.load_docs([name], decode)
         return self._docs[name]
 
-    def put_doc(self, name: str, doc: dict[str, Any]) -> None:
-        self._docs[name] = doc
-        self._dirty.add(name)
+    def put_doc(self, name: str, value: Any, encode: Encode = _as_is) -> None:
+        self._docs[name] = value
+        self._dirty[name] = encode
 
     def incr(self, name: str, field: str, amount: int = 1) -> None:
-        at = (self.key(name), field)
-        self._increments[at] = self._increments.get(at, 0) + amount
+        fields = self._increments.setdefault(self.key(name), {})
+        fields[field] = fields.get(field, 0) + amount
 
     def add(self, name: str, member: str) -> None:
         self._members.setdefault(self.key(name), set()).add(member)
@@ -105,19 +125,35 @@ class ProjectionState:
         """Set a member's score; only for sorted sets owned by one stream's partition."""
         self._scores.setdefault(self.key(name), {})[member] = score
 
+    @property
+    def documents_held(self) -> int:
+        return len(self._docs)
+
+    def forget_oldest(self, keep: int) -> None:
+        """Bound a long-lived state's memory: drop the documents first loaded (written already, see
+        ``flush``), which in a log in date order are mostly courses that have ended."""
+        if self._dirty:
+            raise RuntimeError("flush before forgetting documents")
+        for name in list(self._docs)[: max(0, len(self._docs) - keep)]:
+            del self._docs[name]
+
     def flush(self, pipe: Pipeline) -> None:
-        """Queue the batch's writes: a handful of commands however many events the batch held."""
+        """Queue the writes pending so far (a handful of commands however many events) and start afresh."""
         if self._dirty:
             pipe.mset(
-                {self.key(n): json.dumps(self._docs[n], sort_keys=True, separators=(",", ":")) for n in self._dirty}
+                {
+                    self.key(name): json.dumps(encode(self._docs[name]), sort_keys=True, separators=(",", ":"))
+                    for name, encode in self._dirty.items()
+                }
             )
         if self._increments:
             # One EVAL (the source, not its SHA: a script cache lost in a restart must fail the whole
             # transaction's call, not silently skip counters). A sum of zero is still sent: HINCRBY by 0
             # creates the field, as the separate changes would have.
-            keys = list(dict.fromkeys(key for key, _ in self._increments))
-            index = {key: i for i, key in enumerate(keys, start=1)}
-            args = [x for (key, field), amount in self._increments.items() for x in (index[key], field, amount)]
+            keys = list(self._increments)
+            args = [
+                x for i, key in enumerate(keys, 1) for field, n in self._increments[key].items() for x in (i, field, n)
+            ]
             pipe.eval(_INCREMENTS, len(keys), *keys, *args)
         for key, members in self._members.items():
             pipe.sadd(key, *sorted(members))
@@ -125,6 +161,7 @@ class ProjectionState:
             pipe.zadd(key, scores, lt=True)
         for key, scores in self._scores.items():
             pipe.zadd(key, scores)
+        self._dirty, self._increments, self._members, self._lowest, self._scores = {}, {}, {}, {}, {}
 
 
 class Projection(Protocol):
@@ -238,6 +275,10 @@ def active_namespace(connection: redis.Redis, prefix: str, projection: Projectio
     return keys.namespace(projection.version, generation)
 
 
+FLUSH_EVERY = 50_000  # events a long replay folds in memory between writes
+KEEP_DOCS = 200_000  # documents a long replay holds per read model; beyond, the first loaded are dropped
+
+
 def replay(
     store: EventStore,
     projection: Projection,
@@ -252,43 +293,150 @@ def replay(
     This is the definition of a correct projection: any number of partition
     workers must end with exactly the state this produces.
     """
-    position, applied = after, 0
-    limit = until if until is not None else store.head()
-    while position < limit and (events := store.read_all(after=position, limit=min(batch_size, limit - position))):
-        state = ProjectionState(store.redis, namespace)
-        projection.apply(events, state)
-        with store.redis.pipeline() as pipe:
-            state.flush(pipe)
-            pipe.execute()
-        position = events[-1].global_position
-        applied += len(events)
+    until = until if until is not None else store.head()
+    return replay_into(
+        store, [(projection, namespace)], after=after, until=until, progress=progress, batch_size=batch_size
+    )
+
+
+def replay_into(
+    store: EventStore,
+    targets: Sequence[tuple[Projection, str]],
+    *,
+    until: int,
+    after: int = 0,
+    partitions: Collection[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = 1000,
+    flush_every: int | None = None,
+    keep_docs: int | None = None,
+) -> int:
+    """Apply the log to several read models (projection, namespace) in one pass: each event is decoded
+    once, and each read model keeps one state for the whole pass that writes behind, so a case's document
+    stays folded in memory between batches and is written once per ``flush_every`` events, and a counter
+    moved a thousand times is sent once. With ``partitions``, only their events (see ``rebuild``)."""
+    flush_every, keep_docs = flush_every or FLUSH_EVERY, keep_docs or KEEP_DOCS
+    states = [(projection, ProjectionState(store.redis, namespace)) for projection, namespace in targets]
+    applied = unwritten = 0
+    for events in store.scan(after, until, partitions, batch_size):
+        for projection, state in states:
+            projection.apply(events, state)
+        applied, unwritten = applied + len(events), unwritten + len(events)
+        if unwritten >= flush_every:
+            _write_behind(store.redis, [state for _, state in states], keep_docs)
+            unwritten = 0
         if progress:
             progress(len(events))
+    _write_behind(store.redis, [state for _, state in states], keep_docs)
     return applied
 
 
-def rebuild(
-    store: EventStore, projection: Projection, prefix: str, progress: Callable[[int], None] | None = None
-) -> str:
-    """Build a new generation of a read model from the log, then switch readers and workers to it at once.
+def _write_behind(connection: redis.Redis, states: Sequence[ProjectionState], keep_docs: int) -> None:
+    with connection.pipeline(transaction=False) as pipe:  # the namespace is not read until it is switched to
+        for state in states:
+            state.flush(pipe)
+        pipe.execute()
+    for state in states:
+        if state.documents_held > keep_docs:
+            state.forget_oldest(keep_docs // 2)
 
-    The new generation is built beside the live one; its checkpoints are set to
+
+def can_fork_readers(connection: redis.Redis) -> bool:
+    """Forked processes can share the work only on a Redis server they connect to themselves (not an
+    in-process fake)."""
+    module: str = connection.connection_pool.connection_class.__module__
+    return module.startswith("redis.")
+
+
+def rebuild(
+    store: EventStore,
+    projections: Sequence[Projection],
+    prefix: str,
+    progress: Callable[[int], None] | None = None,
+    processes: int = 1,
+) -> dict[str, str]:
+    """Build a new generation of read models from the log, then switch readers and workers to it at once.
+
+    Each new generation is built beside the live one; its checkpoints are set to
     the log's head at the start, so events appended meanwhile are projected by
     the workers after the switch. Readers see the old model or the new one,
     never a half-built one. The generation before the previous one is deleted.
+
+    With ``processes`` > 1 the partitions are shared out among forked processes:
+    a read model's documents belong to one partition and its shared counters
+    change only commutatively, so the result is the in-order replay's (as for
+    workers). Returns each read model's new namespace.
     """
-    keys = ProjectionKeys(prefix, projection.name)
     connection = store.redis
+    generations = {projection.name: _new_generation(connection, prefix, projection) for projection in projections}
+    targets = [
+        (
+            projection,
+            ProjectionKeys(prefix, projection.name).namespace(projection.version, generations[projection.name]),
+        )
+        for projection in projections
+    ]
+    head = store.head()
+    if processes > 1:
+        if not can_fork_readers(connection):
+            raise ValueError("several rebuild processes need a Redis server they can connect to")
+        _replay_in_processes(store, targets, head, processes, progress)
+    else:
+        replay_into(store, targets, until=head, progress=progress)
+    for projection, namespace in targets:
+        keys = ProjectionKeys(prefix, projection.name)
+        old = int(connection.get(keys.active_generation(projection.version)) or 0)
+        connection.mset({keys.checkpoint(namespace, p): head for p in range(store.partitions)})
+        connection.set(keys.active_generation(projection.version), generations[projection.name])
+        for generation in range(0, old):  # keep the previous generation for readers still on it
+            for key in connection.scan_iter(match=f"{keys.namespace(projection.version, generation)}:*", count=1000):
+                connection.delete(key)
+    return {projection.name: namespace for projection, namespace in targets}
+
+
+def _new_generation(connection: redis.Redis, prefix: str, projection: Projection) -> int:
+    keys = ProjectionKeys(prefix, projection.name)
     old = int(connection.get(keys.active_generation(projection.version)) or 0)
     new = int(connection.incr(keys.generations(projection.version)))
     if new <= old:
         new = int(connection.incr(keys.generations(projection.version), old + 1 - new))
-    namespace = keys.namespace(projection.version, new)
-    head = store.head()
-    replay(store, projection, namespace, until=head, progress=progress)
-    connection.mset({keys.checkpoint(namespace, p): head for p in range(store.partitions)})
-    connection.set(keys.active_generation(projection.version), new)
-    for generation in range(0, old):  # keep the previous generation for readers still on it
-        for key in connection.scan_iter(match=f"{keys.namespace(projection.version, generation)}:*", count=1000):
-            connection.delete(key)
-    return namespace
+    return new
+
+
+def _replay_in_processes(
+    store: EventStore,
+    targets: Sequence[tuple[Projection, str]],
+    head: int,
+    processes: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Each forked process replays every ``processes``-th partition (redis-py gives a forked child its own
+    connections); the parent reports their progress and fails if any of them did."""
+    context = multiprocessing.get_context("fork")
+    applied = context.Value("q", 0)
+
+    def count(n: int) -> None:
+        with applied.get_lock():
+            applied.value += n
+
+    def run(partitions: list[int]) -> None:
+        replay_into(store, targets, until=head, partitions=partitions, progress=count)
+
+    children = [
+        context.Process(target=run, args=(list(range(store.partitions))[i::processes],), daemon=True)
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    reported = 0
+    while any(child.is_alive() for child in children):
+        time.sleep(0.2)
+        if progress and (now := applied.value) > reported:
+            progress(now - reported)
+            reported = now
+    for child in children:
+        child.join()
+    if any(child.exitcode != 0 for child in children):
+        raise RuntimeError("a rebuild process failed; nothing was switched (its traceback is above)")
+    if progress and applied.value > reported:
+        progress(applied.value - reported)

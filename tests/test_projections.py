@@ -5,16 +5,28 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import fakeredis
 import pytest
 import redis
 from rq import Queue
 
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection
+from shared import projections
+from shared.bootstrap import event_store
+from shared.config import Settings
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore
 from shared.nudges import SUBSCRIBERS
-from shared.projections import Projection, ProjectionRunner, ProjectionState, rebuild, replay
+from shared.projections import (
+    Projection,
+    ProjectionRunner,
+    ProjectionState,
+    can_fork_readers,
+    rebuild,
+    replay,
+    replay_into,
+)
 from tests.support import generate_log, run_workers, snapshot
 
 PROJECTIONS = [CaseflowProjection(), ReportingProjection()]
@@ -148,7 +160,7 @@ def test_a_rebuild_gives_exactly_what_incremental_projection_built(store: EventS
         incremental = ProjectionRunner(store, projection)
         built = live(incremental)
         assert built, "the workers should have built something"
-        namespace = rebuild(store, projection, "cf")
+        namespace = rebuild(store, [projection], "cf")[projection.name]
         assert namespace != incremental.namespace
         assert snapshot(connection, namespace) == built
         # Readers and workers now use the new generation, and it keeps up with new events.
@@ -159,9 +171,50 @@ def test_a_rebuild_gives_exactly_what_incremental_projection_built(store: EventS
         assert live(ProjectionRunner(store, projection)) == reference(store, projection)
 
 
+def test_a_replay_that_writes_behind_and_forgets_gives_what_workers_built(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    """A long replay keeps documents in memory between batches and drops the oldest: with a write every 7
+    events and at most 4 documents held, nearly every case is written, dropped and read back mid-course."""
+    generate_log(store, cases=120, nudge=True)
+    run_workers(connection)
+    for projection in PROJECTIONS:
+        namespace = f"small:{projection.name}"
+        replay_into(store, [(projection, namespace)], until=store.head(), batch_size=5, flush_every=7, keep_docs=4)
+        assert snapshot(connection, namespace) == live(ProjectionRunner(store, projection))
+
+
+def test_a_rebuild_in_several_processes_gives_what_workers_built(
+    real_connection: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked processes share the partitions; each writes behind in small steps (documents belong to one
+    partition, counters change commutatively), and together they give the workers' state."""
+    store = event_store(real_connection, settings)
+    assert can_fork_readers(real_connection)
+    generate_log(store, cases=150, nudge=True)
+    run_workers(real_connection)
+    built = {projection.name: live(ProjectionRunner(store, projection)) for projection in PROJECTIONS}
+    monkeypatch.setattr(projections, "FLUSH_EVERY", 11)
+    monkeypatch.setattr(projections, "KEEP_DOCS", 6)
+    seen: list[int] = []
+    namespaces = rebuild(store, PROJECTIONS, "cf", progress=seen.append, processes=3)
+    assert sum(seen) == store.head()
+    for projection in PROJECTIONS:
+        assert snapshot(real_connection, namespaces[projection.name]) == built[projection.name]
+        assert ProjectionRunner(store, projection).namespace == namespaces[projection.name]
+
+
+def test_several_rebuild_processes_need_a_server_they_can_reach(settings: Settings) -> None:
+    """An in-process fake cannot be shared with forked processes: refused, not silently rebuilt half."""
+    store = event_store(fakeredis.FakeRedis(), settings)
+    assert not can_fork_readers(store.redis)
+    generate_log(store, cases=3)
+    with pytest.raises(ValueError, match="need a Redis server"):
+        rebuild(store, PROJECTIONS, "cf", processes=2)
+
+
 def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, connection: redis.Redis) -> None:
     from services.reporting.app import create_app
-    from shared.config import Settings
 
     generate_log(store, cases=30)
     result = (

@@ -45,38 +45,41 @@ def citizen_index_name(citizen_id: str) -> str:
 
 @dataclass(frozen=True)
 class StreamKind:
-    """How one kind of stream is folded: from its document, event by event, back to its document."""
+    """How one kind of stream is folded: its document, its object, event by event, and back to its document."""
 
     prefix: str
     doc_name: Callable[[str], str]
-    from_doc: Callable[[dict[str, Any] | None, str], Any]
+    from_doc: Callable[[dict[str, Any]], Any]
+    initial: Callable[[str], Any]  # before the stream's first event
     evolve: Callable[[Any, str, DomainEvent, date], Any]
     to_doc: Callable[[Any], dict[str, Any]]
 
 
 KINDS = (
-    StreamKind(
-        "case-",
-        case_doc_name,
-        lambda doc, _: Case.from_dict(doc) if doc else None,
-        evolve,
-        lambda case: case.to_dict(),
-    ),
+    StreamKind("case-", case_doc_name, Case.from_dict, lambda _: None, evolve, lambda case: case.to_dict()),
     StreamKind(
         "programme-",
         programme_doc_name,
-        lambda doc, _: programme_from_doc(doc) if doc else None,
+        programme_from_doc,
+        lambda _: None,
         lambda programme, pid, event, _: evolve_programme(programme, pid, event),
         programme_to_doc,
     ),
     StreamKind(
         "caseload-",
         caseload_doc_name,
-        lambda doc, pid: caseload_from_doc(doc) if doc else Caseload(pid),
+        caseload_from_doc,
+        Caseload,
         lambda caseload, _, event, on: evolve_caseload(caseload, event, on),
         caseload_to_doc,
     ),
 )
+_BY_DOC_PREFIX = {kind.doc_name(""): kind for kind in KINDS}
+
+
+def _from_doc(name: str, doc: dict[str, Any]) -> Any:
+    """A stored document back into the object it was folded as (a document name says its kind)."""
+    return _BY_DOC_PREFIX[name[: name.index(":") + 1]].from_doc(doc)
 
 
 NOT_PROJECTED = ("partner-", "cpr-", "citizen-", "identity-")  # read where needed by folding the stream itself
@@ -96,26 +99,26 @@ class CaseflowProjection:
     version = 1
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
-        """Fold each stream's events of the batch in memory, then write each touched document once."""
+        """Fold each event into its stream's object, held by the state, which writes each touched document
+        once when it flushes."""
         kinds = [_kind(e.stream_id) for e in events]
-        state.load_docs(found[0].doc_name(found[1]) for found in kinds if found)
-        folded: dict[str, tuple[StreamKind, Any]] = {}
+        state.load_docs((found[0].doc_name(found[1]) for found in kinds if found), _from_doc)
         for event, found in zip(events, kinds, strict=True):
             if found is None:
                 continue
             kind, key = found
             name = kind.doc_name(key)
-            before = folded[name][1] if name in folded else kind.from_doc(state.get_doc(name), key)
-            after = kind.evolve(before, key, event.payload, event.occurred_on)
+            before = state.get_doc(name, _from_doc)
+            after = kind.evolve(
+                before if before is not None else kind.initial(key), key, event.payload, event.occurred_on
+            )
             if after.version != event.stream_position:
                 raise RuntimeError(
                     f"{event.stream_id}: event {event.stream_position} applied to version {after.version - 1}"
                 )
-            folded[name] = (kind, after)
+            state.put_doc(name, after, kind.to_doc)
             if before is None and kind.prefix == "case-":
                 state.add(programme_index_name(after.programme_id), key)
                 state.add(citizen_index_name(after.citizen_id), key)
             elif before is None and kind.prefix == "programme-":
                 state.add(PROGRAMMES, key)
-        for name, (kind, value) in folded.items():
-            state.put_doc(name, kind.to_doc(value))
