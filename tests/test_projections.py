@@ -221,6 +221,6 @@ def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, conn
         create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "rebuild", "all"])
     )
     assert result.exit_code == 0, result.output
-    assert "rebuilding caseflow" in result.output and "now reading cf:proj:reporting:v3:g1" in result.output
+    assert "rebuilding caseflow" in result.output and "now reading cf:proj:reporting:v4:g1" in result.output
     status = create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "status"])
     assert "caught up" in status.output and ":g1" in status.output

@@ -7,8 +7,8 @@ document, owned by the case's partition.
 
 - Status on any date: each status change adds -1 for the old status and +1 for
   the new one on the day it happened (overall, per partner, per method once
-  enrolled); the status on a date is the sum of the deltas up to it: bounded by
-  calendar days, not events.
+  enrolled), kept as calendar sums (``calendar_sums``): the status on a date is
+  read from three small hashes, bounded by neither events nor days.
 - Distinct citizens: the first day each citizen was referred (ZADD LT).
 - Intake and referral outcomes: per referral month (the cohort), so they can
   be filtered by period.
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from services.reporting.calendar_sums import add_on
 from shared.domain import events as ev
 from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
 from shared.events import RecordedEvent
@@ -38,7 +39,7 @@ def course_doc(case_id: str) -> str:
 
 
 def status_deltas(programme_id: str, family: str = "all") -> str:
-    """family: "all", "partner:<id>" or "method:<method>". Field "<status>|<YYYY-MM-DD>" -> delta."""
+    """family: "all", "partner:<id>" or "method:<method>". Calendar sums (``calendar_sums``) per status."""
     return f"programme:{programme_id}:status-deltas:{family}"
 
 
@@ -57,11 +58,12 @@ def programme_doc(programme_id: str) -> str:
 
 
 def load_deltas(programme_id: str) -> str:
-    """Field "<worker>|<YYYY-MM-DD>" -> change in that worker's caseload that day."""
+    """Calendar sums of the changes in each worker's caseload."""
     return f"programme:{programme_id}:load-deltas"
 
 
 def waitlist_deltas(programme_id: str) -> str:
+    """Calendar sums of the changes in the waitlist's length (who: "waiting")."""
     return f"programme:{programme_id}:waitlist-deltas"
 
 
@@ -133,6 +135,7 @@ def criteria(doc: dict[str, Any]) -> dict[str, int]:
 # job-centre category): for the others the difference is nothing, so it is not worked out.
 CHANGES_CRITERIA = (ev.CitizenEnrolled, ev.HousingChanged, ev.AddictionTreatmentChanged, ev.JobCentreCategoryChanged)
 
+WAITING = "waiting"  # the waitlist series' one counter
 EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
@@ -146,7 +149,7 @@ def programme_cases(programme_id: str) -> str:
 
 class ReportingProjection:
     name = "reporting"
-    version = 3
+    version = 4
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -167,7 +170,7 @@ class ReportingProjection:
         doc = state.get_doc(waiting(pid)) or {"since": {}, "days": 0, "served": 0, "assigned": {}, "worked_with": {}}
         if isinstance(payload, ev.CaseAssigned | ev.CaseReleased):
             assigned = isinstance(payload, ev.CaseAssigned)
-            state.incr(load_deltas(pid), f"{payload.worker_id}|{day}", 1 if assigned else -1)
+            add_on(state, load_deltas(pid), payload.worker_id, event.occurred_on, 1 if assigned else -1)
             if assigned:
                 doc["assigned"][payload.case_id] = payload.worker_id
                 doc["worked_with"].setdefault(payload.worker_id, []).append(payload.case_id)
@@ -175,10 +178,10 @@ class ReportingProjection:
                 doc["assigned"].pop(payload.case_id, None)
         if isinstance(payload, ev.CaseWaitlisted):
             doc["since"][payload.case_id] = day
-            state.incr(waitlist_deltas(pid), day, 1)
+            add_on(state, waitlist_deltas(pid), WAITING, event.occurred_on, 1)
         elif isinstance(payload, ev.CaseAssigned | ev.CaseLeftWaitlist) and payload.case_id in doc["since"]:
             since = date.fromisoformat(doc["since"].pop(payload.case_id))
-            state.incr(waitlist_deltas(pid), day, -1)
+            add_on(state, waitlist_deltas(pid), WAITING, event.occurred_on, -1)
             if isinstance(payload, ev.CaseAssigned):
                 doc["days"] += (event.occurred_on - since).days
                 doc["served"] += 1
@@ -340,13 +343,12 @@ class ReportingProjection:
         families = ["all", f"partner:{doc['source']}"]
         if doc["method"]:
             families.append(f"method:{doc['method']}")
-        day = on.isoformat()
         for family in families:
-            key = status_deltas(doc["programme_id"], family)
+            series = status_deltas(doc["programme_id"], family)
             # A course joins its method's family when it enrols: there it starts, not moves.
             if old is not None and not (family.startswith("method:") and new == "enrolled"):
-                state.incr(key, f"{old}|{day}", -1)
-            state.incr(key, f"{new}|{day}", 1)
+                add_on(state, series, old, on, -1)
+            add_on(state, series, new, on, 1)
         doc["status"] = new
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import redis
 
+from services.reporting.calendar_sums import totals_on
 from services.reporting.projection import (
     EARLY,
+    WAITING,
     ReportingProjection,
     cohorts,
     course_doc,
@@ -73,12 +75,8 @@ class Reports:
     ) -> dict[str, Any]:
         """How many were referred, in assessment, enrolled, closed (by reason), declined... on a date."""
         family = family_of(partner, method)
-        totals: dict[str, int] = defaultdict(int)
         cutoff = day.isoformat()
-        for field, delta in self._hash(status_deltas(programme_id, family)).items():
-            status, on = field.rsplit("|", 1)
-            if on <= cutoff:
-                totals[status] += delta
+        [totals] = totals_on(self.redis, self.key, status_deltas(programme_id, family), [day])
         by_reason = {s.split(":", 1)[1]: n for s, n in sorted(totals.items()) if s.startswith("closed:") and n}
         counts = {s: totals.get(s, 0) for s in STATUSES if s != "closed"} | {"closed": sum(by_reason.values())}
         citizens = None
@@ -103,8 +101,8 @@ class Reports:
     def caseloads(self, programme_id: str, day: date, months: list[str]) -> dict[str, Any]:
         """Each worker's caseload and capacity use on a day, month by month; waitlist length and waiting time."""
         programme = self.programme(programme_id)
-        deltas = self._hash(load_deltas(programme_id))  # one read; every month is summed from it
-        loads = _sum_until(deltas, day)
+        month_ends = [min(_month_end(month), day) for month in months]
+        loads, *at_ends = totals_on(self.redis, self.key, load_deltas(programme_id), [day, *month_ends])
         workers = []
         for worker_id in sorted(programme.workers):
             capacity = programme.capacity_of(worker_id)
@@ -113,17 +111,15 @@ class Reports:
                 {"worker_id": worker_id, "load": load, "capacity": capacity, "capacity_use": round(load / capacity, 2)}
             )
         over_time = []
-        for month in months:
-            month_end = min(_month_end(month), day)
-            at_end = _sum_until(deltas, month_end)
+        for month, at_end in zip(months, at_ends, strict=True):
             over_time.append({"month": month, "loads": {w: at_end.get(w, 0) for w in sorted(programme.workers)}})
-        waitlist = sum(d for on, d in self._hash(waitlist_deltas(programme_id)).items() if on <= day.isoformat())
+        [waitlist] = totals_on(self.redis, self.key, waitlist_deltas(programme_id), [day])
         wait = json.loads(self.redis.get(self.key(waiting(programme_id))) or '{"days": 0, "served": 0}')
         return {
             "programme_id": programme_id,
             "on": day.isoformat(),
             "workers": workers,
-            "waitlist": waitlist,
+            "waitlist": waitlist.get(WAITING, 0),
             "served_from_waitlist": wait["served"],
             "average_wait_days": round(wait["days"] / wait["served"], 1) if wait["served"] else None,
             "over_time": over_time,
@@ -440,16 +436,6 @@ def _mean(total: int, n: int) -> float | None:
 
 def _share(count: int, n: int) -> float | None:
     return round(count / n, 2) if n else None
-
-
-def _sum_until(deltas: dict[str, int], day: date) -> dict[str, int]:
-    """Sum "<who>|<day>" deltas up to a day, per who."""
-    totals: dict[str, int] = defaultdict(int)
-    for field, delta in deltas.items():
-        who, on = field.rsplit("|", 1)
-        if on <= day.isoformat():
-            totals[who] += delta
-    return totals
 
 
 def _month_end(month: str) -> date:

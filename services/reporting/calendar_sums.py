@@ -1,0 +1,68 @@
+"""Dated counters whose total on any date is read from three small hashes, however long the programme ran.
+
+A change of ``amount`` to ``who`` (a status, a worker...) on a day is added to
+three buckets of a series: the day's year, its month, and the day itself, each
+hash holding one calendar unit's fields:
+
+- ``<series>:years``            "<who>|YYYY"       -> the year's changes
+- ``<series>:months:YYYY``      "<who>|YYYY-MM"    -> the month's changes
+- ``<series>:days:YYYY-MM``     "<who>|YYYY-MM-DD" -> the day's changes
+
+The total on a date is the years before its year, the months before its month
+in that year, and the days up to it in that month: at most (years + 12 + 31)
+fields per ``who``, whatever the number of events or days with changes. Every
+write is an increment, so partitions may commit in any order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import date
+
+import redis
+
+from shared.projections import ProjectionState
+from shared.redis_values import as_text
+
+
+def add_on(state: ProjectionState, series: str, who: str, day: date, amount: int) -> None:
+    iso = day.isoformat()
+    state.incr(f"{series}:years", f"{who}|{iso[:4]}", amount)
+    state.incr(f"{series}:months:{iso[:4]}", f"{who}|{iso[:7]}", amount)
+    state.incr(f"{series}:days:{iso[:7]}", f"{who}|{iso}", amount)
+
+
+def totals_on(
+    connection: redis.Redis, key: Callable[[str], str], series: str, days: Iterable[date]
+) -> list[dict[str, int]]:
+    """Each ``who``'s total on each of the days (one round trip for all of them)."""
+    days = list(days)
+    names = list(
+        dict.fromkeys(
+            name
+            for day in days
+            for name in (f"{series}:years", f"{series}:months:{day.year:04d}", f"{series}:days:{day.isoformat()[:7]}")
+        )
+    )
+    pipe = connection.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(key(name))
+    buckets = {
+        name: [(as_text(field).rsplit("|", 1), int(value)) for field, value in reply.items()]
+        for name, reply in zip(names, pipe.execute(), strict=True)
+    }
+    answers = []
+    for day in days:
+        iso, totals = day.isoformat(), defaultdict[str, int](int)
+        parts = (
+            (f"{series}:years", iso[:4], False),  # the years before
+            (f"{series}:months:{iso[:4]}", iso[:7], False),  # the months before, that year
+            (f"{series}:days:{iso[:7]}", iso, True),  # the days up to the day, that month
+        )
+        for name, cutoff, inclusive in parts:
+            for (who, unit), amount in buckets[name]:
+                if unit < cutoff or (inclusive and unit == cutoff):
+                    totals[who] += amount
+        answers.append(dict(totals))
+    return answers
