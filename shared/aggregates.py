@@ -1,11 +1,31 @@
-"""Loading an aggregate: fold its stream from the log. Used by intake and by caseflow's policy jobs."""
+"""Loading an aggregate: fold its stream from the log. Used by intake and by caseflow's policy jobs.
+
+``Folds`` keeps, per process, the folds of the streams a service reads again
+and again (programmes, caseloads, partners, recent cases) and brings each up to
+date by reading only the events appended since it was folded: one round trip for
+several streams, and usually nothing to read. Every value held is the fold of a
+prefix of its stream, so reading on from its version is always right; that is
+why it needs no invalidation, only a check that the stream is not shorter than
+what is held (a store restored or flushed under a running service).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Generic, TypeVar
+
+from shared.domain.access import Partner, evolve_partner, partner_stream
 from shared.domain.case import Case, evolve
 from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
 from shared.domain.programme import Programme, evolve_programme
+from shared.events import DomainEvent
 from shared.eventstore import EventStore
+
+T = TypeVar("T")
+MAX_HELD = 20_000  # folds one process keeps; beyond, the first folded are dropped (re-read when next needed)
 
 
 class NotFound(Exception):
@@ -16,26 +36,121 @@ def programme_stream(programme_id: str) -> str:
     return f"programme-{programme_id}"
 
 
+@dataclass(frozen=True)
+class Fold(Generic[T]):
+    """How one stream folds: its id, the value before its first event, and one event's step."""
+
+    stream_id: str
+    initial: T
+    step: Callable[[T, DomainEvent, date], T]
+
+
+def case_fold(case_id: str) -> Fold[Case | None]:
+    return Fold(case_id, None, lambda case, event, on: evolve(case, case_id, event, on))
+
+
+def programme_fold(programme_id: str) -> Fold[Programme | None]:
+    return Fold(
+        programme_stream(programme_id),
+        None,
+        lambda programme, event, _: evolve_programme(programme, programme_id, event),
+    )
+
+
+def caseload_fold(programme_id: str) -> Fold[Caseload]:
+    return Fold(caseload_stream(programme_id), Caseload(programme_id), evolve_caseload)
+
+
+def partner_fold(partner_id: str) -> Fold[Partner | None]:
+    return Fold(partner_stream(partner_id), None, lambda partner, event, _: evolve_partner(partner, partner_id, event))
+
+
+def fold_of(stream_id: str) -> Fold[Any] | None:
+    """How a stream a command writes folds, for the streams services hold folds of."""
+    for prefix, fold in (("case-", case_fold), ("caseload-", caseload_fold), ("programme-", programme_fold)):
+        if stream_id.startswith(prefix):
+            return fold(stream_id if prefix == "case-" else stream_id.removeprefix(prefix))
+    return None
+
+
 def load_case(store: EventStore, case_id: str) -> Case:
-    case: Case | None = None
-    for event in store.read_stream(case_id):
-        case = evolve(case, case_id, event.payload, event.occurred_on)
-    if case is None:
-        raise NotFound("no such case")
-    return case
+    return found(fold_whole(store, case_fold(case_id)), "no such case")
 
 
 def load_programme(store: EventStore, programme_id: str) -> Programme:
-    programme: Programme | None = None
-    for event in store.read_stream(programme_stream(programme_id)):
-        programme = evolve_programme(programme, programme_id, event.payload)
-    if programme is None:
-        raise NotFound("no such programme")
-    return programme
+    return found(fold_whole(store, programme_fold(programme_id)), "no such programme")
 
 
 def load_caseload(store: EventStore, programme_id: str) -> Caseload:
-    caseload = Caseload(programme_id)
-    for event in store.read_stream(caseload_stream(programme_id)):
-        caseload = evolve_caseload(caseload, event.payload, event.occurred_on)
-    return caseload
+    return fold_whole(store, caseload_fold(programme_id))
+
+
+def fold_whole(store: EventStore, fold: Fold[T]) -> T:
+    value = fold.initial
+    for event in store.read_stream(fold.stream_id):
+        value = fold.step(value, event.payload, event.occurred_on)
+    return value
+
+
+def found(value: T | None, message: str) -> T:
+    if value is None:
+        raise NotFound(message)
+    return value
+
+
+class Folds:
+    def __init__(self, store: EventStore, max_held: int = MAX_HELD) -> None:
+        self.store = store
+        self._held: dict[str, tuple[int, Any]] = {}  # stream -> (version, value folded up to it)
+        self._max_held = max_held
+        self._lock = threading.Lock()  # a threaded server's requests share the folds
+
+    def current(self, *folds: Fold[Any]) -> list[Any]:
+        """Each stream's value as the log has it now (one round trip for all of them)."""
+        held = [self._held.get(f.stream_id, (0, f.initial)) for f in folds]
+        fresh = self.store.read_streams({f.stream_id: version for f, (version, _) in zip(folds, held, strict=True)})
+        values = []
+        for fold, (version, value) in zip(folds, held, strict=True):
+            length, events = fresh[fold.stream_id]
+            if length < version:  # the store was restored or flushed under us: fold it again from the start
+                return self._again(folds)
+            for event in events:
+                value = fold.step(value, event.payload, event.occurred_on)
+            self._hold(fold.stream_id, version + len(events), value)
+            values.append(value)
+        return values
+
+    def held(self, fold: Fold[T]) -> tuple[int, T]:
+        """The value as this process last saw it, without asking the log (read it if never seen). Only for
+        a decision whose append checks this version still holds (a read-check), so stale is never wrong."""
+        if fold.stream_id not in self._held:
+            self.current(fold)
+        version, value = self._held.get(fold.stream_id, (0, fold.initial))
+        return version, value
+
+    def appended(self, fold: Fold[Any], expected_version: int, events: Sequence[DomainEvent], on: date) -> None:
+        """A successful append of ``events`` at ``expected_version``: the stream is now exactly what is held
+        plus these, so they are folded in without reading them back."""
+        version, value = self._held.get(fold.stream_id, (0, fold.initial))
+        if version == expected_version:
+            for event in events:
+                value = fold.step(value, event, on)
+            self._hold(fold.stream_id, version + len(events), value)
+
+    def forget(self, stream_id: str) -> None:
+        with self._lock:
+            self._held.pop(stream_id, None)
+
+    def _hold(self, stream_id: str, version: int, value: Any) -> None:
+        """Keep a fold (a racing thread's may replace it: either is a prefix fold, so either is right)."""
+        with self._lock:
+            self._held.pop(stream_id, None)  # re-inserted last: the first folded are the first dropped
+            self._held[stream_id] = (version, value)
+            if len(self._held) > self._max_held:
+                for stale in list(self._held)[: len(self._held) - self._max_held // 2]:
+                    del self._held[stale]
+
+    def _again(self, folds: Sequence[Fold[Any]]) -> list[Any]:
+        for fold in folds:
+            self.forget(fold.stream_id)
+        return self.current(*folds)

@@ -1,25 +1,16 @@
 """Authenticating a request's API key against the partner's stream in the log.
 
-A partner's fold is cached per process and checked against the stream's
-length on every request (one round trip), so a revoked key stops working on
-the next request, in every process.
+A partner's fold is held per process and brought up to date on every request
+(one round trip, see ``Folds``), so a revoked key stops working on the next
+request, in every process.
 """
 
 from __future__ import annotations
 
-import threading
-
 from flask import current_app, g, request, session
 
-from shared.domain.access import (
-    Partner,
-    Principal,
-    Role,
-    authenticate,
-    evolve_partner,
-    parse_api_key,
-    partner_stream,
-)
+from shared.aggregates import Folds, partner_fold
+from shared.domain.access import Partner, Principal, Role, authenticate, parse_api_key
 from shared.eventstore import EventStore
 from shared.http import ApiError
 
@@ -27,22 +18,10 @@ from shared.http import ApiError
 class Authenticator:
     def __init__(self, store: EventStore) -> None:
         self.store = store
-        self._cache: dict[str, Partner] = {}
-        self._lock = threading.Lock()
+        self._folds = Folds(store)
 
     def partner(self, partner_id: str) -> Partner | None:
-        stream = partner_stream(partner_id)
-        version = self.store.stream_version(stream)
-        with self._lock:
-            cached = self._cache.get(partner_id)
-        if cached is not None and cached.version == version:
-            return cached
-        partner: Partner | None = None
-        for event in self.store.read_stream(stream):
-            partner = evolve_partner(partner, partner_id, event.payload)
-        if partner is not None:
-            with self._lock:
-                self._cache[partner_id] = partner
+        partner: Partner | None = self._folds.current(partner_fold(partner_id))[0]
         return partner
 
     def principal(self, authorization: str | None) -> Principal | None:

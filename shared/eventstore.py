@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,11 +85,12 @@ return reply
 """
 
 # Reading: the events at a list of positions in one call, so a reader pays one round trip, not one per event.
-# KEYS: events, the stream's position list. ARGV: from index (0-based), to index (-1: the end).
+# KEYS: events, the stream's position list. ARGV: from index (0-based).
+# Returns the stream's length, then its events from that index on.
 _READ_STREAM = """
-local out = {}
-for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])) do
-  out[i] = redis.call('XRANGE', KEYS[1], pos .. '-0', pos .. '-0')[1]
+local out = {redis.call('LLEN', KEYS[2])}
+for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], -1)) do
+  out[i + 1] = redis.call('XRANGE', KEYS[1], pos .. '-0', pos .. '-0')[1]
 end
 return out
 """
@@ -280,8 +281,30 @@ class EventStore:
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
-        reply = self._read_stream(keys=[self.keys.events, self.keys.stream(stream_id)], args=[after_version, -1])
-        return [self._decode(entry_id, _pairs(fields)) for entry_id, fields in reply]
+        return self.read_streams({stream_id: after_version})[stream_id][1]
+
+    def read_streams(self, after_versions: Mapping[str, int]) -> dict[str, tuple[int, list[RecordedEvent]]]:
+        """Several streams' events after known versions, in one round trip; with each stream's length, so a
+        reader that holds more than the stream has (a store restored or flushed under it) can tell."""
+        calls = [([self.keys.events, self.keys.stream(s)], [after]) for s, after in after_versions.items()]
+        if len(calls) == 1:
+            replies = [self._read_stream(keys=calls[0][0], args=calls[0][1])]
+        else:  # EVALSHA in a plain pipeline: redis-py would first ask SCRIPT EXISTS, a round trip of its own
+            try:
+                replies = self._pipelined(self._read_stream.sha, calls)
+            except redis.exceptions.NoScriptError:  # the server restarted and forgot it
+                self.redis.script_load(_READ_STREAM)
+                replies = self._pipelined(self._read_stream.sha, calls)
+        return {
+            stream_id: (int(length), [self._decode(entry_id, _pairs(fields)) for entry_id, fields in entries])
+            for stream_id, (length, *entries) in zip(after_versions, replies, strict=True)
+        }
+
+    def _pipelined(self, sha: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return pipe.execute()
 
     def stream_version(self, stream_id: str) -> int:
         return int(self.redis.llen(self.keys.stream(stream_id)))

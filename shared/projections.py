@@ -92,6 +92,10 @@ class ProjectionState:
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
 
+    def read_through(self, reader: redis.Redis | Pipeline) -> None:
+        """Read what is not held through another connection (a held state's next batch's pipeline)."""
+        self._reader = reader
+
     def load_docs(self, names: Iterable[str], decode: Decode = _as_stored) -> None:
         """Fetch the documents a batch will touch in one round trip (those not already held)."""
         wanted = [n for n in dict.fromkeys(names) if n not in self._docs]
@@ -233,7 +237,7 @@ class ProjectionRunner:
                 events = self.store.read_partition(partition, after, self._batch_size)
                 if not events:
                     return 0
-                state = ProjectionState(pipe, self.namespace)
+                state = self._state_at(partition, after, pipe)
                 try:
                     self.projection.apply(events, state)
                 except Exception:
@@ -244,9 +248,32 @@ class ProjectionRunner:
                 state.flush(pipe)
                 pipe.set(checkpoint_key, events[-1].global_position)
                 pipe.execute()
+                self._hold(partition, events[-1].global_position, state)
                 return len(events)
             except redis.WatchError:
                 return -1
+
+    def _state_at(self, partition: int, checkpoint: int, reader: Pipeline) -> ProjectionState:
+        """The documents this process committed with ``checkpoint``, if that is still the partition's
+        checkpoint: every commit moves it forward, so no other worker has written them since. Otherwise
+        (or after a failed batch, whose documents may be half-changed) a state that reads them afresh."""
+        held = _HELD.pop((self.namespace, partition), None)
+        if held is None or held[0] != checkpoint:
+            return ProjectionState(reader, self.namespace)
+        held[1].read_through(reader)
+        return held[1]
+
+    def _hold(self, partition: int, checkpoint: int, state: ProjectionState) -> None:
+        if state.documents_held > HELD_DOCS_PER_PARTITION:
+            state.forget_oldest(HELD_DOCS_PER_PARTITION // 2)
+        _HELD[(self.namespace, partition)] = (checkpoint, state)
+
+
+# Per process: each partition's documents as last committed by this process, and the checkpoint committed
+# with them. Workers run jobs in-process (``SuiteWorker``), so a partition's next batch needs not read and
+# decode again the documents its previous batch wrote.
+_HELD: dict[tuple[str, int], tuple[int, ProjectionState]] = {}
+HELD_DOCS_PER_PARTITION = 10_000
 
 
 def lag(store: EventStore, namespace: str) -> int:

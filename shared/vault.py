@@ -16,7 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import redis
 from cryptography.exceptions import InvalidTag
@@ -31,22 +34,39 @@ class Vault:
         self.redis = connection
         self.prefix = prefix
         self._master = AESGCM(hashlib.sha256(master_key).digest())
+        self._remembered: ContextVar[dict[str, bytes] | None] = ContextVar(f"vault-{id(self)}", default=None)
 
     def key_name(self, citizen_id: str) -> str:
         return f"{self.prefix}:vault:citizen:{citizen_id}"
 
+    @contextmanager
+    def remembering(self) -> Iterator[None]:
+        """Within this (one HTTP request), a citizen's key is fetched once: a referral seals the alias and its
+        answer reveals it with one read of the key. Never longer: an erasure must hold everywhere at once."""
+        token = self._remembered.set({})
+        try:
+            yield
+        finally:
+            self._remembered.reset(token)
+
     def _key(self, citizen_id: str, create: bool) -> bytes | None:
+        remembered = self._remembered.get()
+        if remembered is not None and citizen_id in remembered:
+            return remembered[citizen_id]
         name = self.key_name(citizen_id)
-        wrapped = self.redis.get(name)
-        if wrapped is None and create:
+        if create:  # one round trip: our fresh key is set unless there is one, and then that one comes back
             nonce = os.urandom(12)
             fresh = nonce + self._master.encrypt(nonce, AESGCM.generate_key(256), citizen_id.encode())
-            self.redis.set(name, fresh, nx=True)  # two processes racing: the first key wins, both use it
+            wrapped: Any = self.redis.set(name, fresh, nx=True, get=True) or fresh
+        else:
             wrapped = self.redis.get(name)
         if wrapped is None:
             return None
         assert isinstance(wrapped, bytes)
-        return self._master.decrypt(wrapped[:12], wrapped[12:], citizen_id.encode())
+        key = self._master.decrypt(wrapped[:12], wrapped[12:], citizen_id.encode())
+        if remembered is not None:
+            remembered[citizen_id] = key
+        return key
 
     def seal(self, citizen_id: str, plaintext: str | None) -> str | None:
         if plaintext is None:
@@ -73,6 +93,8 @@ class Vault:
 
     def erase(self, citizen_id: str) -> None:
         self.redis.delete(self.key_name(citizen_id))
+        if (remembered := self._remembered.get()) is not None:
+            remembered.pop(citizen_id, None)
 
     def has_key(self, citizen_id: str) -> bool:
         return bool(self.redis.exists(self.key_name(citizen_id)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 
 from services.intake.admin import admin
 from services.intake.admin import bp as admin_api
@@ -38,6 +38,16 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(vault_commands)
     app.cli.add_command(jobs_commands)
     install_errors(app)
+
+    @app.before_request
+    def _remember_citizen_keys() -> None:
+        g.vault_memory = vault.remembering()
+        g.vault_memory.__enter__()
+
+    @app.teardown_request
+    def _forget_citizen_keys(_: BaseException | None) -> None:
+        if (memory := g.pop("vault_memory", None)) is not None:
+            memory.__exit__(None, None, None)
 
     @app.get("/openapi.json")
     def openapi_document() -> Response:

@@ -13,7 +13,16 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import TypeVar
 
-from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
+from shared.aggregates import (
+    Folds,
+    NotFound,
+    case_fold,
+    caseload_fold,
+    fold_of,
+    found,
+    programme_fold,
+    programme_stream,
+)
 from shared.domain import events as ev
 from shared.domain.case import Case, Invalid, Refused, decide_reopen
 from shared.domain.caseload import Caseload, caseload_stream, decide_release
@@ -80,17 +89,32 @@ class Intake:
         self.prefix = prefix
         self.vault = vault
         self.secret = secret  # for CPR fingerprints and match keys
+        self.folds = Folds(store)
 
-    # -- loading: fold a stream into the aggregate a decision needs --------------------------------
+    # -- loading: the aggregates a decision needs, as the log has them now --------------------------
 
     def case(self, case_id: str) -> Case:
-        return load_case(self.store, case_id)
+        case: Case | None = self.folds.current(case_fold(case_id))[0]
+        return found(case, "no such case")
 
     def programme(self, programme_id: str) -> Programme:
-        return load_programme(self.store, programme_id)
+        programme: Programme | None = self.folds.current(programme_fold(programme_id))[0]
+        return found(programme, "no such programme")
 
     def caseload(self, programme_id: str) -> Caseload:
-        return load_caseload(self.store, programme_id)
+        caseload: Caseload = self.folds.current(caseload_fold(programme_id))[0]
+        return caseload
+
+    def course(self, case_id: str) -> tuple[Case, Programme, Caseload]:
+        """A case with its programme and caseload: one round trip when this process has seen the case before
+        (a case never changes programme), two otherwise."""
+        _, seen = self.folds.held(case_fold(case_id))
+        if seen is None:
+            raise NotFound("no such case")
+        case, programme, caseload = self.folds.current(
+            case_fold(case_id), programme_fold(seen.programme_id), caseload_fold(seen.programme_id)
+        )
+        return found(case, "no such case"), found(programme, "no such programme"), caseload
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -112,6 +136,8 @@ class Intake:
         )
         if not result.duplicate:
             for write in writes:
+                if write.events and (fold := fold_of(write.stream_id)) is not None:
+                    self.folds.appended(fold, write.expected_version, write.events, on)
                 for event in write.events:
                     EVENTS.labels(type(event).__name__).inc()
         nudge_streams(self.store.redis, self.prefix, self.store.partitions, result.stream_versions, ctx.request_id)
@@ -124,7 +150,8 @@ class Intake:
         for remaining in range(ATTEMPTS - 1, -1, -1):
             try:
                 return attempt()
-            except WrongExpectedVersion:
+            except WrongExpectedVersion as lost:
+                self.folds.forget(lost.stream_id)
                 if not remaining:
                     raise
         raise AssertionError("unreachable")
@@ -133,13 +160,16 @@ class Intake:
 
     def refer(self, ctx: Context, on: date, referral: Referral) -> AppendResult:
         """A new case. A CPR number already known makes it the same citizen; nothing in the answer says so."""
-        if self.store.stream_version(programme_stream(referral.programme_id)) == 0:  # exists: one LLEN, no fold
-            raise Invalid({"programme_id": ["no such programme"]})
         fingerprint = cpr_fingerprint(referral.cpr, self.secret) if referral.cpr else None
         born = referral.cpr.birth_date if referral.cpr else referral.birth_date
 
         def attempt() -> AppendResult:
-            writes = []
+            # The programme as this process last saw it; the append's read-check refuses a stale one (and the
+            # retry reads it afresh), so a referral asks nothing of the log but the append itself.
+            version, programme = self.folds.held(programme_fold(referral.programme_id))
+            if programme is None:
+                raise Invalid({"programme_id": ["no such programme"]})
+            writes = [Write(programme_stream(referral.programme_id), [], version)]
             citizen_id = new_citizen_id()
             if fingerprint:
                 links = self.store.read_stream(cpr_stream(fingerprint))

@@ -1,0 +1,108 @@
+"""Folds held per process: always the log's current state, however they were brought up to date (both backends)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import redis
+from flask.testing import FlaskClient
+
+from services.intake.app import create_app as create_intake
+from shared.aggregates import Folds, fold_whole, programme_fold
+from shared.config import Settings
+from shared.domain import events as ev
+from shared.eventstore import EventStore
+from shared.vault import ERASED, Vault
+from tests.conftest import STAFF, referral_body
+from tests.support import _new, grant_test_keys
+
+
+def defined(name: str) -> ev.ProgrammeDefined:
+    return ev.ProgrammeDefined(
+        name=name,
+        methods=("cti",),
+        course_months=12,
+        phases=(("phase_1", 4), ("phase_2", 4), ("phase_3", 4)),
+        purposes=(),
+        targets={},
+        recruitment_start=date(2016, 1, 1),
+        recruitment_end=date(2016, 3, 31),
+        funding_end=date(2016, 12, 31),
+        caseload_limit=10,
+        assessment_interval_months=2,
+        scale_areas=("housing",),
+        scale_min=1,
+        scale_max=10,
+    )
+
+
+def test_a_held_fold_reads_on_from_its_version_and_notices_a_store_restored_under_it(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    folds = Folds(store)
+    fold = programme_fold("p")
+    store.append("programme-p", [_new("programme-p", defined("first"))])
+    assert folds.current(fold)[0].name == "first"
+    store.append("programme-p", [_new("programme-p", ev.WorkerJoined("anna", "cti"))])
+    [programme] = folds.current(fold)  # read on: only the event after the held version
+    assert programme == fold_whole(store, fold) and programme.version == 2
+    # The store is flushed and another log is restored: the stream is shorter than what is held.
+    connection.flushdb()
+    store = EventStore(connection, store.registry, partitions=store.partitions)
+    store.append("programme-p", [_new("programme-p", defined("restored"))])
+    [programme] = folds.current(fold)
+    assert programme.name == "restored" and programme.version == 1
+
+
+def test_a_referral_on_a_programme_held_stale_is_refused_by_its_read_check_and_retried(
+    connection: redis.Redis, settings: Settings, intake: FlaskClient, cph: str
+) -> None:
+    """Two intake processes: one holds the programme, the other changes it; the first's next referral meets
+    its read-check, reads the programme afresh and succeeds."""
+    other = create_intake(connection, settings).test_client()
+    assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    worker = {"worker_id": "anna", "method": "cti", "on": "2016-01-02"}
+    assert other.post(f"/programmes/{cph}/workers", json=worker, headers=STAFF).status_code == 201
+    answer = intake.post("/referrals", json=referral_body(), headers=STAFF)
+    assert answer.status_code == 201, answer.get_json()
+    service = intake.application.extensions["intake"]
+    assert service.folds.held(programme_fold(cph))[1].workers.keys() == {"anna"}
+    # The answer is the case as reading it back gives it.
+    assert (
+        intake.get(f"/cases/{answer.get_json()['case_id']}", headers=STAFF).get_json()
+        | {"positions": answer.get_json()["positions"]}
+        == answer.get_json()
+    )
+
+
+def test_a_citizen_key_remembered_within_a_request_is_forgotten_on_erasure(connection: redis.Redis) -> None:
+    vault = Vault(connection, "cf", b"master")
+    sealed = vault.seal("citizen-1", "Maja")
+    with vault.remembering():
+        assert vault.reveal(sealed) == "Maja"
+        Vault(connection, "cf", b"master").erase("citizen-1")  # another process erases: this request still
+        assert vault.reveal(sealed) == "Maja"  # reads the key it fetched moments ago...
+        vault.erase("citizen-1")
+        assert vault.reveal(sealed) == ERASED  # ...but never after erasing it itself
+    assert vault.reveal(sealed) == ERASED  # and the next request asks Redis again
+
+
+def test_sealing_for_a_new_citizen_creates_one_key_and_racing_sealers_share_it(connection: redis.Redis) -> None:
+    first, second = Vault(connection, "cf", b"master"), Vault(connection, "cf", b"master")
+    a, b = first.seal("citizen-2", "Maja"), second.seal("citizen-2", "Bo")
+    assert first.reveal(b) == "Bo" and second.reveal(a) == "Maja"
+    assert len(list(connection.scan_iter(match="cf:vault:citizen:*"))) == 1
+
+
+def test_a_referral_to_a_programme_gone_in_a_restore_is_refused_not_written(
+    connection: redis.Redis, store: EventStore, intake: FlaskClient, cph: str
+) -> None:
+    """This process holds the programme; the store is restored to a log without it. The referral's read-check
+    meets a stream that is not at the held version, and the retry finds no programme: 422, nothing appended."""
+    assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    connection.flushdb()
+    grant_test_keys(EventStore(connection, store.registry, partitions=store.partitions))
+    head = store.head()
+    answer = intake.post("/referrals", json=referral_body(), headers=STAFF)
+    assert answer.status_code == 422 and answer.get_json()["error"]["fields"] == {"programme_id": ["no such programme"]}
+    assert store.head() == head
