@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.eventstore import EventStore, partition_of
-from shared.redis_values import as_text, entry_position, stream_entries
+from shared.redis_values import as_text, entry_position
 
 FORMAT = "caseflow-event-log"
 BATCH = 1000
@@ -30,11 +30,9 @@ class BackupError(Exception):
 
 
 def _raw_events(store: EventStore) -> Iterator[dict[str, Any]]:
-    position = 0
-    while entries := stream_entries(store.redis.xrange(store.keys.events, f"{position + 1}-0", "+", count=BATCH)):
+    for entries in store.scan_stored(0, None, batch_size=BATCH):
         for entry_id, fields in entries:
-            position = entry_position(entry_id)
-            yield {"position": position} | {as_text(k): as_text(v) for k, v in fields.items()}
+            yield {"position": entry_position(entry_id)} | {as_text(k): as_text(v) for k, v in fields.items()}
 
 
 def export_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> tuple[int, str]:
@@ -95,14 +93,10 @@ def _restore(store: EventStore, batch: list[dict[str, Any]], before: int) -> int
         if position != before + offset:
             raise BackupError(f"positions are not contiguous at {position}")
         fields: dict[str | bytes, str | bytes] = {k: str(v) for k, v in event.items()}
-        pipe.xadd(store.keys.events, fields, id=f"{position}-0")  # type: ignore[arg-type]
+        partition = store.keys.partition(partition_of(event["stream"], store.partitions))
+        pipe.xadd(partition, fields, id=f"{position}-0")  # type: ignore[arg-type]
         pipe.rpush(store.keys.stream(event["stream"]), position)
         pipe.hset(store.keys.event_ids, event["id"], f"{position}:{event['sp']}")
-        pipe.xadd(
-            store.keys.partition(partition_of(event["stream"], store.partitions)),
-            {"s": event["stream"]},
-            id=f"{position}-0",
-        )
     if batch:
         pipe.set(store.keys.position, before + len(batch))
     pipe.execute()

@@ -13,13 +13,14 @@ current version, not a retry loop.
 
 from __future__ import annotations
 
-import json
+import math
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 
 from shared.events import EventRegistry, NewEvent, RecordedEvent
@@ -28,14 +29,14 @@ from shared.redis_values import as_text, entry_position, load_script, stream_ent
 
 ANY_VERSION = -1
 
-# KEYS: events, position, event-ids, idempotency key, then per stream: its position list, its partition index
+# KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream
 # ARGV: use idempotency (0/1), request fingerprint, idempotency ttl, number of streams k,
 #       then per stream: stream id, expected version, number of events,
 #       then per event, streams in order: id, type, schema version, occurred_at, recorded_at, actor, payload, meta
 _APPEND = """
 local use_idem = ARGV[1] == '1'
 if use_idem then
-  local previous = redis.call('GET', KEYS[4])
+  local previous = redis.call('GET', KEYS[3])
   if previous then return {'duplicate_key', previous} end
 end
 local k = tonumber(ARGV[4])
@@ -44,14 +45,14 @@ local total = 0
 for j = 0, k - 1 do total = total + tonumber(ARGV[4 + j * 3 + 3]) end
 local seen = {'duplicate_events'}
 for i = 0, total - 1 do
-  local at = redis.call('HGET', KEYS[3], ARGV[base + 1 + i * 8])
+  local at = redis.call('HGET', KEYS[2], ARGV[base + 1 + i * 8])
   if at then seen[#seen + 1] = at end
 end
 if #seen == total + 1 then return seen end
 if #seen > 1 then return {'partial_duplicate'} end
 local versions = {}
 for j = 0, k - 1 do
-  local version = redis.call('LLEN', KEYS[5 + j * 2])
+  local version = redis.call('LLEN', KEYS[4 + j * 2])
   local expected = tonumber(ARGV[4 + j * 3 + 2])
   if expected >= 0 and version ~= expected then return {'conflict', ARGV[4 + j * 3 + 1], tostring(version)} end
   versions[j + 1] = version
@@ -65,40 +66,31 @@ for j = 0, k - 1 do
   summary[#summary + 1] = stream .. ':' .. n
   for i = 0, n - 1 do
     local b = base + 1 + e * 8
-    local pos = redis.call('INCR', KEYS[2])
+    local pos = redis.call('INCR', KEYS[1])
     local sp = versions[j + 1] + i + 1
-    redis.call('XADD', KEYS[1], pos .. '-0', 'id', ARGV[b], 'type', ARGV[b + 1], 'v', ARGV[b + 2],
+    redis.call('XADD', KEYS[5 + j * 2], pos .. '-0', 'id', ARGV[b], 'type', ARGV[b + 1], 'v', ARGV[b + 2],
       'stream', stream, 'sp', sp, 'occurred_at', ARGV[b + 3], 'recorded_at', ARGV[b + 4],
       'actor', ARGV[b + 5], 'payload', ARGV[b + 6], 'meta', ARGV[b + 7])
-    redis.call('RPUSH', KEYS[5 + j * 2], pos)
-    redis.call('HSET', KEYS[3], ARGV[b], pos .. ':' .. sp)
-    redis.call('XADD', KEYS[6 + j * 2], pos .. '-0', 's', stream)
+    redis.call('RPUSH', KEYS[4 + j * 2], pos)
+    redis.call('HSET', KEYS[2], ARGV[b], pos .. ':' .. sp)
     reply[#reply + 1] = pos .. ':' .. sp
     e = e + 1
   end
 end
 if use_idem then
-  redis.call('SET', KEYS[4], ARGV[2] .. '|' .. table.concat(summary, ',') .. '|' .. table.concat(reply, ',', 2),
+  redis.call('SET', KEYS[3], ARGV[2] .. '|' .. table.concat(summary, ',') .. '|' .. table.concat(reply, ',', 2),
     'EX', ARGV[3])
 end
 return reply
 """
 
-# Reading: the events at a list of positions in one call, so a reader pays one round trip, not one per event.
-# KEYS: events, the stream's position list. ARGV: from index (0-based).
+# Reading a stream: its events at its list of positions in one call, one round trip rather than one per event.
+# KEYS: the stream's partition's stream, the stream's position list. ARGV: from index (0-based).
 # Returns the stream's length, then its events from that index on.
 _READ_STREAM = """
 local out = {redis.call('LLEN', KEYS[2])}
 for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], -1)) do
   out[i + 1] = redis.call('XRANGE', KEYS[1], pos .. '-0', pos .. '-0')[1]
-end
-return out
-"""
-# KEYS: events, the partition's index. ARGV: first position wanted, how many.
-_READ_PARTITION = """
-local out = {}
-for i, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])) do
-  out[i] = redis.call('XRANGE', KEYS[1], entry[1], entry[1])[1]
 end
 return out
 """
@@ -110,6 +102,10 @@ class WrongExpectedVersion(Exception):
     def __init__(self, stream_id: str, expected: int, actual: int) -> None:
         super().__init__(f"stream {stream_id} is at version {actual}, not {expected}")
         self.stream_id, self.expected, self.actual = stream_id, expected, actual
+
+
+class EarlierLayout(RuntimeError):
+    """A log written by an earlier version of the store, which kept every event in one global stream."""
 
 
 class IdempotencyKeyReused(Exception):
@@ -171,11 +167,15 @@ class EventStore:
         self.redis = connection
         self.registry = registry
         self.keys = LogKeys(prefix)
+        if connection.exists(self.keys.layout_1_events):
+            raise EarlierLayout(
+                "this log has an earlier version's layout (one global stream): export it with that version "
+                "(log export) and import the file here (log import)"
+            )
         self.partitions = self._agree_partitions(partitions)
         self._idempotency_ttl_s = idempotency_ttl_s
         self._append_script = load_script(connection, _APPEND)
         self._read_stream = load_script(connection, _READ_STREAM)
-        self._read_partition = load_script(connection, _READ_PARTITION)
 
     def _agree_partitions(self, wanted: int) -> int:
         """The partition count is fixed when the log is created; every process uses the stored one."""
@@ -207,7 +207,7 @@ class EventStore:
             raise ValueError("an event must be written to its own stream")
         recorded_at = datetime.now(UTC).isoformat()
         idem_key = self.keys.idempotency(idempotency.scope, idempotency.key) if idempotency else self.keys.meta
-        keys = [self.keys.events, self.keys.position, self.keys.event_ids, idem_key]
+        keys = [self.keys.position, self.keys.event_ids, idem_key]
         argv: list[Any] = [
             "1" if idempotency else "0",
             idempotency.fingerprint if idempotency else "",
@@ -229,8 +229,8 @@ class EventStore:
                 event.occurred_at.isoformat(),
                 recorded_at,
                 event.actor,
-                json.dumps(payload, separators=(",", ":")),
-                json.dumps(event.metadata, separators=(",", ":")),
+                orjson.dumps(payload),
+                orjson.dumps(event.metadata),
             ]
         reply = [as_text(x) for x in self._append_script(keys=keys, args=argv)]
         outcome, rest = reply[0], reply[1:]
@@ -257,27 +257,53 @@ class EventStore:
 
     def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events in global order, starting after a position."""
-        entries = stream_entries(self.redis.xrange(self.keys.events, f"{after + 1}-0", "+", count=limit))
-        return [self._decode(entry_id, fields) for entry_id, fields in entries]
+        events: list[RecordedEvent] = []
+        for batch in self.scan(after, self.head(), batch_size=limit):
+            events += batch
+            if len(events) >= limit:
+                break
+        return events[:limit]
 
     def scan(
         self, after: int, until: int, partitions: Collection[int] | None = None, batch_size: int = 1000
     ) -> Iterator[list[RecordedEvent]]:
-        """The log from ``after`` to ``until`` in global order, in batches; with ``partitions``, only their
-        events (the others are skipped before they are decoded, so several readers can share a log)."""
-        position = after
-        while position < until:
-            entries = stream_entries(
-                self.redis.xrange(self.keys.events, f"{position + 1}-0", f"{until}-0", count=batch_size)
-            )
-            if not entries:
-                return
-            position = entry_position(entries[-1][0])
-            if partitions is not None:
-                wanted = set(partitions)
-                entries = [(i, f) for i, f in entries if partition_of(f[b"stream"].decode(), self.partitions) in wanted]
-            if entries:
-                yield [self._decode(entry_id, fields) for entry_id, fields in entries]
+        """The log from ``after`` to ``until`` in global order, in batches; with ``partitions``, only theirs."""
+        for entries in self.scan_stored(after, until, partitions, batch_size):
+            yield [self._decode(entry_id, fields) for entry_id, fields in entries]
+
+    def scan_stored(
+        self, after: int, until: int | None, partitions: Collection[int] | None = None, batch_size: int = 1000
+    ) -> Iterator[list[tuple[bytes, dict[bytes, bytes]]]]:
+        """The log's entries as stored, in global order: the partitions' streams merged by position, each
+        entry read once (``until`` None: whatever the streams hold, even beyond the head)."""
+        end = f"{until}-0" if until is not None else "+"
+        last = until if until is not None else math.inf
+        cursors = {p: after for p in (range(self.partitions) if partitions is None else partitions)}
+        buffers: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {p: [] for p in cursors}
+        unread = set(cursors)  # partitions that may hold events up to ``until`` not fetched yet
+        while unread or any(buffers.values()):
+            refill = sorted(p for p in unread if not buffers[p])
+            pipe = self.redis.pipeline(transaction=False)
+            for p in refill:
+                pipe.xrange(self.keys.partition(p), f"{cursors[p] + 1}-0", end, count=batch_size)
+            for p, entries in zip(refill, pipe.execute() if refill else [], strict=True):
+                if len(entries) < batch_size:
+                    unread.discard(p)
+                if entries:
+                    buffers[p] = stream_entries(entries)
+                    cursors[p] = entry_position(entries[-1][0])
+            # Every event up to the lowest position fetched from a partition not read to the end is in hand.
+            bound = min((cursors[p] for p in unread), default=last)
+            ready: list[tuple[int, bytes, dict[bytes, bytes]]] = []
+            for p, entries in buffers.items():
+                taken = 0
+                while taken < len(entries) and (position := entry_position(entries[taken][0])) <= bound:
+                    ready.append((position, *entries[taken]))
+                    taken += 1
+                buffers[p] = entries[taken:]
+            if ready:
+                ready.sort(key=lambda entry: entry[0])
+                yield [(entry_id, fields) for _, entry_id, fields in ready]
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
@@ -286,7 +312,10 @@ class EventStore:
     def read_streams(self, after_versions: Mapping[str, int]) -> dict[str, tuple[int, list[RecordedEvent]]]:
         """Several streams' events after known versions, in one round trip; with each stream's length, so a
         reader that holds more than the stream has (a store restored or flushed under it) can tell."""
-        calls = [([self.keys.events, self.keys.stream(s)], [after]) for s, after in after_versions.items()]
+        calls = [
+            ([self.keys.partition(partition_of(s, self.partitions)), self.keys.stream(s)], [after])
+            for s, after in after_versions.items()
+        ]
         if len(calls) == 1:
             replies = [self._read_stream(keys=calls[0][0], args=calls[0][1])]
         else:  # EVALSHA in a plain pipeline: redis-py would first ask SCRIPT EXISTS, a round trip of its own
@@ -310,12 +339,9 @@ class EventStore:
         return int(self.redis.llen(self.keys.stream(stream_id)))
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[RecordedEvent]:
-        """The events of one partition after a global position, in global order (one round trip)."""
-        keys = [self.keys.events, self.keys.partition(partition)]
-        return [
-            self._decode(entry_id, _pairs(fields))
-            for entry_id, fields in self._read_partition(keys=keys, args=[after + 1, limit])
-        ]
+        """The events of one partition after a global position, in global order: one XRANGE."""
+        entries = stream_entries(self.redis.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit))
+        return [self._decode(entry_id, fields) for entry_id, fields in entries]
 
     def partition_head(self, partition: int) -> int:
         newest = stream_entries(self.redis.xrevrange(self.keys.partition(partition), "+", "-", count=1))
@@ -323,7 +349,7 @@ class EventStore:
 
     def _decode(self, entry_id: bytes, f: dict[bytes, bytes]) -> RecordedEvent:
         event_type = f[b"type"].decode()
-        return RecordedEvent(
+        return RecordedEvent.from_log(
             event_id=f[b"id"].decode(),
             event_type=event_type,
             schema_version=self.registry.current_version(event_type),
@@ -333,8 +359,8 @@ class EventStore:
             occurred_at=datetime.fromisoformat(f[b"occurred_at"].decode()),
             recorded_at=datetime.fromisoformat(f[b"recorded_at"].decode()),
             actor=f[b"actor"].decode(),
-            payload=self.registry.load(event_type, int(f[b"v"]), json.loads(f[b"payload"].decode())),
-            metadata=json.loads(f[b"meta"].decode()) if f[b"meta"] != b"{}" else {},
+            payload=self.registry.load(event_type, int(f[b"v"]), orjson.loads(f[b"payload"])),
+            metadata=orjson.loads(f[b"meta"]) if f[b"meta"] != b"{}" else {},
         )
 
 

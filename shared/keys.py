@@ -15,8 +15,8 @@ class LogKeys:
     prefix: str
 
     @property
-    def events(self) -> str:
-        """The global log: a Redis Stream whose entry id ``<pos>-0`` is the global position."""
+    def layout_1_events(self) -> str:
+        """Where an earlier version kept every event, in one global stream (see ``EarlierLayout``)."""
         return f"{self.prefix}:{{log}}:events"
 
     @property
@@ -37,7 +37,8 @@ class LogKeys:
         return f"{self.prefix}:{{log}}:stream:{stream_id}"
 
     def partition(self, partition: int) -> str:
-        """Index stream of one partition: entry id = global position, field ``s`` = stream id."""
+        """The events of one partition's streams: a Redis Stream whose entry id ``<pos>-0`` is the event's global
+        position. The log in global order is these streams merged by position."""
         return f"{self.prefix}:{{log}}:partition:{partition}"
 
     def idempotency(self, scope: str, key: str) -> str:

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from services.intake.app import create_app as create_intake
 from shared.config import Settings
-from shared.eventstore import EventStore
+from shared.eventstore import EventStore, partition_of
 from tests import scenario
 from tests.conftest import STAFF, referral_body
 from tests.support import auth, run_workers
@@ -114,9 +114,10 @@ def test_verify_finds_a_damaged_log(
     if damage == "index":
         connection.rpop(store.keys.stream(stream))
     else:
-        entry_id = connection.xrange(store.keys.events, count=1)[0][0]
+        partition = store.keys.partition(partition_of(stream, store.partitions))
+        entry_id = connection.xrange(partition, count=1)[0][0]
         connection.xadd(
-            store.keys.events,
+            partition,
             {
                 "id": "x",
                 "type": "ProgrammeDefined",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime
 
@@ -10,8 +11,10 @@ import redis
 
 from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived
 from shared.events import DomainEvent, NewEvent
+from shared.events.envelope import COPENHAGEN
 from shared.eventstore import (
     ANY_VERSION,
+    EarlierLayout,
     EventStore,
     IdempotencyKey,
     IdempotencyKeyReused,
@@ -19,6 +22,7 @@ from shared.eventstore import (
     WrongExpectedVersion,
     partition_of,
 )
+from tests.support import generate_log
 
 REFERRAL = ReferralReceived(programme_id="demo", source="reden", consent_given=True)
 
@@ -197,3 +201,39 @@ def test_a_read_check_guards_a_stream_that_is_not_written(store: EventStore) -> 
         store.append_many(stale)
     assert conflict.value.stream_id == "programme-demo"
     assert store.stream_version("caseload-demo") == 1
+
+
+def test_an_event_read_from_the_log_is_the_one_its_constructor_would_build(store: EventStore) -> None:
+    """Events are read without running the frozen class's constructor (``RecordedEvent.from_log``): the same
+    fields, the same values, equal to one built the ordinary way, and its date computed as the property says."""
+    generate_log(store, cases=20)
+    events = store.read_all(limit=1000) + [e for batch in store.scan(0, store.head(), [0, 1, 2]) for e in batch]
+    assert events
+    for event in events:
+        assert event == dataclasses.replace(event)
+        assert vars(event).keys() - {"occurred_on"} == {f.name for f in dataclasses.fields(event)}
+        assert event.occurred_on == event.occurred_at.astimezone(COPENHAGEN).date()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 1000])
+def test_the_log_in_global_order_is_the_partitions_merged_each_event_once(store: EventStore, batch_size: int) -> None:
+    generate_log(store, cases=40)
+    head = store.head()
+    merged = [e.global_position for batch in store.scan(0, head, batch_size=batch_size) for e in batch]
+    assert merged == list(range(1, head + 1))
+    assert [e.global_position for batch in store.scan(5, head - 5, batch_size=batch_size) for e in batch] == list(
+        range(6, head - 4)
+    )
+    halves = [
+        {e.global_position for b in store.scan(0, head, part, batch_size) for e in b} for part in ([0, 2], [1, 3])
+    ]
+    everything = {e.global_position for b in store.scan(0, head, range(4, store.partitions)) for e in b}
+    assert halves[0] | halves[1] | everything == set(merged) and not halves[0] & halves[1]
+    for p in (0, 1):
+        assert all(partition_of(e.stream_id, store.partitions) == p for b in store.scan(0, head, [p]) for e in b)
+
+
+def test_a_log_in_an_earlier_layout_is_refused_with_the_way_to_move_it(store: EventStore) -> None:
+    store.redis.xadd(store.keys.layout_1_events, {"id": "x"}, id="1-0")
+    with pytest.raises(EarlierLayout, match=r"export it with that version \(log export\) and import"):
+        EventStore(store.redis, store.registry)
