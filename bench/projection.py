@@ -38,21 +38,22 @@ from shared.projections import Projection, ProjectionRunner, replay
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
 
 
-def _worker(url: str, name: str, partitions: list[int]) -> None:
+def _worker(url: str, name: str, partitions: list[int], batch_size: int) -> None:
     store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
-    runner = ProjectionRunner(store, PROJECTIONS[name], batch_size=500)
+    runner = ProjectionRunner(store, PROJECTIONS[name], batch_size=batch_size)
     for p in partitions:
         runner.catch_up(p)
 
 
-def project(url: str, name: str, workers: int) -> float:
+def project(url: str, name: str, workers: int, batch_size: int) -> float:
     """Seconds for ``workers`` processes to bring a fresh read model up to the log."""
     connection = redis.Redis.from_url(url)
     drop(connection, f"cf:proj:{name}:*")
     partitions = list(range(16))
     started = time.perf_counter()
     processes = [
-        multiprocessing.Process(target=_worker, args=(url, name, partitions[i::workers])) for i in range(workers)
+        multiprocessing.Process(target=_worker, args=(url, name, partitions[i::workers], batch_size))
+        for i in range(workers)
     ]
     for p in processes:
         p.start()
@@ -78,10 +79,12 @@ def raw_read(store: EventStore) -> float:
 
 
 def read_and_decode(store: EventStore) -> float:
+    """Every partition read and decoded, as a worker reads it (batches of 1,000), with no projection."""
     started = time.perf_counter()
-    position = 0
-    while batch := store.read_all(after=position, limit=1000):
-        position = batch[-1].global_position
+    for partition in range(store.partitions):
+        position = 0
+        while batch := store.read_partition(partition, position, 1000):
+            position = batch[-1].global_position
     return time.perf_counter() - started
 
 
@@ -111,6 +114,10 @@ def main() -> None:
     parser.add_argument("--citizens", type=int, default=2_000, help="about twelve events per citizen")
     parser.add_argument("--repeat", type=int, default=3, help="keep the best of this many runs of each")
     parser.add_argument("--peer-events", type=int, default=2_000, help="events the naive peer projects")
+    parser.add_argument(
+        "--batch-size", type=int, default=Settings.from_env({}).batch_size, help="events per committed batch"
+    )
+    parser.add_argument("--skip-peer", action="store_true", help="leave out the naive peer (it takes a while)")
     args = parser.parse_args()
     with workload_log(args.citizens) as (url, store, _, generate_s):
         connection = store.redis
@@ -118,6 +125,7 @@ def main() -> None:
         results: dict[str, float | int | str] = {
             "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
             "citizens": args.citizens,
+            "batch_size": args.batch_size,
             "events": events,
             "generate_s": generate_s,
             "redis_bytes_per_event_log": round(connection.info("memory")["used_memory"] / events),
@@ -127,13 +135,15 @@ def main() -> None:
         results["read_and_decode_events_per_s"] = round(events / best(args.repeat, lambda: read_and_decode(store)))
         peer_events = min(args.peer_events, events)
         for name in PROJECTIONS:
-            one = best(args.repeat, lambda name=name: project(url, name, 1))
-            two = best(args.repeat, lambda name=name: project(url, name, 2))
-            peer = best(args.repeat, lambda name=name: naive_peer(connection, url, name, peer_events))
+            one = best(args.repeat, lambda name=name: project(url, name, 1, args.batch_size))
+            two = best(args.repeat, lambda name=name: project(url, name, 2, args.batch_size))
             results[f"{name}_one_worker_events_per_s"] = round(events / one)
             results[f"{name}_two_workers_events_per_s"] = round(events / two)
             results[f"{name}_two_over_one"] = round(one / two, 2)
             results[f"{name}_one_worker_vs_raw"] = round(events / one / raw, 3)
+            if args.skip_peer:
+                continue
+            peer = best(args.repeat, lambda name=name: naive_peer(connection, url, name, peer_events))
             results[f"{name}_naive_peer_events_per_s"] = round(peer_events / peer)
             results[f"{name}_one_worker_vs_naive_peer"] = round((events / one) / (peer_events / peer), 1)
         both = best(args.repeat, lambda: replay_both(store))

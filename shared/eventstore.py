@@ -257,12 +257,12 @@ class EventStore:
 
     def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events in global order, starting after a position."""
-        events: list[RecordedEvent] = []
-        for batch in self.scan(after, self.head(), batch_size=limit):
-            events += batch
-            if len(events) >= limit:
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        for batch in self.scan_stored(after, self.head(), batch_size=limit):
+            entries += batch[: limit - len(entries)]
+            if len(entries) == limit:
                 break
-        return events[:limit]
+        return [self._decode(entry_id, fields) for entry_id, fields in entries]
 
     def scan(
         self, after: int, until: int, partitions: Collection[int] | None = None, batch_size: int = 1000

@@ -121,6 +121,13 @@ class ProjectionState:
         fields = self._increments.setdefault(name, {})
         fields[field] = fields.get(field, 0) + amount
 
+    def incr_many(self, names: Iterable[str], changes: dict[str, int]) -> None:
+        """The same changes to several counters' hashes (a course's counters for each family it counts in)."""
+        for name in names:
+            fields = self._increments.setdefault(name, {})
+            for field, amount in changes.items():
+                fields[field] = fields.get(field, 0) + amount
+
     def add(self, name: str, member: str) -> None:
         self._members.setdefault(self.key(name), set()).add(member)
 

@@ -16,6 +16,7 @@ document, owned by the case's partition.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -275,12 +276,12 @@ class ReportingProjection:
             doc.setdefault("measurements", []).append([on.isoformat(), "who5", None, sum(payload.items)])
         elif isinstance(payload, ev.GoalAdded):
             doc.setdefault("goals", {})[payload.goal_id] = payload.life_area
-            for family in families(doc):
-                state.incr(measures(p, family), f"goal|{payload.life_area}|set")
+            state.incr_many([measures(p, f) for f in families(doc)], {f"goal|{payload.life_area}|set": 1})
         elif isinstance(payload, ev.GoalAchieved | ev.GoalDropped):
             outcome = "achieved" if isinstance(payload, ev.GoalAchieved) else "dropped"
-            for family in families(doc):
-                state.incr(measures(p, family), f"goal|{doc['goals'][payload.goal_id]}|{outcome}")
+            state.incr_many(
+                [measures(p, f) for f in families(doc)], {f"goal|{doc['goals'][payload.goal_id]}|{outcome}": 1}
+            )
         elif isinstance(payload, ev.CourseClosed):
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
             doc["closed_on"], doc["close_reason"] = on.isoformat(), payload.reason
@@ -295,26 +296,23 @@ class ReportingProjection:
     @staticmethod
     def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:
         """Keep each area's first and latest score; counters move by the difference when the latest changes."""
-        keys, stars = [measures(doc["programme_id"], f) for f in families(doc)], doc.setdefault("stars", {})
+        stars, changes = doc.setdefault("stars", {}), Counter[str]()
         for area, score in scores.items():
             if area not in stars:
                 stars[area] = [score, score]
-                _incr_all(state, keys, f"star|{area}|n")
-                _incr_all(state, keys, f"star|{area}|first_sum", score)
-                _incr_all(state, keys, f"star|{area}|latest_sum", score)
-                _incr_all(state, keys, f"latest|{area}|{score}")
+                changes.update({f"star|{area}|n": 1, f"star|{area}|first_sum": score, f"latest|{area}|{score}": 1})
+                changes[f"star|{area}|latest_sum"] += score
                 continue
             first, old = stars[area]
             stars[area] = [first, score]
-            _incr_all(state, keys, f"star|{area}|latest_sum", score - old)
-            _incr_all(state, keys, f"latest|{area}|{old}", -1)
-            _incr_all(state, keys, f"latest|{area}|{score}")
-            _incr_all(state, keys, f"star|{area}|improved", int(score > first) - int(old > first))
+            changes[f"star|{area}|latest_sum"] += score - old
+            changes[f"latest|{area}|{old}"] -= 1
+            changes[f"latest|{area}|{score}"] += 1
+            changes[f"star|{area}|improved"] += int(score > first) - int(old > first)
+        state.incr_many([measures(doc["programme_id"], f) for f in families(doc)], changes)
 
     @staticmethod
     def _who5(state: ProjectionState, doc: dict[str, Any], percentage: int) -> None:
-        keys = [measures(doc["programme_id"], f) for f in families(doc)]
-
         def flags(first: int, latest: int) -> dict[str, int]:
             return {
                 "le50": int(latest <= 50),
@@ -325,18 +323,15 @@ class ReportingProjection:
 
         if "who5" not in doc:
             doc["who5"] = [percentage, percentage]
-            _incr_all(state, keys, "who5|n")
-            _incr_all(state, keys, "who5|first_sum", percentage)
-            _incr_all(state, keys, "who5|latest_sum", percentage)
-            for name, value in flags(percentage, percentage).items():
-                _incr_all(state, keys, f"who5|{name}", value)
-            return
-        first, old = doc["who5"]
-        doc["who5"] = [first, percentage]
-        _incr_all(state, keys, "who5|latest_sum", percentage - old)
-        before, after = flags(first, old), flags(first, percentage)
-        for name in after:
-            _incr_all(state, keys, f"who5|{name}", after[name] - before[name])
+            changes = {"who5|n": 1, "who5|first_sum": percentage, "who5|latest_sum": percentage}
+            changes |= {f"who5|{name}": value for name, value in flags(percentage, percentage).items()}
+        else:
+            first, old = doc["who5"]
+            doc["who5"] = [first, percentage]
+            before, after = flags(first, old), flags(first, percentage)
+            changes = {"who5|latest_sum": percentage - old}
+            changes |= {f"who5|{name}": after[name] - before[name] for name in after}
+        state.incr_many([measures(doc["programme_id"], f) for f in families(doc)], changes)
 
     @staticmethod
     def _move(state: ProjectionState, doc: dict[str, Any], old: str | None, new: str, on: date) -> None:
@@ -350,11 +345,6 @@ class ReportingProjection:
                 add_on(state, series, old, on, -1)
             add_on(state, series, new, on, 1)
         doc["status"] = new
-
-
-def _incr_all(state: ProjectionState, keys: list[str], field: str, amount: int = 1) -> None:
-    for key in keys:
-        state.incr(key, field, amount)
 
 
 def _month(day: date) -> str:
