@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +29,13 @@ from shared.redis_values import as_text, entry_position, load_script, stream_ent
 
 ANY_VERSION = -1
 
-# KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream
+# KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream,
+#       then flags to set (NX, with a TTL) when events are written
 # ARGV: use idempotency (0/1), request fingerprint, idempotency ttl, number of streams k,
 #       then per stream: stream id, expected version, number of events,
-#       then per event, streams in order: id, type, schema version, occurred_at, recorded_at, actor, payload, meta
+#       then per event, streams in order: id, type, schema version, occurred_at, recorded_at, actor, payload, meta,
+#       then the flags' TTL
+# Returns 'ok', each event's "position:stream position", then the flags it set, space-separated.
 _APPEND = """
 local use_idem = ARGV[1] == '1'
 if use_idem then
@@ -81,6 +84,11 @@ if use_idem then
   redis.call('SET', KEYS[3], ARGV[2] .. '|' .. table.concat(summary, ',') .. '|' .. table.concat(reply, ',', 2),
     'EX', ARGV[3])
 end
+local flagged = {}
+for f = 4 + k * 2, #KEYS do
+  if redis.call('SET', KEYS[f], '1', 'NX', 'EX', ARGV[#ARGV]) then flagged[#flagged + 1] = KEYS[f] end
+end
+reply[#reply + 1] = table.concat(flagged, ' ')
 return reply
 """
 
@@ -138,6 +146,7 @@ class AppendResult:
     stream_versions: dict[str, int]  # each written stream's version after the append, in write order
     global_positions: tuple[int, ...]
     duplicate: bool  # True when this was a replay of an earlier append
+    flags_set: tuple[str, ...] = ()  # of the append's flags, those it set (they were not set already)
 
     @property
     def stream_id(self) -> str:
@@ -196,8 +205,18 @@ class EventStore:
         """Append events to one stream atomically, or raise ``WrongExpectedVersion``."""
         return self.append_many([StreamWrite(stream_id, events, expected_version)], idempotency=idempotency)
 
-    def append_many(self, writes: Sequence[StreamWrite], *, idempotency: IdempotencyKey | None = None) -> AppendResult:
-        """Append to several streams at once: every expected version holds and all is written, or nothing is."""
+    def append_many(
+        self,
+        writes: Sequence[StreamWrite],
+        *,
+        idempotency: IdempotencyKey | None = None,
+        flags: Sequence[str] = (),
+        flag_ttl_s: int = 60,
+    ) -> AppendResult:
+        """Append to several streams at once: every expected version holds and all is written, or nothing is.
+
+        ``flags`` (keys under the log's hash tag) are set with the events, if not set already, in the same
+        script: how an append nudges the projections without a round trip of its own."""
         streams = [w.stream_id for w in writes]
         if not any(w.events for w in writes) or len(set(streams)) != len(streams):
             raise ValueError("each write names a different stream, and some write has events")
@@ -232,6 +251,8 @@ class EventStore:
                 orjson.dumps(payload),
                 orjson.dumps(event.metadata),
             ]
+        keys += flags
+        argv.append(flag_ttl_s)
         reply = [as_text(x) for x in self._append_script(keys=keys, args=argv)]
         outcome, rest = reply[0], reply[1:]
         if outcome == "conflict":
@@ -247,7 +268,10 @@ class EventStore:
             counts = [(s, int(n)) for s, _, n in (part.rpartition(":") for part in summary.split(","))]
             return _result(counts, positions.split(","), duplicate=True)
         counts = [(w.stream_id, len(w.events)) for w in writes]
-        return _result(counts, rest, duplicate=outcome == "duplicate_events")
+        if outcome == "duplicate_events":
+            return _result(counts, rest, duplicate=True)
+        result = _result(counts, rest[:-1], duplicate=False)
+        return replace(result, flags_set=tuple(rest[-1].split()))
 
     # -- reading ---------------------------------------------------------------------------------
 

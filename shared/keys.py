@@ -70,5 +70,6 @@ class ProjectionKeys:
         return f"{namespace}:lease:{partition}"
 
     def nudge_pending(self, partition: int) -> str:
-        """Set while a catch-up job for the partition waits in its queue (jobs pick the live version)."""
-        return f"{self.prefix}:proj:{self.projection}:nudge-pending:{partition}"
+        """Set while a catch-up job for the partition waits in its queue (jobs pick the live version). Under the
+        log's hash tag: an append sets it in the same script (see ``shared.nudges``)."""
+        return f"{self.prefix}:{{log}}:nudge-pending:{self.projection}:{partition}"

@@ -59,19 +59,35 @@ def nudge_partition(
     return True
 
 
+def nudge_flags(prefix: str, partitions: int, stream_ids: Iterable[str]) -> dict[str, tuple[Subscriber, int]]:
+    """The flag of every projection for the partitions of these streams, with what each flag stands for."""
+    return {
+        ProjectionKeys(prefix, subscriber.projection).nudge_pending(partition): (subscriber, partition)
+        for partition in dict.fromkeys(partition_of(stream, partitions) for stream in stream_ids)
+        for subscriber in SUBSCRIBERS
+    }
+
+
+def enqueue_nudges(
+    connection: redis.Redis, flagged: Iterable[tuple[Subscriber, int]], request_id: str | None = None
+) -> None:
+    """A catch-up job for each flag just set (an append sets the flags with its events: ``EventStore.append_many``)."""
+    for subscriber, partition in flagged:
+        _enqueue(connection, subscriber, partition, request_id)
+
+
 def nudge_streams(
     connection: redis.Redis, prefix: str, partitions: int, stream_ids: Iterable[str], request_id: str | None = None
 ) -> None:
-    """Nudge every projection for the partitions of the streams just written: the flags in one round trip
-    (under load they are nearly always set already, so that is all an append pays), a job per flag set now."""
-    wanted = list(dict.fromkeys((s, partition_of(stream, partitions)) for stream in stream_ids for s in SUBSCRIBERS))
+    """Nudge every projection for the partitions of streams written without the flags (one round trip; under
+    load they are nearly always set already), a job per flag set now."""
+    flags = nudge_flags(prefix, partitions, stream_ids)
     pipe = connection.pipeline(transaction=False)
-    for subscriber, partition in wanted:
-        flag = ProjectionKeys(prefix, subscriber.projection).nudge_pending(partition)
+    for flag in flags:
         pipe.set(flag, 1, nx=True, ex=NUDGE_FLAG_TTL_S)
-    for (subscriber, partition), newly_set in zip(wanted, pipe.execute(), strict=True):
-        if newly_set:
-            _enqueue(connection, subscriber, partition, request_id)
+    enqueue_nudges(
+        connection, [flags[f] for f, newly_set in zip(flags, pipe.execute(), strict=True) if newly_set], request_id
+    )
 
 
 def _enqueue(connection: redis.Redis, subscriber: Subscriber, partition: int, request_id: str | None) -> None:

@@ -14,6 +14,7 @@ from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import COPENHAGEN
 from shared.eventstore import (
     ANY_VERSION,
+    AppendResult,
     EarlierLayout,
     EventStore,
     IdempotencyKey,
@@ -237,3 +238,22 @@ def test_a_log_in_an_earlier_layout_is_refused_with_the_way_to_move_it(store: Ev
     store.redis.xadd(store.keys.layout_1_events, {"id": "x"}, id="1-0")
     with pytest.raises(EarlierLayout, match=r"export it with that version \(log export\) and import"):
         EventStore(store.redis, store.registry)
+
+
+def test_an_append_sets_its_flags_with_its_events_and_says_which_it_set(store: EventStore) -> None:
+    flags = ["cf:{log}:nudge-pending:x:1", "cf:{log}:nudge-pending:y:1"]
+
+    def append(stream: str, event: NewEvent, expected: int = ANY_VERSION) -> AppendResult:
+        return store.append_many([StreamWrite(stream, [event], expected)], flags=flags, flag_ttl_s=30)
+
+    store.redis.set(flags[1], 1)
+    assert append("case-a", new("case-a")).flags_set == (flags[0],) and 0 < store.redis.ttl(flags[0]) <= 30
+    assert append("case-b", new("case-b")).flags_set == ()  # both set already
+    store.redis.delete(*flags)
+    event = new("case-c")
+    store.append("case-c", [event])
+    replayed = append("case-c", event)  # a duplicate writes nothing, flags included
+    assert replayed.duplicate and replayed.flags_set == () and not store.redis.exists(*flags)
+    with pytest.raises(WrongExpectedVersion):
+        append("case-c", new("case-c"), expected=0)
+    assert not store.redis.exists(*flags)

@@ -32,7 +32,7 @@ from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
 from shared.metrics import EVENTS
-from shared.nudges import enqueue_offers, nudge_streams
+from shared.nudges import NUDGE_FLAG_TTL_S, enqueue_nudges, enqueue_offers, nudge_flags
 from shared.vault import Vault
 
 T = TypeVar("T")
@@ -119,7 +119,10 @@ class Intake:
     # -- writing ----------------------------------------------------------------------------------
 
     def write(self, ctx: Context, on: date, writes: Sequence[Write], offers_for: str | None = None) -> AppendResult:
+        """Append; the projections' nudge flags are set by the append itself, and a job is enqueued for each
+        flag it set (none when a job is already waiting, as nearly always under load)."""
         at = start_of_day(on)
+        flags = nudge_flags(self.prefix, self.store.partitions, [w.stream_id for w in writes if w.events])
         result = self.store.append_many(
             [
                 StreamWrite(
@@ -133,14 +136,16 @@ class Intake:
                 for w in writes
             ],
             idempotency=ctx.idempotency,
+            flags=list(flags),
+            flag_ttl_s=NUDGE_FLAG_TTL_S,
         )
+        enqueue_nudges(self.store.redis, [flags[flag] for flag in result.flags_set], ctx.request_id)
         if not result.duplicate:
             for write in writes:
                 if write.events and (fold := fold_of(write.stream_id)) is not None:
                     self.folds.appended(fold, write.expected_version, write.events, on)
                 for event in write.events:
                     EVENTS.labels(type(event).__name__).inc()
-        nudge_streams(self.store.redis, self.prefix, self.store.partitions, result.stream_versions, ctx.request_id)
         if offers_for and not result.duplicate:
             enqueue_offers(self.store.redis, offers_for)
         return result
