@@ -6,10 +6,10 @@ One redis-server is started for the run and one workload log is generated (``ben
 courses, about twelve events per citizen). Smaller sizes are prefixes of it: the log as it stood when it
 held N events, or when its N-th citizen was referred.
 
-- Rebuild: for each size, a fresh process (so its peak memory is its own) replays both read models from
-  the log up to that size into new keys, exactly what ``projections rebuild all`` does before it
-  switches readers over. Reports seconds, events/s, peak RSS, and Redis memory per event (log, and read
-  models).
+- Rebuild: for each size, a fresh process (so its peak memory is its own) runs ``rebuild`` up to that size
+  with ``--processes`` forked processes (default: one per core), exactly what ``projections rebuild all``
+  does. Reports seconds, events/s, peak RSS of the largest process, and Redis memory per event (log, and
+  read models).
 - Queries: the reporting read model is projected up to each citizen count, then each query is called 200
   times through ``Reports`` (what the API calls, without HTTP): median and p99.
 
@@ -44,21 +44,25 @@ from services.reporting.queries import Reports  # noqa: E402
 from shared.bootstrap import event_store  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.eventstore import EventStore  # noqa: E402
-from shared.projections import replay  # noqa: E402
+from shared.projections import rebuild, replay  # noqa: E402
 
 PROGRAMME = "bench-cph"
 ON = date(2017, 6, 1)  # a day within every size's span but the smallest's
 
 
-def rebuild_both(url: str, until: int) -> dict[str, float]:
-    """In a fresh process: replay both read models up to ``until``; seconds per model and peak RSS."""
+def rebuild_both(url: str, until: int, processes: int) -> dict[str, float]:
+    """In a fresh process: what ``projections rebuild all --processes N`` does, up to ``until`` (both read
+    models in one pass, the partitions shared among N forked processes); seconds and peak RSS (the largest
+    process: the parent, or one rebuild process)."""
     store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
-    seconds = {}
-    for projection in (CaseflowProjection(), ReportingProjection()):
-        started = time.perf_counter()
-        replay(store, projection, f"bench-rebuild:{until}:{projection.name}", until=until)
-        seconds[projection.name] = time.perf_counter() - started
-    return seconds | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    started = time.perf_counter()
+    rebuild(
+        store, [CaseflowProjection(), ReportingProjection()], f"bench-rebuild:{until}", processes=processes, until=until
+    )
+    own, children = (
+        resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return {"seconds": time.perf_counter() - started, "peak_rss_mb": max(own, children)}
 
 
 def timed(call: Callable[[], object], runs: int = 200) -> dict[str, float]:
@@ -71,20 +75,18 @@ def timed(call: Callable[[], object], runs: int = 200) -> dict[str, float]:
     return {"median_ms": round(statistics.median(samples), 3), "p99_ms": round(samples[int(runs * 0.99) - 1], 3)}
 
 
-def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int]) -> list[dict[str, Any]]:
+def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int], processes: int) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         before = connection.info("memory")["used_memory"]
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            result = pool.submit(rebuild_both, url, size).result()
+            result = pool.submit(rebuild_both, url, size, processes).result()
         models = connection.info("memory")["used_memory"] - before
-        total = result["caseflow"] + result["reporting"]
         row = {
             "events": size,
-            "caseflow_s": round(result["caseflow"], 2),
-            "reporting_s": round(result["reporting"], 2),
-            "both_s": round(total, 2),
-            "events_per_s_both_models": round(size / total),
+            "processes": processes,
+            "both_s": round(result["seconds"], 2),
+            "events_per_s_both_models": round(size / result["seconds"]),
             "peak_rss_mb": round(result["peak_rss_mb"], 1),
             "read_models_bytes_per_event": round(models / size),
         }
@@ -131,9 +133,9 @@ def plot(results: dict[str, Any]) -> None:
     rebuilds = results["rebuild"]
     events = [r["events"] for r in rebuilds]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(events, [r["both_s"] for r in rebuilds], "o-", label="both read models")
-    left.plot(events, [r["caseflow_s"] for r in rebuilds], "s--", label="caseflow")
-    left.plot(events, [r["reporting_s"] for r in rebuilds], "^--", label="reporting")
+    left.plot(
+        events, [r["both_s"] for r in rebuilds], "o-", label=f"both read models, {rebuilds[0]['processes']} processes"
+    )
     left.axhline(60, color="grey", linestyle=":", label="target: 60 s at 1M")
     left.set(xlabel="events in the log", ylabel="seconds", title="Rebuild time")
     left.legend()
@@ -160,6 +162,7 @@ def main() -> None:
     parser.add_argument("--citizens", type=int, default=100_000, help="the whole log's citizens")
     parser.add_argument("--rebuild-events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--query-citizens", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count(), help="rebuild processes")
     args = parser.parse_args()
     with workload_log(args.citizens) as (url, store, heads, generate_s):
         connection, head = store.redis, store.head()
@@ -171,7 +174,9 @@ def main() -> None:
             "log_bytes_per_event": round(connection.info("memory")["used_memory"] / head),
         }
         print(json.dumps(results), flush=True)
-        results["rebuild"] = measure_rebuilds(connection, url, [n for n in args.rebuild_events if n <= head])
+        results["rebuild"] = measure_rebuilds(
+            connection, url, [n for n in args.rebuild_events if n <= head], args.processes
+        )
         results["queries"] = measure_queries(store, heads, [c for c in args.query_citizens if c in heads])
     (ROOT / "bench" / "results" / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results)

@@ -312,7 +312,7 @@ def active_namespace(connection: redis.Redis, prefix: str, projection: Projectio
 
 
 FLUSH_EVERY = 50_000  # events a long replay folds in memory between writes
-KEEP_DOCS = 200_000  # documents a long replay holds per read model; beyond, the first loaded are dropped
+KEEP_DOCS = 50_000  # documents a long replay holds per read model (~9 KB each); beyond, the first loaded are dropped
 
 
 def replay(
@@ -390,6 +390,7 @@ def rebuild(
     prefix: str,
     progress: Callable[[int], None] | None = None,
     processes: int = 1,
+    until: int | None = None,
 ) -> dict[str, str]:
     """Build a new generation of read models from the log, then switch readers and workers to it at once.
 
@@ -412,7 +413,7 @@ def rebuild(
         )
         for projection in projections
     ]
-    head = store.head()
+    head = store.head() if until is None else until
     if processes > 1:
         if not can_fork_readers(connection):
             raise ValueError("several rebuild processes need a Redis server they can connect to")
