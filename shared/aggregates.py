@@ -5,8 +5,9 @@ and again (programmes, caseloads, partners, recent cases) and brings each up to
 date by reading only the events appended since it was folded: one round trip for
 several streams, and usually nothing to read. Every value held is the fold of a
 prefix of its stream, so reading on from its version is always right; that is
-why it needs no invalidation, only a check that the stream is not shorter than
-what is held (a store restored or flushed under a running service).
+why it needs no invalidation, only a check that the log is still the same one
+(its identity comes with every read; a store restored or flushed under a
+running service is another log).
 """
 
 from __future__ import annotations
@@ -104,16 +105,20 @@ class Folds:
         self._held: dict[str, tuple[int, Any]] = {}  # stream -> (version, value folded up to it)
         self._max_held = max_held
         self._lock = threading.Lock()  # a threaded server's requests share the folds
+        self._log_id = store.log_id
 
     def current(self, *folds: Fold[Any]) -> list[Any]:
         """Each stream's value as the log has it now (one round trip for all of them)."""
         held = [self._held.get(f.stream_id, (0, f.initial)) for f in folds]
         fresh = self.store.read_streams({f.stream_id: version for f, (version, _) in zip(folds, held, strict=True)})
+        if fresh.log_id != self._log_id:  # another log restored into this Redis, or a flushed one: start again
+            with self._lock:
+                self._held.clear()
+                self._log_id = fresh.log_id
+            return self.current(*folds)
         values = []
         for fold, (version, value) in zip(folds, held, strict=True):
-            length, events = fresh[fold.stream_id]
-            if length < version:  # the store was restored or flushed under us: fold it again from the start
-                return self._again(folds)
+            events = fresh.events[fold.stream_id]
             for event in events:
                 value = fold.step(value, event.payload, event.occurred_on)
             self._hold(fold.stream_id, version + len(events), value)
@@ -149,8 +154,3 @@ class Folds:
             if len(self._held) > self._max_held:
                 for stale in list(self._held)[: len(self._held) - self._max_held // 2]:
                     del self._held[stale]
-
-    def _again(self, folds: Sequence[Fold[Any]]) -> list[Any]:
-        for fold in folds:
-            self.forget(fold.stream_id)
-        return self.current(*folds)

@@ -14,6 +14,7 @@ current version, not a retry loop.
 from __future__ import annotations
 
 import math
+import uuid
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -93,10 +94,10 @@ return reply
 """
 
 # Reading a stream: its events at its list of positions in one call, one round trip rather than one per event.
-# KEYS: the stream's partition's stream, the stream's position list. ARGV: from index (0-based).
-# Returns the stream's length, then its events from that index on.
+# KEYS: the stream's partition's stream, the stream's position list, the log's meta. ARGV: from index (0-based).
+# Returns the log's identity, then the stream's events from that index on.
 _READ_STREAM = """
-local out = {redis.call('LLEN', KEYS[2])}
+local out = {redis.call('HGET', KEYS[3], 'log_id') or ''}
 for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], -1)) do
   out[i + 1] = redis.call('XRANGE', KEYS[1], pos .. '-0', pos .. '-0')[1]
 end
@@ -158,6 +159,14 @@ class AppendResult:
         return self.stream_versions[self.stream_id]
 
 
+@dataclass(frozen=True)
+class Streams:
+    """What ``read_streams`` read: the log's identity, and per stream the events asked for."""
+
+    log_id: str
+    events: dict[str, list[RecordedEvent]]
+
+
 def partition_of(stream_id: str, partitions: int) -> int:
     """Stable across processes and Python versions (unlike ``hash``)."""
     return zlib.crc32(stream_id.encode()) % partitions
@@ -181,16 +190,21 @@ class EventStore:
                 "this log has an earlier version's layout (one global stream): export it with that version "
                 "(log export) and import the file here (log import)"
             )
-        self.partitions = self._agree_partitions(partitions)
+        self.partitions, self.log_id = self._agree(partitions)
         self._idempotency_ttl_s = idempotency_ttl_s
         self._append_script = load_script(connection, _APPEND)
         self._read_stream = load_script(connection, _READ_STREAM)
 
-    def _agree_partitions(self, wanted: int) -> int:
-        """The partition count is fixed when the log is created; every process uses the stored one."""
-        self.redis.hsetnx(self.keys.meta, "partitions", wanted)
-        stored = self.redis.hget(self.keys.meta, "partitions")
-        return int(stored) if stored is not None else wanted
+    def _agree(self, wanted: int) -> tuple[int, str]:
+        """The partition count and the log's identity are fixed when the log is created; every process uses
+        the stored ones. The identity tells state a process holds (``Folds``, a runner's held documents)
+        from state of another log restored into the same Redis."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(self.keys.meta, "partitions", wanted)
+        pipe.hsetnx(self.keys.meta, "log_id", uuid.uuid4().hex)
+        pipe.hmget(self.keys.meta, "partitions", "log_id")
+        partitions, log_id = pipe.execute()[-1]
+        return int(partitions), as_text(log_id)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -331,13 +345,13 @@ class EventStore:
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
-        return self.read_streams({stream_id: after_version})[stream_id][1]
+        return self.read_streams({stream_id: after_version}).events[stream_id]
 
-    def read_streams(self, after_versions: Mapping[str, int]) -> dict[str, tuple[int, list[RecordedEvent]]]:
-        """Several streams' events after known versions, in one round trip; with each stream's length, so a
-        reader that holds more than the stream has (a store restored or flushed under it) can tell."""
+    def read_streams(self, after_versions: Mapping[str, int]) -> Streams:
+        """Several streams' events after known versions, in one round trip; with the log's identity, so a
+        reader holding state of another log (one restored into this Redis, or a flushed store) can tell."""
         calls = [
-            ([self.keys.partition(partition_of(s, self.partitions)), self.keys.stream(s)], [after])
+            ([self.keys.partition(partition_of(s, self.partitions)), self.keys.stream(s), self.keys.meta], [after])
             for s, after in after_versions.items()
         ]
         if len(calls) == 1:
@@ -348,10 +362,13 @@ class EventStore:
             except redis.exceptions.NoScriptError:  # the server restarted and forgot it
                 self.redis.script_load(_READ_STREAM)
                 replies = self._pipelined(self._read_stream.sha, calls)
-        return {
-            stream_id: (int(length), [self._decode(entry_id, _pairs(fields)) for entry_id, fields in entries])
-            for stream_id, (length, *entries) in zip(after_versions, replies, strict=True)
-        }
+        return Streams(
+            as_text(replies[0][0]),
+            {
+                stream_id: [self._decode(entry_id, _pairs(fields)) for entry_id, fields in entries]
+                for stream_id, (_, *entries) in zip(after_versions, replies, strict=True)
+            },
+        )
 
     def _pipelined(self, sha: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)

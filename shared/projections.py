@@ -266,7 +266,7 @@ class ProjectionRunner:
         """The documents this process committed with ``checkpoint``, if that is still the partition's
         checkpoint: every commit moves it forward, so no other worker has written them since. Otherwise
         (or after a failed batch, whose documents may be half-changed) a state that reads them afresh."""
-        held = _HELD.pop((self.namespace, partition), None)
+        held = _HELD.pop((self.store.log_id, self.namespace, partition), None)
         if held is None or held[0] != checkpoint:
             return ProjectionState(reader, self.namespace)
         held[1].read_through(reader)
@@ -275,13 +275,14 @@ class ProjectionRunner:
     def _hold(self, partition: int, checkpoint: int, state: ProjectionState) -> None:
         if state.documents_held > HELD_DOCS_PER_PARTITION:
             state.forget_oldest(HELD_DOCS_PER_PARTITION // 2)
-        _HELD[(self.namespace, partition)] = (checkpoint, state)
+        _HELD[(self.store.log_id, self.namespace, partition)] = (checkpoint, state)
 
 
 # Per process: each partition's documents as last committed by this process, and the checkpoint committed
-# with them. Workers run jobs in-process (``SuiteWorker``), so a partition's next batch needs not read and
-# decode again the documents its previous batch wrote.
-_HELD: dict[tuple[str, int], tuple[int, ProjectionState]] = {}
+# with them, by log (a log restored into the same Redis may reach the same checkpoints) and namespace.
+# Workers run jobs in-process (``SuiteWorker``), so a partition's next batch needs not read and decode again
+# the documents its previous batch wrote.
+_HELD: dict[tuple[str, str, int], tuple[int, ProjectionState]] = {}
 HELD_DOCS_PER_PARTITION = 10_000
 
 

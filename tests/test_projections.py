@@ -224,3 +224,23 @@ def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, conn
     assert "rebuilding caseflow" in result.output and "now reading cf:proj:reporting:v4:g1" in result.output
     status = create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "status"])
     assert "caught up" in status.output and ":g1" in status.output
+
+
+def test_documents_a_worker_holds_serve_only_the_log_they_came_from(store: EventStore, connection: redis.Redis) -> None:
+    """A process keeps each partition's documents with the checkpoint it committed. Another log restored into
+    the same Redis may bring the same read model's namespace to the same checkpoint: the held documents must
+    not be taken for it (they are kept by the log's identity too)."""
+    generate_log(store, cases=30)
+    projection = CaseflowProjection()
+    ProjectionRunner(store, projection).catch_up_all()
+    partition = next(p for p in range(store.partitions) if store.partition_head(p))
+    checkpoint = ProjectionRunner(store, projection).checkpoint(partition)
+    held = ProjectionRunner(store, projection)._state_at(partition, checkpoint, connection.pipeline())
+    assert held.documents_held > 0  # the same log, the same checkpoint: this process's documents
+    ProjectionRunner(store, projection)._hold(partition, checkpoint, held)
+    connection.flushdb()  # another log is restored into this Redis...
+    restored = EventStore(connection, store.registry, partitions=store.partitions)
+    assert restored.log_id != store.log_id
+    # ...and its read model stands at the same checkpoint: nothing held is offered for it.
+    state = ProjectionRunner(restored, projection)._state_at(partition, checkpoint, connection.pipeline())
+    assert state.documents_held == 0
