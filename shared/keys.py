@@ -50,6 +50,11 @@ class ProjectionKeys:
     prefix: str
     projection: str
 
+    @property
+    def namespace_root(self) -> str:
+        """What every version and generation of this read model's namespace starts with."""
+        return f"{self.prefix}:proj:{self.projection}:v"
+
     def namespace(self, version: int, generation: int = 0) -> str:
         """Where one generation of one version of the read model lives. A rebuild writes a new generation."""
         return f"{self.prefix}:proj:{self.projection}:v{version}:g{generation}"

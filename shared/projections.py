@@ -275,7 +275,10 @@ class ProjectionRunner:
     def _hold(self, partition: int, checkpoint: int, state: ProjectionState) -> None:
         if state.documents_held > HELD_DOCS_PER_PARTITION:
             state.forget_oldest(HELD_DOCS_PER_PARTITION // 2)
-        _HELD[(self.store.log_id, self.namespace, partition)] = (checkpoint, state)
+        mine = (self.store.log_id, self.namespace)
+        for held in [k for k in _HELD if k[:2] != mine and k[1].startswith(self.keys.namespace_root)]:
+            del _HELD[held]  # a generation or a log no longer read: its documents will not serve again
+        _HELD[(*mine, partition)] = (checkpoint, state)
 
 
 # Per process: each partition's documents as last committed by this process, and the checkpoint committed
@@ -283,7 +286,7 @@ class ProjectionRunner:
 # Workers run jobs in-process (``SuiteWorker``), so a partition's next batch needs not read and decode again
 # the documents its previous batch wrote.
 _HELD: dict[tuple[str, str, int], tuple[int, ProjectionState]] = {}
-HELD_DOCS_PER_PARTITION = 10_000
+HELD_DOCS_PER_PARTITION = 2_000  # a few KB each: at most ~300 MB for one projection's 16 partitions
 
 
 def lag(store: EventStore, namespace: str) -> int:

@@ -244,3 +244,19 @@ def test_documents_a_worker_holds_serve_only_the_log_they_came_from(store: Event
     # ...and its read model stands at the same checkpoint: nothing held is offered for it.
     state = ProjectionRunner(restored, projection)._state_at(partition, checkpoint, connection.pipeline())
     assert state.documents_held == 0
+
+
+def test_a_worker_process_lets_go_of_documents_of_a_generation_no_longer_read(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    generate_log(store, cases=30)
+    projection = ReportingProjection()
+    ProjectionRunner(store, projection).catch_up_all()
+    before = {key[1] for key in projections._HELD if key[1].startswith("cf:proj:reporting:")}
+    assert before == {"cf:proj:reporting:v4:g0"}
+    rebuild(store, [projection], "cf")
+    generate_log(store, cases=5, seed=3)
+    ProjectionRunner(store, projection).catch_up_all()
+    assert {key[1] for key in projections._HELD if key[1].startswith("cf:proj:reporting:")} == {
+        "cf:proj:reporting:v4:g1"
+    }
