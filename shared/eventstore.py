@@ -185,11 +185,6 @@ class EventStore:
         self.redis = connection
         self.registry = registry
         self.keys = LogKeys(prefix)
-        if connection.exists(self.keys.layout_1_events):
-            raise EarlierLayout(
-                "this log has an earlier version's layout (one global stream): export it with that version "
-                "(log export) and import the file here (log import)"
-            )
         self.partitions, self.log_id = self._agree(partitions)
         self._idempotency_ttl_s = idempotency_ttl_s
         self._append_script = load_script(connection, _APPEND)
@@ -200,10 +195,16 @@ class EventStore:
         the stored ones. The identity tells state a process holds (``Folds``, a runner's held documents)
         from state of another log restored into the same Redis."""
         pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.keys.layout_1_events)
         pipe.hsetnx(self.keys.meta, "partitions", wanted)
         pipe.hsetnx(self.keys.meta, "log_id", uuid.uuid4().hex)
         pipe.hmget(self.keys.meta, "partitions", "log_id")
-        partitions, log_id = pipe.execute()[-1]
+        earlier, _, _, (partitions, log_id) = pipe.execute()
+        if earlier:
+            raise EarlierLayout(
+                "this log has an earlier version's layout (one global stream): export it with that version "
+                "(log export) and import the file here (log import)"
+            )
         return int(partitions), as_text(log_id)
 
     # -- writing ---------------------------------------------------------------------------------

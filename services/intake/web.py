@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import date
+from functools import cache
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -72,15 +73,11 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
     return Context(actor, g.request_id, idempotency), data
 
 
-_SCHEMAS: dict[type[Schema], Schema] = {}
-
-
+@cache
 def _instance(schema: type[Schema]) -> Schema:
     """One instance per request schema: building one costs more than validating with it, and our schemas keep
     no state between loads (no ``context``, no instance attributes)."""
-    if schema not in _SCHEMAS:
-        _SCHEMAS[schema] = schema()
-    return _SCHEMAS[schema]
+    return schema()
 
 
 def seal(case: Case, text: str | None) -> str | None:

@@ -26,42 +26,38 @@ from shared.projections import ProjectionState
 from shared.redis_values import as_text
 
 
+def _buckets(series: str, iso: str) -> tuple[tuple[str, str, bool], ...]:
+    """A day's three buckets: (hash, the day's unit in it, whether a total on the day includes that unit)."""
+    return (
+        (f"{series}:years", iso[:4], False),  # a total counts the years before
+        (f"{series}:months:{iso[:4]}", iso[:7], False),  # the months before, that year
+        (f"{series}:days:{iso[:7]}", iso, True),  # the days up to the day, that month
+    )
+
+
 def add_on(state: ProjectionState, series: str, who: str, day: date, amount: int) -> None:
-    iso = day.isoformat()
-    state.incr(f"{series}:years", f"{who}|{iso[:4]}", amount)
-    state.incr(f"{series}:months:{iso[:4]}", f"{who}|{iso[:7]}", amount)
-    state.incr(f"{series}:days:{iso[:7]}", f"{who}|{iso}", amount)
+    for name, unit, _ in _buckets(series, day.isoformat()):
+        state.incr(name, f"{who}|{unit}", amount)
 
 
 def totals_on(
     connection: redis.Redis, key: Callable[[str], str], series: str, days: Iterable[date]
 ) -> list[dict[str, int]]:
     """Each ``who``'s total on each of the days (one round trip for all of them)."""
-    days = list(days)
-    names = list(
-        dict.fromkeys(
-            name
-            for day in days
-            for name in (f"{series}:years", f"{series}:months:{day.year:04d}", f"{series}:days:{day.isoformat()[:7]}")
-        )
-    )
+    wanted = [_buckets(series, day.isoformat()) for day in days]
+    names = list(dict.fromkeys(name for buckets in wanted for name, _, _ in buckets))
     pipe = connection.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(key(name))
-    buckets = {
+    stored = {
         name: [(as_text(field).rsplit("|", 1), int(value)) for field, value in reply.items()]
         for name, reply in zip(names, pipe.execute(), strict=True)
     }
     answers = []
-    for day in days:
-        iso, totals = day.isoformat(), defaultdict[str, int](int)
-        parts = (
-            (f"{series}:years", iso[:4], False),  # the years before
-            (f"{series}:months:{iso[:4]}", iso[:7], False),  # the months before, that year
-            (f"{series}:days:{iso[:7]}", iso, True),  # the days up to the day, that month
-        )
-        for name, cutoff, inclusive in parts:
-            for (who, unit), amount in buckets[name]:
+    for buckets in wanted:
+        totals = defaultdict[str, int](int)
+        for name, cutoff, inclusive in buckets:
+            for (who, unit), amount in stored[name]:
                 if unit < cutoff or (inclusive and unit == cutoff):
                     totals[who] += amount
         answers.append(dict(totals))
