@@ -23,7 +23,7 @@ from shared.domain.case import Case, evolve
 from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
 from shared.domain.programme import Programme, evolve_programme
 from shared.events import DomainEvent
-from shared.eventstore import EventStore
+from shared.eventstore import AppendResult, EventStore
 
 T = TypeVar("T")
 MAX_HELD = 20_000  # folds one process keeps; beyond, the first folded are dropped (re-read when next needed)
@@ -107,9 +107,18 @@ class Folds:
         self._lock = threading.Lock()  # a threaded server's requests share the folds
         self._log_id = store.log_id
 
-    def current(self, *folds: Fold[Any]) -> list[Any]:
-        """Each stream's value as the log has it now (one round trip for all of them)."""
+    def current(self, *folds: Fold[Any], at: AppendResult | None = None) -> list[Any]:
+        """Each stream's value as the log has it now (one round trip for all of them).
+
+        ``at``: or as an append of this log left them, when every one is held at the version it reports
+        (the answer to a command is the state the command made: nothing to read)."""
         held = [self._held.get(f.stream_id, (0, f.initial)) for f in folds]
+        if (
+            at is not None
+            and at.log_id == self._log_id
+            and all(at.versions_at_append.get(f.stream_id) == v for f, (v, _) in zip(folds, held, strict=True))
+        ):
+            return [value for _, value in held]
         fresh = self.store.read_streams({f.stream_id: version for f, (version, _) in zip(folds, held, strict=True)})
         if fresh.log_id != self._log_id:  # another log restored into this Redis, or a flushed one: start again
             with self._lock:

@@ -2,17 +2,21 @@
 
 A partner's fold is held per process and brought up to date on every request
 (one round trip, see ``Folds``), so a revoked key stops working on the next
-request, in every process.
+request, in every process. An endpoint whose only effect is one append may
+instead take the key as this process last saw it (``caller(..., checked_by_append=True)``):
+its append read-checks the partner's stream at that version, so nothing is
+written for a key revoked since; and an answer given without such an append is
+held back until the key is confirmed (``confirm_before_answering``).
 """
 
 from __future__ import annotations
 
-from flask import current_app, g, request, session
+from flask import Flask, Response, current_app, g, request, session
 
 from shared.aggregates import Folds, partner_fold
-from shared.domain.access import Partner, Principal, Role, authenticate, parse_api_key
-from shared.eventstore import EventStore
-from shared.http import ApiError
+from shared.domain.access import Authority, Partner, Principal, Role, authenticate, parse_api_key, partner_stream
+from shared.eventstore import AppendResult, EventStore
+from shared.http import ApiError, error_response
 
 
 class Authenticator:
@@ -26,25 +30,62 @@ class Authenticator:
 
     def principal(self, authorization: str | None) -> Principal | None:
         """The caller behind an ``Authorization: Bearer <key>`` header, or None."""
-        if not authorization or not authorization.startswith("Bearer "):
-            return None
-        parsed = parse_api_key(authorization.removeprefix("Bearer ").strip())
+        parsed = _parsed(authorization)
+        return authenticate(self.partner(parsed[0]), parsed[1], parsed[2]) if parsed else None
+
+    def held_principal(self, authorization: str | None) -> tuple[Principal | None, Authority | None]:
+        """The caller as this process last saw its partner, with the version that says so; a key not valid
+        there is looked up afresh (it may be new), and then needs no confirming (authority None)."""
+        parsed = _parsed(authorization)
         if parsed is None:
-            return None
-        partner_id, key_id, secret = parsed
-        return authenticate(self.partner(partner_id), key_id, secret)
+            return None, None
+        version, partner = self._folds.held(partner_fold(parsed[0]))
+        if (principal := authenticate(partner, parsed[1], parsed[2])) is not None:
+            return principal, Authority(partner_stream(parsed[0]), version)
+        return self.principal(authorization), None
 
 
-def caller(*roles: Role) -> Principal:
-    """The authenticated caller of this request: 401 without a valid key, 403 for a role the endpoint never serves."""
+def _parsed(authorization: str | None) -> tuple[str, str, str] | None:
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    return parse_api_key(authorization.removeprefix("Bearer ").strip())
+
+
+def caller(*roles: Role, checked_by_append: bool = False) -> Principal:
+    """The authenticated caller of this request: 401 without a valid key, 403 for a role the endpoint never
+    serves. ``checked_by_append``: see the module's docstring."""
     authenticator: Authenticator = current_app.extensions["authenticator"]
     header = request.headers.get("Authorization")
     if header is None and current_app.secret_key and session.get("api_key"):
         header = f"Bearer {session['api_key']}"  # the reporting pages' login; read-only, so no CSRF to fear
-    principal = authenticator.principal(header)
+    if checked_by_append:
+        principal, g.authority = authenticator.held_principal(header)
+    else:
+        principal, g.authority = authenticator.principal(header), None
     if principal is None:
         raise ApiError(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
+    g.principal = principal  # before the role is checked: a 403 is an answer to this key too
     if principal.role not in roles:
         raise ApiError(403, "forbidden", f"a {principal.role.value} key cannot be used here")
-    g.principal = principal
     return principal
+
+
+def confirmed_by(result: AppendResult) -> None:
+    """The request's key is confirmed if its append found the partner's stream at the version relied on."""
+    authority: Authority | None = g.get("authority")
+    if authority is not None and result.versions_at_append.get(authority.stream_id) == authority.version:
+        g.authority = None
+
+
+def confirm_before_answering(app: Flask) -> None:
+    """An answer to a key taken as held, and not confirmed by an append (an error, an idempotent replay),
+    waits for the key to be confirmed against the log now: 401 if it was revoked meanwhile."""
+
+    @app.after_request
+    def _confirm(response: Response) -> Response:
+        if g.pop("authority", None) is None:
+            return response
+        authenticator: Authenticator = app.extensions["authenticator"]
+        if authenticator.principal(request.headers.get("Authorization")) != g.get("principal"):
+            return error_response(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
+        return response

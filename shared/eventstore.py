@@ -17,7 +17,7 @@ import math
 import uuid
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,12 +31,15 @@ from shared.redis_values import as_text, entry_position, load_script, stream_ent
 ANY_VERSION = -1
 
 # KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream,
-#       then flags to set (NX, with a TTL) when events are written
+#       then flags to set (NX, with a TTL) when events are written, then the position lists of streams observed,
+#       then the log's meta
 # ARGV: use idempotency (0/1), request fingerprint, idempotency ttl, number of streams k,
 #       then per stream: stream id, expected version, number of events,
 #       then per event, streams in order: id, type, schema version, occurred_at, recorded_at, actor, payload, meta,
-#       then the flags' TTL
-# Returns 'ok', each event's "position:stream position", then the flags it set, space-separated.
+#       then the flags' TTL, then the number of streams observed
+# Returns 'ok', each event's "position:stream position", the flags it set (space-separated), the version of
+# each stream written or read-checked and of each observed, as the append left them (space-separated), and the
+# log's identity.
 _APPEND = """
 local use_idem = ARGV[1] == '1'
 if use_idem then
@@ -85,11 +88,17 @@ if use_idem then
   redis.call('SET', KEYS[3], ARGV[2] .. '|' .. table.concat(summary, ',') .. '|' .. table.concat(reply, ',', 2),
     'EX', ARGV[3])
 end
+local observed = tonumber(ARGV[#ARGV])
 local flagged = {}
-for f = 4 + k * 2, #KEYS do
-  if redis.call('SET', KEYS[f], '1', 'NX', 'EX', ARGV[#ARGV]) then flagged[#flagged + 1] = KEYS[f] end
+for f = 4 + k * 2, #KEYS - observed - 1 do
+  if redis.call('SET', KEYS[f], '1', 'NX', 'EX', ARGV[#ARGV - 1]) then flagged[#flagged + 1] = KEYS[f] end
 end
 reply[#reply + 1] = table.concat(flagged, ' ')
+local after = {}
+for j = 0, k - 1 do after[j + 1] = versions[j + 1] + tonumber(ARGV[4 + j * 3 + 3]) end
+for f = #KEYS - observed, #KEYS - 1 do after[#after + 1] = redis.call('LLEN', KEYS[f]) end
+reply[#reply + 1] = table.concat(after, ' ')
+reply[#reply + 1] = redis.call('HGET', KEYS[#KEYS], 'log_id') or ''
 return reply
 """
 
@@ -148,6 +157,11 @@ class AppendResult:
     global_positions: tuple[int, ...]
     duplicate: bool  # True when this was a replay of an earlier append
     flags_set: tuple[str, ...] = ()  # of the append's flags, those it set (they were not set already)
+    # Every stream written, read-checked or observed, at its version the instant the append was made (empty
+    # for a replay): a fold held at that version is the stream as the append left it, with nothing to read.
+    versions_at_append: dict[str, int] = field(default_factory=dict)
+    log_id: str = ""  # the identity of the log appended to (empty for a replay)
+    alongside: tuple[Any, ...] = ()  # the replies to the commands sent with the append
 
     @property
     def stream_id(self) -> str:
@@ -227,11 +241,18 @@ class EventStore:
         idempotency: IdempotencyKey | None = None,
         flags: Sequence[str] = (),
         flag_ttl_s: int = 60,
+        observe: Sequence[str] = (),
+        alongside: Sequence[Sequence[Any]] = (),
     ) -> AppendResult:
         """Append to several streams at once: every expected version holds and all is written, or nothing is.
 
         ``flags`` (keys under the log's hash tag) are set with the events, if not set already, in the same
-        script: how an append nudges the projections without a round trip of its own."""
+        script: how an append nudges the projections without a round trip of its own. ``observe`` names
+        streams whose versions the result reports as the append left them (with those written and
+        read-checked), so an answer can be given from folds held at those versions without reading the log
+        again. ``alongside``: commands sent before the append in its round trip (the vault's key for a new
+        citizen); they take effect even if the append is refused, and may be sent twice, so each must be harmless
+        alone and when repeated."""
         streams = [w.stream_id for w in writes]
         if not any(w.events for w in writes) or len(set(streams)) != len(streams):
             raise ValueError("each write names a different stream, and some write has events")
@@ -267,8 +288,11 @@ class EventStore:
                 orjson.dumps(event.metadata),
             ]
         keys += flags
-        argv.append(flag_ttl_s)
-        reply = [as_text(x) for x in self._append_script(keys=keys, args=argv)]
+        keys += [self.keys.stream(stream_id) for stream_id in observe]
+        keys.append(self.keys.meta)
+        argv += [flag_ttl_s, len(observe)]
+        replies = self._append_with(alongside, keys, argv)
+        reply = [as_text(x) for x in replies[-1]]
         outcome, rest = reply[0], reply[1:]
         if outcome == "conflict":
             stream, actual = rest[0], int(rest[1])
@@ -285,8 +309,29 @@ class EventStore:
         counts = [(w.stream_id, len(w.events)) for w in writes]
         if outcome == "duplicate_events":
             return _result(counts, rest, duplicate=True)
-        result = _result(counts, rest[:-1], duplicate=False)
-        return replace(result, flags_set=tuple(rest[-1].split()))
+        result = _result(counts, rest[:-3], duplicate=False)
+        return replace(
+            result,
+            flags_set=tuple(rest[-3].split()),
+            versions_at_append=dict(zip([*streams, *observe], map(int, rest[-2].split()), strict=True)),
+            log_id=rest[-1],
+            alongside=tuple(replies[:-1]),
+        )
+
+    def _append_with(self, alongside: Sequence[Sequence[Any]], keys: list[str], argv: list[Any]) -> list[Any]:
+        """The commands sent alongside, then the append script, in one round trip."""
+        if not alongside:
+            return [self._append_script(keys=keys, args=argv)]
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for command in alongside:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.evalsha(self._append_script.sha, len(keys), *keys, *argv)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:  # the server restarted and forgot it: load, send again
+                self.redis.script_load(_APPEND)
+        raise RuntimeError("the append script could not be loaded")
 
     # -- reading ---------------------------------------------------------------------------------
 

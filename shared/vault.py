@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -27,6 +28,34 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ERASED = "[erased]"
 _PREFIX = "sealed:v1:"
+
+
+def _sealed(key: bytes, citizen_id: str, plaintext: str) -> str:
+    nonce = os.urandom(12)
+    blob = nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), citizen_id.encode())
+    return f"{_PREFIX}{citizen_id}:{base64.b64encode(blob).decode()}"
+
+
+@dataclass(frozen=True)
+class NewCitizenKey:
+    """A new citizen's key, sealing before it is stored; ``store`` is the command that stores it (sent with the
+    citizen's first append), ``stored`` tells from that command's reply that it was."""
+
+    citizen_id: str
+    key: bytes = field(repr=False)
+    wrapped: bytes = field(repr=False)
+    name: str
+
+    def seal(self, plaintext: str | None) -> str | None:
+        return None if plaintext is None else _sealed(self.key, self.citizen_id, plaintext)
+
+    @property
+    def store(self) -> tuple[Any, ...]:
+        # NX GET: harmless if sent twice, and a key already there (never, for a citizen id just made) shows.
+        return ("SET", self.name, self.wrapped, "NX", "GET")
+
+    def stored(self, reply: Any) -> bool:
+        return reply is None or reply == self.wrapped
 
 
 class Vault:
@@ -49,14 +78,25 @@ class Vault:
         finally:
             self._remembered.reset(token)
 
+    def new_citizen(self, citizen_id: str) -> NewCitizenKey:
+        """A key for a citizen id just made, not stored yet: the citizen's first append stores it in its round
+        trip (``NewCitizenKey.store``), so a referral asks the vault nothing of its own."""
+        key = AESGCM.generate_key(256)
+        if (remembered := self._remembered.get()) is not None:
+            remembered[citizen_id] = key
+        return NewCitizenKey(citizen_id, key, self._wrap(citizen_id, key), self.key_name(citizen_id))
+
+    def _wrap(self, citizen_id: str, key: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._master.encrypt(nonce, key, citizen_id.encode())
+
     def _key(self, citizen_id: str, create: bool) -> bytes | None:
         remembered = self._remembered.get()
         if remembered is not None and citizen_id in remembered:
             return remembered[citizen_id]
         name = self.key_name(citizen_id)
         if create:  # one round trip: our fresh key is set unless there is one, and then that one comes back
-            nonce = os.urandom(12)
-            fresh = nonce + self._master.encrypt(nonce, AESGCM.generate_key(256), citizen_id.encode())
+            fresh = self._wrap(citizen_id, AESGCM.generate_key(256))
             wrapped: Any = self.redis.set(name, fresh, nx=True, get=True) or fresh
         else:
             wrapped = self.redis.get(name)
@@ -73,9 +113,7 @@ class Vault:
             return None
         key = self._key(citizen_id, create=True)
         assert key is not None
-        nonce = os.urandom(12)
-        blob = nonce + AESGCM(key).encrypt(nonce, plaintext.encode(), citizen_id.encode())
-        return f"{_PREFIX}{citizen_id}:{base64.b64encode(blob).decode()}"
+        return _sealed(key, citizen_id, plaintext)
 
     def reveal(self, sealed: str | None) -> str | None:
         """The plaintext, or ``[erased]`` once the citizen's key is gone. Unsealed text passes through."""

@@ -6,6 +6,8 @@ import base64
 import hashlib
 import random
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -56,6 +58,30 @@ def grant_test_keys(store: EventStore) -> None:
         issued = ApiKeyIssued(key_id, hash_secret(secret), role, programme, worker, f"test key {name}")
         store.append(stream, [_new(stream, issued)])
         nudge_streams(store.redis, "cf", store.partitions, [stream])  # as the admin command's append does
+
+
+@contextmanager
+def counting_round_trips() -> Iterator[list[str]]:
+    """Every round trip to Redis made inside, by what it sent (a pipeline counts once): a single command and a
+    pipeline's execute are each one, on either backend."""
+    sent: list[str] = []
+    single, batch = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return single(self, *args, **options)
+
+    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
+        sent.append("pipeline:" + ",".join(str(c[0][0]) for c in self.command_stack))
+        return batch(self, raise_on_error)
+
+    redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
+    redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        redis.Redis.execute_command = single  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = batch  # type: ignore[method-assign]
 
 
 def _new(stream: str, payload: DomainEvent) -> NewEvent:

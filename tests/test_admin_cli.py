@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
 
 from services.intake.app import create_app
 from shared.config import Settings
-from tests.conftest import COPENHAGEN
+from shared.eventstore import EventStore
+from tests.conftest import COPENHAGEN, PARTNER, referral_body
+from tests.support import _key_parts
 
 
 def run(app: Flask, *args: str) -> str:
@@ -44,3 +47,29 @@ def test_admin_refuses_what_makes_no_sense(connection: redis.Redis, settings: Se
     assert runner.invoke(args=["admin", "partner-add", "reden", "--name", "Reden"]).exit_code == 1
     assert runner.invoke(args=["admin", "key-issue", "reden", "--role", "worker"]).exit_code == 2  # needs --programme
     assert runner.invoke(args=["admin", "key-revoke", "reden", "0" * 16]).exit_code == 1
+
+
+def test_a_referral_checks_its_key_in_its_append_so_a_key_revoked_elsewhere_writes_nothing(
+    connection: redis.Redis, settings: Settings, intake: FlaskClient, store: EventStore, cph: str
+) -> None:
+    """This process takes the referrer's key as it last saw the partner; the admin runs in another. A change
+    to the partner that leaves the key valid costs a second look; a revocation, a 401 and nothing written,
+    whatever the request: a body that would get 422, an idempotent replay of an accepted referral."""
+    other = create_app(connection, settings)
+    replayed = {**PARTNER, "Idempotency-Key": "referral-1"}
+    assert intake.post("/referrals", json=referral_body(), headers=replayed).status_code == 201
+    run(other, "key-issue", "reden", "--role", "referrer")  # the partner changes; this key stays valid
+    head = store.head()
+    answer = intake.post("/referrals", json=referral_body(), headers=PARTNER)
+    assert answer.status_code == 201 and store.head() == head + 1
+    processes = [intake, create_app(connection, settings).test_client(), create_app(connection, settings).test_client()]
+    for process in processes[1:]:  # each holds the partner with the key valid
+        assert process.post("/referrals", json=referral_body(), headers=PARTNER).status_code == 201
+    run(other, "key-revoke", "reden", _key_parts("reden")[1])
+    head = store.head()
+    for process, body, headers in zip(
+        processes, (referral_body(), {"citizen": {}}, referral_body()), (PARTNER, PARTNER, replayed), strict=True
+    ):
+        refused = process.post("/referrals", json=body, headers=headers)
+        assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "unauthenticated"
+    assert store.head() == head

@@ -186,6 +186,23 @@ def test_a_reader_can_fetch_only_what_it_lacks(store: EventStore) -> None:
     assert [e.stream_position for e in store.read_stream("case-a", after_version=1)] == [2, 3]
 
 
+def test_an_append_reports_the_versions_it_left_and_sends_commands_alongside(store: EventStore) -> None:
+    """Streams written, read-checked and observed, each at its version the instant of the append, and the log's
+    identity: what lets a process answer from folds it holds. Commands alongside go first, in the same trip."""
+    store.append("programme-demo", [new("programme-demo")], expected_version=0)
+    store.append("caseload-demo", [new("caseload-demo"), new("caseload-demo", AssessmentStarted())])
+    result = store.append_many(
+        [StreamWrite("case-a", [new("case-a")], 0), StreamWrite("programme-demo", [], 1)],
+        observe=["caseload-demo", "case-never-written"],
+        alongside=[("SET", "cf:alongside", "1", "NX", "GET")],
+    )
+    assert result.versions_at_append == {"case-a": 1, "programme-demo": 1, "caseload-demo": 2, "case-never-written": 0}
+    assert result.log_id == store.log_id and result.alongside == (None,) and store.redis.get("cf:alongside") == b"1"
+    with pytest.raises(WrongExpectedVersion):  # refused: what went alongside stays (so it must be harmless)
+        store.append_many([StreamWrite("case-a", [new("case-a")], 0)], alongside=[("INCR", "cf:alongside")])
+    assert store.redis.get("cf:alongside") == b"2" and store.stream_version("case-a") == 1
+
+
 def test_a_read_check_guards_a_stream_that_is_not_written(store: EventStore) -> None:
     store.append("programme-demo", [new("programme-demo")], expected_version=0)
     checked = [

@@ -8,13 +8,17 @@ import redis
 from flask.testing import FlaskClient
 
 from services.intake.app import create_app as create_intake
-from shared.aggregates import Folds, fold_whole, programme_fold
+from services.intake.service import Context, Referral
+from shared.aggregates import Folds, caseload_fold, fold_whole, programme_fold
 from shared.config import Settings
 from shared.domain import events as ev
+from shared.domain.caseload import caseload_stream
 from shared.eventstore import EventStore
+from shared.keys import ProjectionKeys
+from shared.nudges import SUBSCRIBERS
 from shared.vault import ERASED, Vault
 from tests.conftest import STAFF, referral_body
-from tests.support import _new, grant_test_keys
+from tests.support import _new, counting_round_trips, grant_test_keys
 
 
 def defined(name: str) -> ev.ProgrammeDefined:
@@ -106,3 +110,48 @@ def test_a_referral_to_a_programme_gone_in_a_restore_is_refused_not_written(
     answer = intake.post("/referrals", json=referral_body(), headers=STAFF)
     assert answer.status_code == 422 and answer.get_json()["error"]["fields"] == {"programme_id": ["no such programme"]}
     assert store.head() == head
+
+
+def test_a_referral_with_its_programme_caseload_and_partner_held_is_one_round_trip(
+    intake: FlaskClient, store: EventStore, cph: str
+) -> None:
+    """Its key, checked by the append against the partner as held; the new citizen's key, stored in the same
+    round trip; the answer, the course as the append left it. Each of the three alone would add one."""
+    assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201  # now all held
+    for subscriber in SUBSCRIBERS:  # a catch-up job waits for every partition, as nearly always under load
+        for partition in range(store.partitions):
+            store.redis.set(ProjectionKeys("cf", subscriber.projection).nudge_pending(partition), 1, ex=60)
+    with counting_round_trips() as sent:
+        answer = intake.post("/referrals", json=referral_body(), headers=STAFF)
+    assert answer.status_code == 201
+    assert sent == ["pipeline:SET,EVALSHA"]
+    answered = answer.get_json()
+    assert answered["citizen_alias"] == "Maja"
+    read_back = intake.get(f"/cases/{answered['case_id']}", headers=STAFF).get_json()
+    assert read_back | {"positions": answered["positions"]} == answered
+
+
+def test_an_answer_from_the_append_reads_what_changed_since_this_process_held_it(
+    connection: redis.Redis, settings: Settings, intake: FlaskClient, cph: str
+) -> None:
+    """Another process changes the caseload this one holds; a referral here reads nothing before its append,
+    which reports the caseload's version: not the one held, so the answer reads the caseload, not trusts it."""
+    first = intake.post("/referrals", json=referral_body(), headers=STAFF).get_json()["case_id"]
+    service = intake.application.extensions["intake"]
+    assert service.folds.held(caseload_fold(cph))[0] == 0
+    other = create_intake(connection, settings).test_client()
+    for path, body in (
+        (f"/programmes/{cph}/workers", {"worker_id": "anna", "method": "cti", "on": "2016-01-02"}),
+        (f"/referrals/{first}/assessment", {"on": "2016-01-20"}),
+        (f"/cases/{first}/assignment", {"worker_id": "anna", "on": "2016-01-21"}),
+    ):
+        assert other.post(path, json=body, headers=STAFF).status_code == 201
+    referral = Referral(cph, "reden", True, "Bo", None, None)
+    result = service.refer(Context("reden:test", "request-1"), date(2016, 2, 1), referral)
+    assert result.versions_at_append[caseload_stream(cph)] == 1
+    with counting_round_trips() as sent:
+        _, _, caseload = service.course(result.stream_id, at=result)
+    assert len(sent) == 1 and caseload.version == 1 and caseload.assignments == {first: "anna"}
+    with counting_round_trips() as sent:  # now held at the version the append reported: nothing to read
+        assert service.course(result.stream_id, at=result)[2] == caseload
+    assert sent == []

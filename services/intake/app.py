@@ -15,7 +15,7 @@ from services.intake.referrals import bp as referrals
 from services.intake.service import Intake
 from services.intake.web import install_errors
 from shared import http
-from shared.authn import Authenticator
+from shared.authn import Authenticator, confirm_before_answering
 from shared.bootstrap import connect, event_store
 from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
@@ -38,6 +38,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(vault_commands)
     app.cli.add_command(jobs_commands)
     install_errors(app)
+    confirm_before_answering(app)
 
     @app.before_request
     def _remember_citizen_keys() -> None:

@@ -129,7 +129,7 @@ def assign(case_id: str) -> Response:
             caseload, programme, case, data["worker_id"], data["waitlist_if_full"]
         ),
     )
-    return written(result, lambda: case_view(case_id), f"/cases/{case_id}")
+    return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")
 
 
 @bp.post("/cases/<case_id>/reopen")
@@ -139,7 +139,7 @@ def reopen(case_id: str) -> Response:
     scoped_case(principal, case_id)
     ctx, data = load(principal, s.ReopenRequest)
     result = intake().reopen(ctx, case_id, data["on"], data["consent"]["given"])
-    return written(result, lambda: case_view(result.stream_id), f"/cases/{result.stream_id}")
+    return written(result, lambda: case_view(result.stream_id, at=result), f"/cases/{result.stream_id}")
 
 
 @bp.get("/cases/<case_id>/access-log")

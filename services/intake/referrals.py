@@ -11,7 +11,7 @@ from datetime import date
 from flask import Blueprint, Response, jsonify, request
 
 from services.intake.schemas import DatedRequest, ReasonRequest, ReferOnRequest, ReferralRequest
-from services.intake.service import Referral
+from services.intake.service import AuthorityChanged, Referral
 from services.intake.web import (
     STAFF,
     case_command,
@@ -26,7 +26,7 @@ from services.intake.web import (
     written,
 )
 from shared.authn import caller
-from shared.domain.access import Role, referral_outcome
+from shared.domain.access import Principal, Role, referral_outcome
 from shared.domain.case import decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
 from shared.domain.cpr import parse_cpr
 from shared.http import ApiError
@@ -37,7 +37,15 @@ REFERRING = (Role.REFERRER, *STAFF)
 
 @bp.post("/referrals")
 def create_referral() -> Response:
-    principal = caller(*REFERRING)
+    """A referral's only effect is its append, so it takes the caller's key as this process last saw it and
+    the append confirms it (see ``shared.authn``); if the partner changed meanwhile, once more afresh."""
+    try:
+        return _refer(caller(*REFERRING, checked_by_append=True))
+    except AuthorityChanged:
+        return _refer(caller(*REFERRING))
+
+
+def _refer(principal: Principal) -> Response:
     ctx, data = load(principal, ReferralRequest)
     if principal.role is not Role.REFERRER:
         in_programme(principal, data["programme_id"])
@@ -51,7 +59,7 @@ def create_referral() -> Response:
         birth_date=citizen.get("birth_date"),
     )
     result = intake().refer(ctx, data["referred_on"], referral)
-    return written(result, lambda: view_for(principal, result.stream_id), f"/referrals/{result.stream_id}")
+    return written(result, lambda: view_for(principal, result.stream_id, result), f"/referrals/{result.stream_id}")
 
 
 @bp.get("/referrals/<case_id>")

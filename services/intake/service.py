@@ -10,8 +10,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
-from typing import TypeVar
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from shared.aggregates import (
     Folds,
@@ -24,6 +24,7 @@ from shared.aggregates import (
     programme_stream,
 )
 from shared.domain import events as ev
+from shared.domain.access import Authority
 from shared.domain.case import Case, Invalid, Refused, decide_reopen
 from shared.domain.caseload import Caseload, caseload_stream, decide_release
 from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
@@ -47,6 +48,11 @@ def citizen_stream(citizen_id: str) -> str:
     return f"citizen-{citizen_id.removeprefix('citizen-')}"
 
 
+def course_streams(programme_id: str) -> tuple[str, str]:
+    """Besides its own stream, what a case's status view is folded from."""
+    return programme_stream(programme_id), caseload_stream(programme_id)
+
+
 def new_case_id() -> str:
     return f"case-{uuid.uuid4().hex}"
 
@@ -58,6 +64,12 @@ class Context:
     actor: str
     request_id: str
     idempotency: IdempotencyKey | None = None
+    authority: Authority | None = None  # the caller's key as last seen, for the append to read-check
+
+
+class AuthorityChanged(Exception):
+    """The caller's partner changed since this process last saw it: authenticate afresh (not a retry here:
+    the key itself may be gone)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,9 @@ class Intake:
 
     # -- loading: the aggregates a decision needs, as the log has them now --------------------------
 
-    def case(self, case_id: str) -> Case:
-        case: Case | None = self.folds.current(case_fold(case_id))[0]
+    def case(self, case_id: str, at: AppendResult | None = None) -> Case:
+        """The case now, or as the append ``at`` left it (see ``Folds.current``)."""
+        case: Case | None = self.folds.current(case_fold(case_id), at=at)[0]
         return found(case, "no such case")
 
     def programme(self, programme_id: str) -> Programme:
@@ -105,25 +118,66 @@ class Intake:
         caseload: Caseload = self.folds.current(caseload_fold(programme_id))[0]
         return caseload
 
-    def course(self, case_id: str) -> tuple[Case, Programme, Caseload]:
+    def course(self, case_id: str, at: AppendResult | None = None) -> tuple[Case, Programme, Caseload]:
         """A case with its programme and caseload: one round trip when this process has seen the case before
-        (a case never changes programme), two otherwise."""
+        (a case never changes programme), two otherwise; none as the append ``at`` left them, when it wrote,
+        read-checked or observed all three (see ``course_streams``) and this process holds them."""
         _, seen = self.folds.held(case_fold(case_id))
         if seen is None:
             raise NotFound("no such case")
         case, programme, caseload = self.folds.current(
-            case_fold(case_id), programme_fold(seen.programme_id), caseload_fold(seen.programme_id)
+            case_fold(case_id), programme_fold(seen.programme_id), caseload_fold(seen.programme_id), at=at
         )
         return found(case, "no such case"), found(programme, "no such programme"), caseload
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def write(self, ctx: Context, on: date, writes: Sequence[Write], offers_for: str | None = None) -> AppendResult:
+    def write(
+        self,
+        ctx: Context,
+        on: date,
+        writes: Sequence[Write],
+        offers_for: str | None = None,
+        course_of: str | None = None,
+        alongside: Sequence[Sequence[Any]] = (),
+    ) -> AppendResult:
         """Append; the projections' nudge flags are set by the append itself, and a job is enqueued for each
-        flag it set (none when a job is already waiting, as nearly always under load)."""
+        flag it set (none when a job is already waiting, as nearly always under load). ``course_of``: the
+        programme of the case written, whose streams the append reports (``course_streams``), so the answer
+        needs no read. ``alongside``: commands sent in the append's round trip (see ``append_many``)."""
         at = start_of_day(on)
+        written = {w.stream_id for w in writes}
+        observe = [s for s in course_streams(course_of) if s not in written] if course_of else []
+        if ctx.authority is not None and ctx.authority.stream_id not in written:
+            writes = [*writes, Write(ctx.authority.stream_id, [], ctx.authority.version)]
         flags = nudge_flags(self.prefix, self.store.partitions, [w.stream_id for w in writes if w.events])
-        result = self.store.append_many(
+        try:
+            result = self._append(ctx, at, writes, list(flags), observe, alongside)
+        except WrongExpectedVersion as lost:
+            if ctx.authority is not None and lost.stream_id == ctx.authority.stream_id:
+                raise AuthorityChanged(lost.stream_id) from None
+            raise
+        enqueue_nudges(self.store.redis, [flags[flag] for flag in result.flags_set], ctx.request_id)
+        if not result.duplicate:
+            for write in writes:
+                if write.events and (fold := fold_of(write.stream_id)) is not None:
+                    self.folds.appended(fold, write.expected_version, write.events, on)
+                for event in write.events:
+                    EVENTS.labels(type(event).__name__).inc()
+        if offers_for and not result.duplicate:
+            enqueue_offers(self.store.redis, offers_for)
+        return result
+
+    def _append(
+        self,
+        ctx: Context,
+        at: datetime,
+        writes: Sequence[Write],
+        flags: Sequence[str],
+        observe: Sequence[str],
+        alongside: Sequence[Sequence[Any]],
+    ) -> AppendResult:
+        return self.store.append_many(
             [
                 StreamWrite(
                     w.stream_id,
@@ -136,19 +190,11 @@ class Intake:
                 for w in writes
             ],
             idempotency=ctx.idempotency,
-            flags=list(flags),
+            flags=flags,
             flag_ttl_s=NUDGE_FLAG_TTL_S,
+            observe=observe,
+            alongside=alongside,
         )
-        enqueue_nudges(self.store.redis, [flags[flag] for flag in result.flags_set], ctx.request_id)
-        if not result.duplicate:
-            for write in writes:
-                if write.events and (fold := fold_of(write.stream_id)) is not None:
-                    self.folds.appended(fold, write.expected_version, write.events, on)
-                for event in write.events:
-                    EVENTS.labels(type(event).__name__).inc()
-        if offers_for and not result.duplicate:
-            enqueue_offers(self.store.redis, offers_for)
-        return result
 
     def retrying(self, attempt: Callable[[], T]) -> T:
         """Run a load-decide-append attempt again when another writer got there first."""
@@ -175,26 +221,44 @@ class Intake:
             if programme is None:
                 raise Invalid({"programme_id": ["no such programme"]})
             writes = [Write(programme_stream(referral.programme_id), [], version)]
-            citizen_id = new_citizen_id()
+            known = None
             if fingerprint:
                 links = self.store.read_stream(cpr_stream(fingerprint))
                 known = links[-1].payload.citizen_id if links else None  # type: ignore[attr-defined]
-                if known and not self.is_erased(known):
-                    citizen_id = known
-                else:  # first referral with this number, or the citizen was erased: a new citizen
-                    writes.append(Write(cpr_stream(fingerprint), [ev.CprLinked(citizen_id)], len(links)))
+                if known and self.is_erased(known):
+                    known = None  # the citizen was erased: this referral makes a new one
+            citizen_id = known or new_citizen_id()
+            if fingerprint and not known:
+                writes.append(Write(cpr_stream(fingerprint), [ev.CprLinked(citizen_id)], len(links)))
+            # A new citizen's key (if there is anything to seal) is made here and stored in the append's round
+            # trip, just before the append.
+            sealing = referral.alias is not None or born is not None
+            new_key = self.vault.new_citizen(citizen_id) if sealing and not known else None
+
+            def seal(text: str | None) -> str | None:
+                return new_key.seal(text) if new_key else self.vault.seal(citizen_id, text)
+
             event = ev.ReferralReceived(
                 programme_id=referral.programme_id,
                 source=referral.source,
                 consent_given=referral.consent_given,
                 citizen_id=citizen_id,
-                citizen_alias=self.vault.seal(citizen_id, referral.alias),
-                birth_date=self.vault.seal(citizen_id, born.isoformat()) if born else None,
+                citizen_alias=seal(referral.alias),
+                birth_date=seal(born.isoformat()) if born else None,
                 age_band=age_band(born, on) if born else None,
                 cpr_fingerprint=fingerprint,
                 match_key=match_key(referral.alias, born, self.secret) if referral.alias and born else None,
             )
-            return self.write(ctx, on, [Write(new_case_id(), [event], 0), *writes])
+            result = self.write(
+                ctx,
+                on,
+                [Write(new_case_id(), [event], 0), *writes],
+                course_of=referral.programme_id,
+                alongside=[new_key.store] if new_key else (),
+            )
+            if new_key and not result.duplicate and not new_key.stored(result.alongside[0]):
+                raise RuntimeError(f"{citizen_id} had a key already")  # a fresh uuid4: never in practice
+            return result
 
         return self.retrying(attempt)
 
@@ -221,12 +285,13 @@ class Intake:
             writes = [Write(case_id, events, case.version)]
             ending = next((e for e in events if _ends_case(e)), None)
             if ending is None:
-                return self.write(ctx, on, writes)
+                return self.write(ctx, on, writes, course_of=case.programme_id)
             caseload = self.caseload(case.programme_id)
             release = decide_release(caseload, case_id, reason=ENDINGS[type(ending)])
             if release:
                 writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))
-            return self.write(ctx, on, writes, offers_for=case.programme_id if release else None)
+            offers_for = case.programme_id if release else None
+            return self.write(ctx, on, writes, offers_for=offers_for, course_of=case.programme_id)
 
         return self.retrying(attempt)
 
@@ -248,7 +313,7 @@ class Intake:
                 Write(case_id, decide(case, programme), case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
             ]
-            return self.write(ctx, on, writes)
+            return self.write(ctx, on, writes, course_of=programme.programme_id)
 
         return self.retrying(attempt)
 
@@ -268,7 +333,8 @@ class Intake:
                 Write(programme_stream(programme.programme_id), [], programme.version),
             ]
             frees_slot = any(isinstance(e, ev.CaseReleased) for e in events)
-            return self.write(ctx, on, writes, offers_for=programme.programme_id if frees_slot else None)
+            offers_for = programme.programme_id if frees_slot else None
+            return self.write(ctx, on, writes, offers_for=offers_for, course_of=programme.programme_id)
 
         return self.retrying(attempt)
 
@@ -303,7 +369,7 @@ class Intake:
                 referral = replace(referral, citizen_id=old.citizen_id)
             new_id = new_case_id()
             writes = [Write(new_id, [referral], 0), Write(case_id, [ev.CourseReopened(new_id)], old.version)]
-            return self.write(ctx, on, writes)
+            return self.write(ctx, on, writes, course_of=old.programme_id)
 
         return self.retrying(attempt)
 

@@ -15,7 +15,7 @@ from marshmallow import Schema
 
 from services.intake.service import Context, Intake, NotFound
 from shared.audit import record_access
-from shared.authn import caller
+from shared.authn import caller, confirmed_by
 from shared.domain.access import Principal, Role, referral_outcome, sees_course, sees_programme, sees_referral
 from shared.domain.case import Case, Invalid, Refused
 from shared.domain.programme import Programme
@@ -70,7 +70,7 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
         canonical = json.dumps({"path": request.path, "body": body}, sort_keys=True, separators=(",", ":"))
         idempotency = IdempotencyKey(principal.partner_id, key, hashlib.sha256(canonical.encode()).hexdigest())
     actor = f"{principal.partner_id}:{principal.key_id}"
-    return Context(actor, g.request_id, idempotency), data
+    return Context(actor, g.request_id, idempotency, g.get("authority")), data
 
 
 @cache
@@ -99,20 +99,22 @@ def revealed(view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def view_for(principal: Principal, case_id: str) -> dict[str, Any]:
+def view_for(principal: Principal, case_id: str, at: AppendResult | None = None) -> dict[str, Any]:
     """A referring partner sees its referral's outcome; staff see the course."""
     if principal.role is Role.REFERRER:
-        return revealed(referral_outcome(intake().case(case_id)))
-    return case_view(case_id)
+        return revealed(referral_outcome(intake().case(case_id, at)))
+    return case_view(case_id, at=at)
 
 
-def case_view(case_id: str, as_of: date | None = None) -> dict[str, Any]:
-    """A case's current status, folded from its streams (always current, unlike the projections)."""
-    case, programme, caseload = intake().course(case_id)
+def case_view(case_id: str, as_of: date | None = None, at: AppendResult | None = None) -> dict[str, Any]:
+    """A case's current status, folded from its streams (always current, unlike the projections); after a
+    command, ``at`` its append: the state that command made."""
+    case, programme, caseload = intake().course(case_id, at)
     return revealed(course_status(case, programme, caseload, date.today(), as_of))
 
 
 def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: str) -> Response:
+    confirmed_by(result)
     response = jsonify(view() | {"positions": list(result.global_positions)})
     response.status_code = 201
     response.headers["Location"] = location
@@ -133,7 +135,7 @@ def case_command(
     checked = scoped_case(principal, case_id, referral=referral)
     ctx, data = load(principal, schema)
     result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data), read=checked)
-    return written(result, lambda: view_for(principal, case_id), f"/cases/{case_id}")
+    return written(result, lambda: view_for(principal, case_id, result), f"/cases/{case_id}")
 
 
 def programme_case_command(
@@ -146,7 +148,7 @@ def programme_case_command(
     result = intake().on_case_with_programme(
         ctx, case_id, data["on"], lambda case, p: decide(case, p, data), read=checked
     )
-    return written(result, lambda: case_view(case_id), f"/cases/{case_id}")
+    return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")
 
 
 def install_errors(app: Flask) -> None:

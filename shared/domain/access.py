@@ -63,6 +63,15 @@ def partner_stream(partner_id: str) -> str:
     return f"partner-{partner_id}"
 
 
+@dataclass(frozen=True)
+class Authority:
+    """A caller's key as checked against its partner's stream at ``version``, not yet confirmed against the
+    log: a command's append read-checks that version, so the key is still valid at the instant it writes."""
+
+    stream_id: str
+    version: int
+
+
 def evolve_partner(partner: Partner | None, partner_id: str, event: DomainEvent) -> Partner:
     if partner is None:
         if not isinstance(event, PartnerRegistered):
