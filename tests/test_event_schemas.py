@@ -125,3 +125,9 @@ def test_reading_without_revalidation_builds_exactly_what_validation_builds() ->
     for event in samples:
         name, version, data = REGISTRY.dump(event)
         assert REGISTRY.load(name, version, data) == REGISTRY.load(name, version, data, validate=True) == event
+    # Built without the constructor, a payload missing a field or carrying one the class does not have is
+    # corrupt, not an event with a hole in it.
+    name, version, data = REGISTRY.dump(ev.CaseAssigned("case-1", "anna", "request"))
+    for broken in ({k: v for k, v in data.items() if k != "worker_id"}, data | {"extra": 1}):
+        with pytest.raises(CorruptEvent):
+            REGISTRY.load(name, version, broken)
