@@ -59,6 +59,7 @@ def caller(*roles: Role, checked_by_append: bool = False) -> Principal:
     if header is None and current_app.secret_key and session.get("api_key"):
         header = f"Bearer {session['api_key']}"  # the reporting pages' login; read-only, so no CSRF to fear
     if checked_by_append:
+        g.authorization = header  # what the key is confirmed by, if no append does it
         principal, g.authority = authenticator.held_principal(header)
     else:
         principal, g.authority = authenticator.principal(header), None
@@ -86,6 +87,6 @@ def confirm_before_answering(app: Flask) -> None:
         if g.pop("authority", None) is None:
             return response
         authenticator: Authenticator = app.extensions["authenticator"]
-        if authenticator.principal(request.headers.get("Authorization")) != g.get("principal"):
+        if authenticator.principal(g.get("authorization")) != g.get("principal"):
             return error_response(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
         return response
