@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import uuid
 import zlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from shared.keys import LogKeys
 from shared.redis_values import as_text, entry_position, load_script, stream_entries
 
 ANY_VERSION = -1
+Alongside = Callable[[Any], object]  # queues a command on a pipeline, so its reply is parsed as redis-py's own
 
 # KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream,
 #       then flags to set (NX, with a TTL) when events are written, then the position lists of streams observed,
@@ -242,7 +243,7 @@ class EventStore:
         flags: Sequence[str] = (),
         flag_ttl_s: int = 60,
         observe: Sequence[str] = (),
-        alongside: Sequence[Sequence[Any]] = (),
+        alongside: Sequence[Alongside] = (),
     ) -> AppendResult:
         """Append to several streams at once: every expected version holds and all is written, or nothing is.
 
@@ -250,9 +251,9 @@ class EventStore:
         script: how an append nudges the projections without a round trip of its own. ``observe`` names
         streams whose versions the result reports as the append left them (with those written and
         read-checked), so an answer can be given from folds held at those versions without reading the log
-        again. ``alongside``: commands sent before the append in its round trip (the vault's key for a new
-        citizen); they take effect even if the append is refused, and may be sent twice, so each must be harmless
-        alone and when repeated."""
+        again. ``alongside``: commands queued before the append in its round trip, each by a function given
+        the pipeline (the vault's key for a new citizen); they take effect even if the append is refused,
+        and may be sent twice, so each must be harmless alone and when repeated."""
         streams = [w.stream_id for w in writes]
         if not any(w.events for w in writes) or len(set(streams)) != len(streams):
             raise ValueError("each write names a different stream, and some write has events")
@@ -318,20 +319,11 @@ class EventStore:
             alongside=tuple(replies[:-1]),
         )
 
-    def _append_with(self, alongside: Sequence[Sequence[Any]], keys: list[str], argv: list[Any]) -> list[Any]:
+    def _append_with(self, alongside: Sequence[Alongside], keys: list[str], argv: list[Any]) -> list[Any]:
         """The commands sent alongside, then the append script, in one round trip."""
         if not alongside:
             return [self._append_script(keys=keys, args=argv)]
-        for _ in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            for command in alongside:
-                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-            pipe.evalsha(self._append_script.sha, len(keys), *keys, *argv)
-            try:
-                return pipe.execute()
-            except redis.exceptions.NoScriptError:  # the server restarted and forgot it: load, send again
-                self.redis.script_load(_APPEND)
-        raise RuntimeError("the append script could not be loaded")
+        return self._pipelined(self._append_script, [(keys, argv)], before=alongside)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -402,12 +394,8 @@ class EventStore:
         ]
         if len(calls) == 1:
             replies = [self._read_stream(keys=calls[0][0], args=calls[0][1])]
-        else:  # EVALSHA in a plain pipeline: redis-py would first ask SCRIPT EXISTS, a round trip of its own
-            try:
-                replies = self._pipelined(self._read_stream.sha, calls)
-            except redis.exceptions.NoScriptError:  # the server restarted and forgot it
-                self.redis.script_load(_READ_STREAM)
-                replies = self._pipelined(self._read_stream.sha, calls)
+        else:
+            replies = self._pipelined(self._read_stream, calls)
         return Streams(
             as_text(replies[0][0]),
             {
@@ -416,11 +404,25 @@ class EventStore:
             },
         )
 
-    def _pipelined(self, sha: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        return pipe.execute()
+    def _pipelined(
+        self, script: Any, calls: Sequence[tuple[list[str], list[Any]]], before: Sequence[Alongside] = ()
+    ) -> list[Any]:
+        """The commands ``before`` queue, then the script once per call, in one round trip: EVALSHA in a plain pipeline
+        (redis-py would first ask SCRIPT EXISTS, a round trip of its own). A server that forgot the script (a
+        restart) gets it loaded and everything sent again, so what goes before must be harmless repeated."""
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for queue in before:
+                queue(pipe)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     def stream_version(self, stream_id: str) -> int:
         return int(self.redis.llen(self.keys.stream(stream_id)))

@@ -194,13 +194,26 @@ def test_an_append_reports_the_versions_it_left_and_sends_commands_alongside(sto
     result = store.append_many(
         [StreamWrite("case-a", [new("case-a")], 0), StreamWrite("programme-demo", [], 1)],
         observe=["caseload-demo", "case-never-written"],
-        alongside=[("SET", "cf:alongside", "1", "NX", "GET")],
+        alongside=[lambda pipe: pipe.set("cf:alongside", 1, nx=True, get=True)],
     )
     assert result.versions_at_append == {"case-a": 1, "programme-demo": 1, "caseload-demo": 2, "case-never-written": 0}
     assert result.log_id == store.log_id and result.alongside == (None,) and store.redis.get("cf:alongside") == b"1"
     with pytest.raises(WrongExpectedVersion):  # refused: what went alongside stays (so it must be harmless)
-        store.append_many([StreamWrite("case-a", [new("case-a")], 0)], alongside=[("INCR", "cf:alongside")])
+        store.append_many([StreamWrite("case-a", [new("case-a")], 0)], alongside=[lambda p: p.incr("cf:alongside")])
     assert store.redis.get("cf:alongside") == b"2" and store.stream_version("case-a") == 1
+
+
+def test_a_server_that_forgot_the_scripts_gets_them_again_in_pipelined_calls(store: EventStore) -> None:
+    """A Redis restart empties its script cache: the pipelined reads and an append with commands alongside load
+    their script and send everything again (what went alongside is harmless repeated)."""
+    store.append("case-a", [new("case-a")])
+    store.redis.script_flush()
+    assert [len(events) for events in store.read_streams({"case-a": 0, "case-b": 0}).events.values()] == [1, 0]
+    store.redis.script_flush()
+    result = store.append_many(
+        [StreamWrite("case-b", [new("case-b")], 0)], alongside=[lambda pipe: pipe.set("cf:x", 1, nx=True, get=True)]
+    )
+    assert result.versions_at_append == {"case-b": 1} and result.alongside == (b"1",)  # our own, sent twice
 
 
 def test_a_read_check_guards_a_stream_that_is_not_written(store: EventStore) -> None:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from shared.aggregates import (
     Folds,
@@ -31,7 +31,7 @@ from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
-from shared.eventstore import AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
+from shared.eventstore import Alongside, AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
 from shared.metrics import EVENTS
 from shared.nudges import NUDGE_FLAG_TTL_S, enqueue_nudges, enqueue_offers, nudge_flags
 from shared.vault import Vault
@@ -139,7 +139,7 @@ class Intake:
         writes: Sequence[Write],
         offers_for: str | None = None,
         course_of: str | None = None,
-        alongside: Sequence[Sequence[Any]] = (),
+        alongside: Sequence[Alongside] = (),
     ) -> AppendResult:
         """Append; the projections' nudge flags are set by the append itself, and a job is enqueued for each
         flag it set (none when a job is already waiting, as nearly always under load). ``course_of``: the
@@ -175,7 +175,7 @@ class Intake:
         writes: Sequence[Write],
         flags: Sequence[str],
         observe: Sequence[str],
-        alongside: Sequence[Sequence[Any]],
+        alongside: Sequence[Alongside],
     ) -> AppendResult:
         return self.store.append_many(
             [
