@@ -277,7 +277,7 @@ class EventStore:
                 self.keys.partition(partition_of(write.stream_id, self.partitions)),
             ]
         for event in (e for w in writes for e in w.events):
-            name, version, payload = self.registry.dump(event.payload)
+            name, version, payload = self.registry.encode(event.payload)
             argv += [
                 event.event_id,
                 name,
@@ -285,7 +285,7 @@ class EventStore:
                 event.occurred_at.isoformat(),
                 recorded_at,
                 event.actor,
-                orjson.dumps(payload),
+                payload,
                 orjson.dumps(event.metadata),
             ]
         keys += flags

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from marshmallow import fields
 
@@ -124,6 +125,7 @@ def test_reading_without_revalidation_builds_exactly_what_validation_builds() ->
     ]
     for event in samples:
         name, version, data = REGISTRY.dump(event)
+        assert data == orjson.loads(orjson.dumps(REGISTRY._by_name[name].schema.dump(event)))  # the schema's JSON
         assert REGISTRY.load(name, version, data) == REGISTRY.load(name, version, data, validate=True) == event
     # Built without the constructor, a payload missing a field or carrying one the class does not have is
     # corrupt, not an event with a hole in it.
