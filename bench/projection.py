@@ -3,7 +3,8 @@
     .venv/bin/python bench/projection.py --citizens 2000 --repeat 3
 
 On one workload log (``bench/workload.py``: whole courses), in one run: reading the log raw (XRANGE in
-batches of 1,000, no decoding), reading and decoding it, one worker process projecting each read model
+batches of 1,000, no decoding), reading and decoding it, reading, decoding and folding it in memory with
+caseflow's rules and writing nothing (the floor of a caseflow worker), one worker process projecting each read model
 from scratch, two worker processes projecting it together, a replay of both (what a rebuild does), and
 the naive peer (``bench/naive_peer.py``: one RQ job per event, run by an in-process SimpleWorker). Each
 figure is the best of ``--repeat`` runs, as ``timeit`` does: this machine is shared, and the best run is
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.naive_peer import project_event
 from bench.workload import drop, workload_log
-from services.caseflow.projection import CaseflowProjection
+from services.caseflow.projection import CaseflowProjection, kind_of
 from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
 from shared.config import Settings
@@ -88,6 +90,25 @@ def read_and_decode(store: EventStore) -> float:
     return time.perf_counter() - started
 
 
+def read_decode_fold(store: EventStore, batch_size: int) -> float:
+    """Every partition read, decoded and folded by caseflow's own rules (``evolve``) into objects held in a dict,
+    nothing written and nothing checked: the least a worker that folds the domain's events in Python does. Its
+    ratio to the raw read bounds what any such caseflow worker can reach on this machine."""
+    started = time.perf_counter()
+    for partition in range(store.partitions):
+        held: dict[str, Any] = {}
+        position = 0
+        while batch := store.read_partition(partition, position, batch_size):
+            for event in batch:
+                if (found := kind_of(event.stream_id)) is not None:
+                    kind, key = found
+                    before = held.get(key)
+                    start = before if before is not None else kind.initial(key)
+                    held[key] = kind.evolve(start, key, event.payload, event.occurred_on)
+            position = batch[-1].global_position
+    return time.perf_counter() - started
+
+
 def replay_both(store: EventStore) -> float:
     started = time.perf_counter()
     for name, projection in PROJECTIONS.items():
@@ -133,6 +154,9 @@ def main() -> None:
         raw = events / best(args.repeat, lambda: raw_read(store))
         results["raw_xrange_events_per_s"] = round(raw)
         results["read_and_decode_events_per_s"] = round(events / best(args.repeat, lambda: read_and_decode(store)))
+        fold = events / best(args.repeat, lambda: read_decode_fold(store, args.batch_size))
+        results["read_decode_fold_events_per_s"] = round(fold)
+        results["read_decode_fold_vs_raw"] = round(fold / raw, 3)
         peer_events = min(args.peer_events, events)
         for name in PROJECTIONS:
             one = best(args.repeat, lambda name=name: project(url, name, 1, args.batch_size))

@@ -85,7 +85,8 @@ def _from_doc(name: str, doc: dict[str, Any]) -> Any:
 NOT_PROJECTED = ("partner-", "cpr-", "citizen-", "identity-")  # read where needed by folding the stream itself
 
 
-def _kind(stream_id: str) -> tuple[StreamKind, str] | None:
+def kind_of(stream_id: str) -> tuple[StreamKind, str] | None:
+    """How a stream is folded, and the key of its document (None: a stream caseflow does not project)."""
     if stream_id.startswith(NOT_PROJECTED):
         return None
     for kind in KINDS:
@@ -101,7 +102,7 @@ class CaseflowProjection:
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold each event into its stream's object, held by the state, which writes each touched document
         once when it flushes."""
-        kinds = [_kind(e.stream_id) for e in events]
+        kinds = [kind_of(e.stream_id) for e in events]
         state.load_docs((found[0].doc_name(found[1]) for found in kinds if found), _from_doc)
         for event, found in zip(events, kinds, strict=True):
             if found is None:
