@@ -71,6 +71,12 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, cph: str, store: 
         "unsupported_media_type",
     )
     assert_error(post(intake, "/referrals", ["a list"]), 400, "malformed_json")
+    not_strict = '{"programme_id": NaN}'  # Python's json reads NaN; JSON has no such value
+    assert_error(
+        intake.post("/referrals", data=not_strict, headers={**PARTNER, "Content-Type": "application/json"}),
+        400,
+        "malformed_json",
+    )
     assert_error(intake.post("/referrals", json=referral_body()), 401, "unauthenticated")
     assert_error(
         intake.post("/referrals", json=referral_body(), headers={"X-Partner": "reden"}), 401, "unauthenticated"
