@@ -69,7 +69,7 @@ class OrjsonProvider(DefaultJSONProvider):
         option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
         try:
             return orjson.dumps(obj, default=DefaultJSONProvider.default, option=option)
-        except orjson.JSONEncodeError:  # an integer beyond 64 bits: the standard library takes it
+        except orjson.JSONEncodeError:  # what orjson refuses (an integer beyond 64 bits) the standard library may take
             return super().dumps(obj, indent=2 if indent else None).encode()
 
 

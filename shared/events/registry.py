@@ -80,11 +80,6 @@ class EventRegistry:
             raise InvalidEvent(f"{event_type.name}: {errors}")
         return event_type.name, event_type.version, payload
 
-    def dump(self, event: DomainEvent) -> tuple[str, int, dict[str, Any]]:
-        """As ``encode``, with the payload as a JSON-ready dict."""
-        name, version, payload = self.encode(event)
-        return name, version, orjson.loads(payload)
-
     def load(self, name: str, version: int, data: dict[str, Any], validate: bool = False) -> DomainEvent:
         """Upcast a stored payload to the current version. Current-version events were validated when written,
         so they are built directly (``validate=True`` re-checks them, as ``log verify`` does); older versions
