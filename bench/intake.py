@@ -5,12 +5,16 @@ caseflow and one reporting worker running, how long an accepted referral takes t
 
     .venv/bin/python bench/intake.py --seconds 10 --connections 16 --rounds 3
 
-Measure 1 runs in rounds, each the baseline then intake, and keeps the round with the median ratio: on a
-shared machine, throughput drifts by a quarter between runs minutes apart, a ratio within a round far less.
+Measure 1 runs in rounds, each the baseline, then a referral without its HTTP interface
+(``bench/referral_app.py``: the service's own ``Intake.refer``, no authentication, validation or answer),
+then intake, and keeps the round with the median ratio: on a shared machine, throughput drifts by a quarter
+between runs minutes apart, a ratio within a round far less.
 
 "Visible in reporting": the reporting read model that the reporting service reads holds the referral's
 course document, i.e. the reporting worker has committed it. A probe posts a referral every 20 ms on its
-own connection, takes the time its 201 arrives, and polls Redis every half millisecond until then.
+own connection, takes the time its 201 arrives, and polls Redis every half millisecond until then. The
+workers start after the rounds, so measure 5 begins once they have projected the rounds' referrals (the
+time they took is reported as ``workers_caught_up``).
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection, course_doc
 from shared.bootstrap import event_store
 from shared.config import Settings
-from shared.projections import active_namespace
+from shared.eventstore import EventStore
+from shared.projections import active_namespace, lag
 from tests.conftest import COPENHAGEN, free_port, referral_body, start_redis_server
 from tests.support import _key_parts, grant_test_keys
 
@@ -115,6 +121,18 @@ def start_workers(url: str) -> list[subprocess.Popen[bytes]]:
     ]
 
 
+def wait_until_caught_up(store: EventStore, limit_s: float = 900) -> float:
+    """Seconds until both workers have projected the whole log: they start after the rounds, with every
+    referral of the rounds still to project, and measure 5 is about a referral made once they keep up."""
+    namespaces = [active_namespace(store.redis, "cf", p) for p in (CaseflowProjection(), ReportingProjection())]
+    started = time.perf_counter()
+    while any(lag(store, namespace) for namespace in namespaces):
+        if time.perf_counter() - started > limit_s:
+            raise RuntimeError(f"the workers did not catch up with the log in {limit_s} s")
+        time.sleep(0.2)
+    return time.perf_counter() - started
+
+
 def end_to_end(
     connection: redis.Redis, port: int, headers: dict[str, str], body: str, seconds: float
 ) -> dict[str, float]:
@@ -171,25 +189,44 @@ def main() -> None:
         )
         body = json.dumps(referral_body())
         baseline, baseline_port = serve("bench.baseline_app:app", url)
+        without_http, without_http_port = serve("bench.referral_app:app", url)
         intake, intake_port = serve("services.intake.app:create_app()", url)
-        processes = [baseline, intake]
-        wrk(baseline_port, auth, body, 2, args.connections)  # warm up
-        wrk(intake_port, auth, body, 2, args.connections)
+        processes = [baseline, without_http, intake]
+        for port in (baseline_port, without_http_port, intake_port):
+            wrk(port, auth, body, 2, args.connections)  # warm up
         rounds: list[dict[str, Any]] = []
-        for _ in range(args.rounds):  # interleaved: a shared machine's slow spell hits both sides of a round
+        for _ in range(args.rounds):  # interleaved: a shared machine's slow spell hits every side of a round
             baseline_run = wrk(baseline_port, auth, body, args.seconds, args.connections)
+            without_http_run = wrk(without_http_port, auth, body, args.seconds, args.connections)
             intake_run = wrk(intake_port, auth, body, args.seconds, args.connections)
-            ratio = round(intake_run["requests_per_s"] / baseline_run["requests_per_s"], 3)
-            rounds.append({"baseline": baseline_run, "intake": intake_run, "ratio": ratio})
+            rounds.append(
+                {
+                    "baseline": baseline_run,
+                    "referral_without_http": without_http_run,
+                    "intake": intake_run,
+                    "ratio": round(intake_run["requests_per_s"] / baseline_run["requests_per_s"], 3),
+                    "without_http_ratio": round(without_http_run["requests_per_s"] / baseline_run["requests_per_s"], 3),
+                }
+            )
+        sides = ("baseline", "referral_without_http", "intake")
+        failed = [f"{side}: {r[side]['non_2xx']}" for r in rounds for side in sides if r[side]["non_2xx"]]
+        if failed:
+            raise RuntimeError(f"answers other than 2xx, so the figures do not count: {failed}")
         median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
-        results: dict[str, Any] = {**median, "ratios_of_rounds": [r["ratio"] for r in rounds]}
+        results: dict[str, Any] = {
+            **median,
+            "ratios_of_rounds": [r["ratio"] for r in rounds],
+            "without_http_ratios_of_rounds": [r["without_http_ratio"] for r in rounds],
+        }
         processes += start_workers(url)
+        store = event_store(connection, settings)
+        results["workers_caught_up"] = {"events": store.head(), "seconds": round(wait_until_caught_up(store), 1)}
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             load = pool.submit(wrk, intake_port, auth, body, args.seconds + 2, args.connections)
             time.sleep(1)  # let the load build up first
             results["end_to_end"] = end_to_end(connection, intake_port, auth, body, args.seconds)
             results["intake_under_end_to_end"] = load.result()
-        results["referrals_in_log"] = event_store(connection, settings).head()
+        results["referrals_in_log"] = store.head()
     finally:
         for p in processes:
             p.terminate()
