@@ -20,8 +20,9 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from rq import Queue, SimpleWorker
@@ -76,7 +77,7 @@ def raw_read(store: EventStore) -> float:
     for partition in range(store.partitions):
         position = 0
         while entries := store.redis.xrange(store.keys.partition(partition), f"{position + 1}-0", "+", count=1000):
-            position = int(entries[-1][0].split(b"-")[0])
+            position = int(cast(bytes, entries[-1][0]).split(b"-")[0])
     return time.perf_counter() - started
 
 
@@ -159,15 +160,15 @@ def main() -> None:
         results["read_decode_fold_vs_raw"] = round(fold / raw, 3)
         peer_events = min(args.peer_events, events)
         for name in PROJECTIONS:
-            one = best(args.repeat, lambda name=name: project(url, name, 1, args.batch_size))
-            two = best(args.repeat, lambda name=name: project(url, name, 2, args.batch_size))
+            one = best(args.repeat, partial(project, url, name, 1, args.batch_size))
+            two = best(args.repeat, partial(project, url, name, 2, args.batch_size))
             results[f"{name}_one_worker_events_per_s"] = round(events / one)
             results[f"{name}_two_workers_events_per_s"] = round(events / two)
             results[f"{name}_two_over_one"] = round(one / two, 2)
             results[f"{name}_one_worker_vs_raw"] = round(events / one / raw, 3)
             if args.skip_peer:
                 continue
-            peer = best(args.repeat, lambda name=name: naive_peer(connection, url, name, peer_events))
+            peer = best(args.repeat, partial(naive_peer, connection, url, name, peer_events))
             results[f"{name}_naive_peer_events_per_s"] = round(peer_events / peer)
             results[f"{name}_one_worker_vs_naive_peer"] = round((events / one) / (peer_events / peer), 1)
         both = best(args.repeat, lambda: replay_both(store))

@@ -6,10 +6,10 @@ import base64
 import hashlib
 import random
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -65,7 +65,8 @@ def counting_round_trips() -> Iterator[list[str]]:
     """Every round trip to Redis made inside, by what it sent (a pipeline counts once): a single command and a
     pipeline's execute are each one, on either backend."""
     sent: list[str] = []
-    single, batch = redis.Redis.execute_command, redis.client.Pipeline.execute
+    single: Callable[..., Any] = redis.Redis.execute_command  # redis-py leaves it unannotated
+    batch = redis.client.Pipeline.execute
 
     def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
         sent.append(str(args[0]))
@@ -156,7 +157,7 @@ def snapshot(connection: redis.Redis, namespace: str) -> dict[str, Any]:
         key = raw_key.decode()
         if any(marker in key for marker in INTERNAL):
             continue
-        kind = connection.type(raw_key).decode()
+        kind = cast(bytes, connection.type(raw_key)).decode()
         suffix = key[len(namespace) :]
         if kind == "string":
             result[suffix] = connection.get(raw_key)

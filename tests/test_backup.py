@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from services.intake.app import create_app as create_intake
 from shared.config import Settings
 from shared.eventstore import EventStore, partition_of
+from shared.redis_values import stream_entries
 from tests import scenario
 from tests.conftest import STAFF, referral_body
 from tests.support import auth, run_workers
@@ -115,7 +116,7 @@ def test_verify_finds_a_damaged_log(
         connection.rpop(store.keys.stream(stream))
     else:
         partition = store.keys.partition(partition_of(stream, store.partitions))
-        entry_id = connection.xrange(partition, count=1)[0][0]
+        entry_id = stream_entries(connection.xrange(partition, count=1))[0][0]
         connection.xadd(
             partition,
             {

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from services.intake.app import create_app
 from shared.config import Settings
 from shared.eventstore import EventStore
+from shared.redis_values import stream_entries
 from shared.vault import ERASED, Vault
 from tests.conftest import PARTNER, STAFF, referral_body
 from tests.support import auth, run_workers
@@ -35,20 +37,21 @@ def every_byte(connection: redis.Redis) -> Iterator[bytes]:
     """Every key name and every value in Redis, whatever its type: strings, hashes, lists, sets, streams."""
     for key in connection.scan_iter(count=1000):
         yield key
-        kind = connection.type(key).decode()
+        kind = cast(bytes, connection.type(key)).decode()
         if kind == "string":
-            yield connection.get(key) or b""
+            yield cast(bytes | None, connection.get(key)) or b""
         elif kind == "hash":
-            for field, value in connection.hgetall(key).items():
+            for field, value in cast(dict[bytes, bytes], connection.hgetall(key)).items():
                 yield field + b"=" + value
         elif kind == "list":
-            yield from connection.lrange(key, 0, -1)
+            yield from cast(list[bytes], connection.lrange(key, 0, -1))
         elif kind == "set":
-            yield from connection.smembers(key)
+            yield from cast(set[bytes], connection.smembers(key))
         elif kind == "zset":
-            yield from (member for member, _ in connection.zrange(key, 0, -1, withscores=True))
+            scored = cast(list[tuple[bytes, float]], connection.zrange(key, 0, -1, withscores=True))
+            yield from (member for member, _ in scored)
         elif kind == "stream":
-            for entry_id, fields in connection.xrange(key):
+            for entry_id, fields in stream_entries(connection.xrange(key)):
                 yield entry_id
                 for field, value in fields.items():
                     yield field + b"=" + value
@@ -98,7 +101,10 @@ def test_a_partner_cannot_learn_whether_a_cpr_number_is_known(intake: FlaskClien
     read_unknown = intake.get(
         f"/referrals/{refer(intake, LIVA, cpr='030390-3456').get_json()['case_id']}", headers=LIVA
     )
-    strip = lambda r: {k: v for k, v in r.get_json().items() if k != "case_id"}  # noqa: E731
+
+    def strip(r: TestResponse) -> dict[str, Any]:
+        return {k: v for k, v in r.get_json().items() if k != "case_id"}
+
     assert (read_known.status_code, strip(read_known)) == (read_unknown.status_code, strip(read_unknown))
 
 

@@ -21,7 +21,7 @@ def post(client: FlaskClient, path: str, body: dict[str, Any] | None = None, sta
 
 
 def refused(client: FlaskClient, path: str, body: dict[str, Any], status: int, code: str) -> dict[str, Any]:
-    error = post(client, path, body, status)["error"]
+    error: dict[str, Any] = post(client, path, body, status)["error"]
     assert error["code"] == code, error
     assert error["message"]
     return error
@@ -167,7 +167,7 @@ def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
 
 def test_invalid_measures_are_422_with_the_field_named(intake: FlaskClient, workers: str) -> None:
     case = enrolled(intake)
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], set[str]]] = {
         "stars": ({"scores": {"housing": 11, "offending": 2}}, {"scores.housing", "scores.offending"}),
         "who5": ({"items": [1, 2, 3, 4]}, {"items"}),
         "purposes": ({"purpose": "get_rich"}, {"purpose"}),

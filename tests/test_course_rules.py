@@ -14,6 +14,7 @@ from shared.domain.caseload import Caseload, decide_assignment, decide_offers, d
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
 from shared.domain.staffing import decide_capacity
 from shared.domain.status import course_status, who5_scores
+from shared.events import DomainEvent
 
 COPENHAGEN = ev.ProgrammeDefined(
     name="Exit prostitution",
@@ -33,7 +34,7 @@ COPENHAGEN = ev.ProgrammeDefined(
 )
 
 
-def programme(*changes: ev.DomainEvent) -> Programme:
+def programme(*changes: DomainEvent) -> Programme:
     p = evolve_programme(None, "cph", COPENHAGEN)
     for change in changes:
         p = evolve_programme(p, "cph", change)

@@ -73,7 +73,8 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
 
         def expected(day: str) -> dict[str, int]:
             body = api.get(f"/programmes/demo-cph/statistics/status?on={day}", headers=STAFF).get_json()
-            return body["counts"] | {"distinct_citizens": body["distinct_citizens"]}
+            counts: dict[str, int] = body["counts"] | {"distinct_citizens": body["distinct_citizens"]}
+            return counts
 
         today = page.locator("input[name=on]").input_value()
         assert shown(today) == expected(today)

@@ -59,7 +59,7 @@ def demo(connection: redis.Redis, citizens: int, seed: int) -> dict[str, Any]:
     assert set(refused) <= {409}, refused
     run_workers(connection)
     reporting = create_reporting(connection, settings).test_client()
-    answers = {}
+    answers: dict[str, Any] = {}
     coordinators = {spec["programme_id"]: keys[spec["key"]] for spec in PROGRAMMES}
     for programme in made:
         for path in STATISTICS:

@@ -49,7 +49,7 @@ def test_a_lasting_failure_is_kept_reported_and_rerun(
     connection.set("test:broken", 1)
     job = queue.enqueue("tests.support.catch_up_unless_broken", partition, retry=retry_policy())
     run_workers(connection, "caseflow")
-    job.refresh()
+    job.refresh()  # type: ignore[no-untyped-call]  # rq's Job.refresh has no annotations
     assert job.get_status().value == "failed"
     assert job.retries_left == 0 and FailedJobRegistry(queue=queue).count == 1  # the bound: 3 retries, then kept
 

@@ -29,7 +29,7 @@ from shared.projections import (
 )
 from tests.support import generate_log, run_workers, snapshot
 
-PROJECTIONS = [CaseflowProjection(), ReportingProjection()]
+PROJECTIONS: list[Projection] = [CaseflowProjection(), ReportingProjection()]
 
 
 def reference(store: EventStore, projection: Projection) -> dict[str, object]:

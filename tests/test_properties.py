@@ -32,6 +32,7 @@ from shared.domain.case import (
     evolve,
 )
 from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
+from shared.events import DomainEvent
 from tests.test_course_rules import programme
 
 PROGRAMME = programme(ev.WorkerJoined("anna", "cti", capacity=2), ev.WorkerJoined("bo", "cti", capacity=1))
@@ -55,7 +56,7 @@ COMMANDS = [
 WEIGHTED = [*COMMANDS, *["assess", "enrol", "star", "phase", "goal", "achieve"] * 3]
 
 
-def decide(case: Case, command: str, on: date, n: int) -> list[ev.DomainEvent]:
+def decide(case: Case, command: str, on: date, n: int) -> list[DomainEvent]:
     p = PROGRAMME
     match command:
         case "assess":
