@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ class BackupError(Exception):
     pass
 
 
-def _raw_events(store: EventStore) -> Iterator[dict[str, Any]]:
-    for entries in store.scan_stored(0, None, batch_size=BATCH):
+def _raw_events(store: EventStore, until: int | None = None) -> Iterator[dict[str, Any]]:
+    for entries in store.scan_stored(0, until, batch_size=BATCH):
         for entry_id, fields in entries:
             yield {"position": entry_position(entry_id)} | {as_text(k): as_text(v) for k, v in fields.items()}
 
@@ -40,8 +41,11 @@ def export_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
     digest = hashlib.sha256()
     count = 0
     with gzip.open(path, "wb") as out:
-        header = {"format": FORMAT, "version": 1, "partitions": store.partitions, "head": store.head()}
-        for record in [header, *_raw_events(store)]:
+        # The log up to its head as read here, whatever is appended while the export runs: the file's header
+        # says the head, and an import checks that it restored exactly that many events.
+        head = store.head()
+        header = {"format": FORMAT, "version": 1, "partitions": store.partitions, "head": head}
+        for record in itertools.chain([header], _raw_events(store, until=head)):
             line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
             digest.update(line)
             out.write(line)

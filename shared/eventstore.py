@@ -13,7 +13,6 @@ current version, not a retry loop.
 
 from __future__ import annotations
 
-import math
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -157,6 +156,9 @@ class AppendResult:
     stream_versions: dict[str, int]  # each written stream's version after the append, in write order
     global_positions: tuple[int, ...]
     duplicate: bool  # True when this was a replay of an earlier append
+    # The global positions of each written stream's events: an answer names those of its own stream only, since
+    # which other streams an append also wrote can tell what the caller may not know (a CPR number's link).
+    positions_by_stream: dict[str, tuple[int, ...]] = field(default_factory=dict)
     flags_set: tuple[str, ...] = ()  # of the append's flags, those it set (they were not set already)
     # Every stream written, read-checked or observed, at its version the instant the append was made (empty
     # for a replay): a fold held at that version is the stream as the append left it, with nothing to read.
@@ -172,6 +174,11 @@ class AppendResult:
     @property
     def stream_version(self) -> int:
         return self.stream_versions[self.stream_id]
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The global positions of the events written to the first stream: the command's own."""
+        return self.positions_by_stream.get(self.stream_id, ())
 
 
 @dataclass(frozen=True)
@@ -351,9 +358,13 @@ class EventStore:
         self, after: int, until: int | None, partitions: Collection[int] | None = None, batch_size: int = 1000
     ) -> Iterator[list[tuple[bytes, dict[bytes, bytes]]]]:
         """The log's entries as stored, in global order: the partitions' streams merged by position, each
-        entry read once (``until`` None: whatever the streams hold, even beyond the head)."""
-        end = f"{until}-0" if until is not None else "+"
-        last = until if until is not None else math.inf
+        entry read once (``until`` None: whatever the streams held when the scan began, even beyond the head).
+
+        The merge needs an end fixed at the start: a partition read to its end is not read again, so an event
+        appended to it later would be skipped while a later one in another partition was not."""
+        if until is None:
+            until = self._newest_stored(range(self.partitions) if partitions is None else partitions)
+        end, last = f"{until}-0", until
         cursors = {p: after for p in (range(self.partitions) if partitions is None else partitions)}
         buffers: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {p: [] for p in cursors}
         unread = set(cursors)  # partitions that may hold events up to ``until`` not fetched yet
@@ -380,6 +391,13 @@ class EventStore:
             if ready:
                 ready.sort(key=lambda entry: entry[0])
                 yield [(entry_id, fields) for _, entry_id, fields in ready]
+
+    def _newest_stored(self, partitions: Collection[int]) -> int:
+        """The highest position any of these partitions' streams holds (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for p in partitions:
+            pipe.xrevrange(self.keys.partition(p), "+", "-", count=1)
+        return max((entry_position(stream_entries(newest)[0][0]) for newest in pipe.execute() if newest), default=0)
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
@@ -461,9 +479,10 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicate: bool) -> AppendResult:
     """Map the script's ``position:stream position`` pairs back onto the streams, in write order."""
     split = [pair.split(":") for pair in pairs]
-    versions, offset = {}, 0
+    versions, positions, offset = {}, {}, 0
     for stream, n in counts:
         if n:  # read-checks wrote nothing and report no version
             versions[stream] = int(split[offset + n - 1][1])
+            positions[stream] = tuple(int(pos) for pos, _ in split[offset : offset + n])
         offset += n
-    return AppendResult(versions, tuple(int(pos) for pos, _ in split), duplicate)
+    return AppendResult(versions, tuple(int(pos) for pos, _ in split), duplicate, positions)

@@ -11,6 +11,8 @@ import redis
 from flask.testing import FlaskClient
 
 from services.intake.app import create_app as create_intake
+from shared import backup
+from shared.backup import export_log, import_log, verify_log
 from shared.config import Settings
 from shared.eventstore import EventStore, partition_of
 from shared.redis_values import stream_entries
@@ -74,6 +76,27 @@ def test_export_flush_import_rebuild_answers_exactly_as_before(
 
     assert answers(reporting) == before
     assert intake.get(f"/cases/{cases['A']}", headers=STAFF).get_json() == case_before  # sealed text readable
+
+
+def test_an_export_taken_while_referrals_arrive_holds_the_log_up_to_its_head_and_imports(
+    intake: FlaskClient, cph: str, store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is written as the log is read, not after reading it all into memory, so referrals appended
+    meanwhile must stay out of it: it holds the log up to the head its header names, as an import checks."""
+    monkeypatch.setattr(backup, "BATCH", 3)  # the file is written while the log is still being read
+    for _ in range(40):
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    head = store.head()
+
+    def meanwhile(_: int) -> None:  # a referral arrives with every event written to the file
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+
+    exported = tmp_path / "log.jsonl.gz"
+    assert export_log(store, exported, progress=meanwhile)[0] == head
+    assert store.head() == 2 * head  # each referral here is one event
+    store.redis.flushdb()
+    assert import_log(store, exported) == head
+    assert verify_log(store).problems == []
 
 
 def test_restoring_old_keys_does_not_undo_an_erasure(

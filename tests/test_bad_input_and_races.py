@@ -113,6 +113,10 @@ def test_hostile_input_gets_a_clear_4xx(intake: FlaskClient, cph: str, store: Ev
         ("/referrals", referral_body(citizen={"alias": "a" * 101})),
         ("/referrals", referral_body(citizen={"birth_date": "1800-01-01"})),
         ("/referrals", referral_body(programme_id="x" * 500)),
+        ("/referrals", referral_body(consent={"given": "yes"})),  # consent is JSON's true, not a word for it
+        ("/referrals", referral_body(consent={"given": 1})),
+        ("/referrals", referral_body(self_referral="false")),
+        (f"/cases/{case}/addiction-treatment", {"in_treatment": "no"}),
     ]:
         assert error(intake.post(path, json=body, headers=STAFF), 422)["code"] == "validation_failed", (path, body)
     assert intake.get(f"/cases/{case}?on=not-a-date", headers=STAFF).status_code == 422

@@ -264,6 +264,29 @@ def test_the_log_in_global_order_is_the_partitions_merged_each_event_once(store:
         assert all(partition_of(e.stream_id, store.partitions) == p for b in store.scan(0, head, [p]) for e in b)
 
 
+def test_a_scan_to_the_end_reads_the_log_as_it_was_when_it_began_whatever_is_appended_meanwhile(
+    store: EventStore,
+) -> None:
+    """A partition read to its end early is not read again: without an end fixed at the start, an event appended
+    to it meanwhile was skipped while a later one in another partition was read (what ``log export`` and
+    ``log verify`` read)."""
+
+    def in_partition(p: int, n: int) -> list[str]:
+        return [s for s in (f"case-scan-{i}" for i in range(10_000)) if partition_of(s, store.partitions) == p][:n]
+
+    busy, quiet = in_partition(0, 5), in_partition(1, 2)
+    for stream in busy[:3]:
+        store.append(stream, [new(stream)], expected_version=0)
+    store.append(quiet[0], [new(quiet[0])], expected_version=0)  # fewer than a batch: read to its end at once
+    head = store.head()
+    scan = store.scan_stored(0, None, batch_size=3)
+    seen = [entry_id for entry_id, _ in next(scan)]
+    store.append(quiet[1], [new(quiet[1])], expected_version=0)  # live traffic while the scan runs
+    store.append(busy[3], [new(busy[3])], expected_version=0)
+    seen += [entry_id for batch in scan for entry_id, _ in batch]
+    assert [int(entry_id.split(b"-")[0]) for entry_id in seen] == list(range(1, head + 1))
+
+
 def test_a_log_in_an_earlier_layout_is_refused_with_the_way_to_move_it(store: EventStore) -> None:
     store.redis.xadd(store.keys.layout_1_events, {"id": "x"}, id="1-0")
     with pytest.raises(EarlierLayout, match=r"export it with that version \(log export\) and import"):

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from shared.eventstore import EventStore
 from tests.conftest import PARTNER, STAFF, referral_body
+from tests.support import auth
 
 
 def post(client: FlaskClient, path: str, body: Any, **headers: str) -> Any:
@@ -96,6 +97,20 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, cph: str, store: 
     assert_error(intake.get("/referrals/case-" + "0" * 32, headers=PARTNER), 404, "not_found")
     assert_error(intake.get("/referrals/../../etc", headers=PARTNER), 404, "not_found")
     assert store.head() == head
+
+
+def test_an_idempotency_key_belongs_to_the_key_that_sent_it(intake: FlaskClient, cph: str) -> None:
+    """A replay answers with the first request's answer (the course, the alias in clear), so another key of the
+    same partner, here a worker's that may not read the coordinator's case, must not get it by reusing the key."""
+    body = referral_body(citizen={"alias": "Maja Hansen"})
+    first = post(intake, "/referrals", body, **STAFF, **{"Idempotency-Key": "kk-2016-0001"})
+    case_id = first.get_json()["case_id"]
+    assert intake.get(f"/cases/{case_id}", headers=auth("anna")).status_code == 404
+    other = post(intake, "/referrals", body, **auth("anna"), **{"Idempotency-Key": "kk-2016-0001"})
+    assert other.status_code == 201 and "Idempotent-Replayed" not in other.headers
+    assert other.get_json()["case_id"] != case_id
+    again = post(intake, "/referrals", body, **STAFF, **{"Idempotency-Key": "kk-2016-0001"})
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json()["case_id"] == case_id
 
 
 def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(

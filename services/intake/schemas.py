@@ -22,6 +22,16 @@ def today() -> date:
     return datetime.now(COPENHAGEN).date()
 
 
+class JsonBoolean(fields.Boolean):
+    """JSON's true or false only. marshmallow's Boolean also takes "yes", "off", 1 and the like, and a consent
+    or a fact about a citizen is not recorded from a guess at what a string meant."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class EventDate(fields.Date):
     """A Danish calendar date of something that has happened: not in the future, not absurdly old."""
 
@@ -72,7 +82,7 @@ class CitizenSchema(Schema):
 
 
 class ConsentSchema(Schema):
-    given = fields.Boolean(required=True)
+    given = JsonBoolean(required=True)
 
 
 class ReferralRequest(Schema):
@@ -80,7 +90,7 @@ class ReferralRequest(Schema):
     referred_on = EventDate(load_default=today)
     consent = fields.Nested(ConsentSchema, required=True)
     citizen = fields.Nested(CitizenSchema, load_default=dict)
-    self_referral = fields.Boolean(load_default=False)
+    self_referral = JsonBoolean(load_default=False)
 
 
 class DatedRequest(Schema):
@@ -204,7 +214,7 @@ class HousingRequest(DatedRequest):
 
 
 class AddictionRequest(DatedRequest):
-    in_treatment = fields.Boolean(required=True)
+    in_treatment = JsonBoolean(required=True)
 
 
 class JobCentreRequest(DatedRequest):
@@ -218,7 +228,7 @@ class PhaseRequest(DatedRequest):
 
 class AssignmentRequest(DatedRequest):
     worker_id = slug(required=True)
-    waitlist_if_full = fields.Boolean(load_default=False)
+    waitlist_if_full = JsonBoolean(load_default=False)
 
 
 class CloseRequest(DatedRequest):

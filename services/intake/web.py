@@ -68,7 +68,10 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
         if not _IDEMPOTENCY_KEY.match(key):
             raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-128 of A-Z a-z 0-9 . _ : -")
         canonical = json.dumps({"path": request.path, "body": body}, sort_keys=True, separators=(",", ":"))
-        idempotency = IdempotencyKey(principal.partner_id, key, hashlib.sha256(canonical.encode()).hexdigest())
+        # Scoped to the caller's own key, not its partner: a replay answers with what the first request was
+        # answered, which another key of the same partner (a worker's, say) may not be allowed to see.
+        scope = f"{principal.partner_id}:{principal.key_id}"
+        idempotency = IdempotencyKey(scope, key, hashlib.sha256(canonical.encode()).hexdigest())
     actor = f"{principal.partner_id}:{principal.key_id}"
     return Context(actor, g.request_id, idempotency, g.get("authority")), data
 
@@ -115,7 +118,7 @@ def case_view(case_id: str, as_of: date | None = None, at: AppendResult | None =
 
 def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: str) -> Response:
     confirmed_by(result)
-    response = jsonify(view() | {"positions": list(result.global_positions)})
+    response = jsonify(view() | {"positions": list(result.positions)})
     response.status_code = 201
     response.headers["Location"] = location
     if result.duplicate:
