@@ -16,7 +16,7 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.nudges import queue_health, requeue_failed
-from shared.projections import Projection, ProjectionRunner, can_fork_readers, rebuild
+from shared.projections import Projection, ProjectionRunner, RebuildOverlapped, can_fork_readers, rebuild
 from shared.vault import Vault, export_keys, import_keys
 
 projections = AppGroup("projections", help="Read models: rebuild from the log, show checkpoints and lag.")
@@ -43,8 +43,11 @@ def rebuild_command(name: str, processes: int) -> None:
     if processes <= 0:
         processes = min(os.cpu_count() or 1, store.partitions) if can_fork_readers(store.redis) else 1
     label = f"rebuilding {', '.join(p.name for p in chosen)} ({processes} process{'es' if processes > 1 else ''})"
-    with click.progressbar(length=store.head(), label=label) as bar:
-        namespaces = rebuild(store, chosen, prefix, progress=bar.update, processes=processes)
+    try:
+        with click.progressbar(length=store.head(), label=label) as bar:
+            namespaces = rebuild(store, chosen, prefix, progress=bar.update, processes=processes)
+    except RebuildOverlapped as overlapped:
+        raise click.ClickException(str(overlapped)) from None
     for projection_name, namespace in namespaces.items():
         click.echo(f"{projection_name}: now reading {namespace}")
 

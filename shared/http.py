@@ -8,6 +8,7 @@ so no personal data reaches a response body or a log line through an error.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -73,14 +74,23 @@ class OrjsonProvider(DefaultJSONProvider):
             return super().dumps(obj, indent=2 if indent else None).encode()
 
 
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def request_id(given: str) -> str:
+    """A client's request id if it is a UUID (32 hex digits, as a W3C trace id, or with dashes), else one of
+    ours. It goes into every log line and every event's metadata, for good: free text there could carry a
+    name or a CPR number, which a UUID's shape cannot."""
+    return given if _REQUEST_ID.fullmatch(given.lower()) else uuid.uuid4().hex
+
+
 def install(app: Flask) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json = OrjsonProvider(app)
 
     @app.before_request
     def _request_id() -> None:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

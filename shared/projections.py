@@ -409,6 +409,12 @@ def rebuild(
     workers). Returns each read model's new namespace.
     """
     connection = store.redis
+    replaced = {
+        projection.name: int(
+            connection.get(ProjectionKeys(prefix, projection.name).active_generation(projection.version)) or 0
+        )
+        for projection in projections
+    }
     generations = {projection.name: _new_generation(connection, prefix, projection) for projection in projections}
     targets = [
         (
@@ -424,15 +430,50 @@ def rebuild(
         _replay_in_processes(store, targets, head, processes, progress)
     else:
         replay_into(store, targets, until=head, progress=progress)
+    overtaken = []
     for projection, namespace in targets:
         keys = ProjectionKeys(prefix, projection.name)
-        old = int(connection.get(keys.active_generation(projection.version)) or 0)
-        connection.mset({keys.checkpoint(namespace, p): head for p in range(store.partitions)})
-        connection.set(keys.active_generation(projection.version), generations[projection.name])
+        old = replaced[projection.name]
+        checkpoints = {keys.checkpoint(namespace, p): head for p in range(store.partitions)}
+        if not _switch(
+            connection, keys.active_generation(projection.version), old, generations[projection.name], checkpoints
+        ):
+            _drop_generation(connection, keys, projection.version, generations[projection.name])
+            overtaken.append(projection.name)
+            continue
         for generation in range(0, old):  # keep the previous generation for readers still on it
-            for key in connection.scan_iter(match=f"{keys.namespace(projection.version, generation)}:*", count=1000):
-                connection.delete(key)
+            _drop_generation(connection, keys, projection.version, generation)
+    if overtaken:
+        raise RebuildOverlapped(
+            f"another rebuild of {', '.join(overtaken)} switched while this one ran: kept that one, dropped this one"
+        )
     return {projection.name: namespace for projection, namespace in targets}
+
+
+class RebuildOverlapped(RuntimeError):
+    """Two rebuilds of one read model ran at once: the first to finish is kept, the other is dropped (switching
+    back to it would leave readers on a generation the later one had started, then deleted)."""
+
+
+def _switch(connection: redis.Redis, active: str, expected: int, new: int, checkpoints: dict[str, int]) -> bool:
+    """Make ``new`` the active generation, with its checkpoints, only if ``expected`` still is (one transaction)."""
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(active)  # type: ignore[no-untyped-call]
+            if int(pipe.get(active) or 0) != expected:
+                return False
+            pipe.multi()
+            pipe.mset(checkpoints)
+            pipe.set(active, new)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False
+
+
+def _drop_generation(connection: redis.Redis, keys: ProjectionKeys, version: int, generation: int) -> None:
+    for key in connection.scan_iter(match=f"{keys.namespace(version, generation)}:*", count=1000):
+        connection.delete(key)
 
 
 def _new_generation(connection: redis.Redis, prefix: str, projection: Projection) -> int:

@@ -203,6 +203,16 @@ def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
     log = intake.get(f"/programmes/demo-cph/citizens/{citizen}/access-log", headers=STAFF).get_json()["entries"]
     assert {e["case_id"] for e in log} == {maja} and log
 
+    # Free text sent after the erasure is not stored: sealing it would make a new key, readable and unerasable.
+    later = intake.post(
+        f"/cases/{maja}/goals", json={"life_area": "network", "description": "visit the sister in Valby"}, headers=STAFF
+    )
+    assert later.status_code == 201 and later.get_json()["goals"][-1]["description"] == ERASED
+    run_workers(connection)
+    assert not vault.has_key(citizen)
+    everything = list(every_byte(connection))
+    assert not any(secret in chunk for chunk in everything for secret in (b"sister", b"Valby"))
+
 
 def test_nothing_personal_reaches_a_log_line(
     intake: FlaskClient, cph: str, connection: redis.Redis, caplog: Any

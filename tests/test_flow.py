@@ -34,6 +34,9 @@ def test_a_referral_flows_to_caseflow_and_reporting(
     assert report["total"]["referrals"] == 3
     own = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=PARTNER).get_json()
     assert [row["partner"] for row in own["partners"]] == ["reden"] and own["total"]["referrals"] == 2
+    # A referring partner learns its referrals' outcomes, not the courses that followed (nor when they began).
+    for row in (*own["partners"], own["total"]):
+        assert not {"enrolled", "average_days_to_enrolment"} & set(row) and {"accepted", "declined"} <= set(row)
 
     cases = intake.get("/programmes/demo-cph/cases", headers=STAFF).get_json()["cases"]
     assert sorted(c["status"] for c in cases) == ["declined", "referred", "referred"]

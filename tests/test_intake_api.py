@@ -99,6 +99,25 @@ def test_malformed_requests_get_clear_4xx(intake: FlaskClient, cph: str, store: 
     assert store.head() == head
 
 
+def test_a_referring_partner_is_told_no_more_of_a_refusal_than_its_referrals_outcome(
+    intake: FlaskClient, cph: str
+) -> None:
+    """Staff are told why (the case is enrolled, or was assessed on a later date); to a referring partner those
+    are the course's state and the date of its assessment, which it may not know."""
+    case = post(intake, "/referrals", referral_body()).get_json()["case_id"]
+    assert post(intake, f"/referrals/{case}/assessment", {"on": "2016-01-27"}, **STAFF).status_code == 201
+    early = {"reason": "found housing elsewhere", "on": "2016-01-20"}
+    staff = assert_error(post(intake, f"/referrals/{case}/withdraw", early, **STAFF), 409, "date_before_last_change")
+    assert "2016-01-27" in staff["message"]
+    partner = assert_error(post(intake, f"/referrals/{case}/withdraw", early), 409, "not_possible_now")
+    assert "2016-01-27" not in partner["message"] and "assess" not in partner["message"]
+    enrol = {"on": "2016-02-01", "scores": {"housing": 3}}
+    assert post(intake, f"/cases/{case}/enrolment", enrol, **STAFF).status_code == 201
+    later = assert_error(post(intake, f"/referrals/{case}/withdraw", {"reason": "x"}), 409, "not_possible_now")
+    assert "enrolled" not in later["message"]
+    assert intake.get(f"/referrals/{case}", headers=PARTNER).get_json()["outcome"] == "accepted"
+
+
 def test_an_idempotency_key_belongs_to_the_key_that_sent_it(intake: FlaskClient, cph: str) -> None:
     """A replay answers with the first request's answer (the course, the alias in clear), so another key of the
     same partner, here a worker's that may not read the coordinator's case, must not get it by reusing the key."""
@@ -161,7 +180,7 @@ def test_lifecycle_commands_and_their_refusals(intake: FlaskClient, cph: str, st
         "outcome": "declined",
         "reason": "outside target group",
     }
-    assert_error(post(intake, f"/referrals/{case}/withdraw", {"reason": "x"}), 409, "case_closed")
+    assert_error(post(intake, f"/referrals/{case}/withdraw", {"reason": "x"}), 409, "not_possible_now")
     assert [e.event_type for e in store.read_stream(case)] == [
         "ReferralReceived",
         "AssessmentStarted",

@@ -11,6 +11,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from shared.eventstore import EventStore
 from shared.logs import configure_logging
 from tests.conftest import PARTNER, referral_body
 from tests.support import run_workers
@@ -34,16 +35,29 @@ def test_the_request_id_follows_the_referral_into_the_workers_log(
     response = intake.post(
         "/referrals",
         json=referral_body(citizen={"alias": "Maja Hansen"}),
-        headers={**PARTNER, "X-Request-Id": "req4711"},
+        headers={**PARTNER, "X-Request-Id": "4bf92f3577b34da6a3ce929d0e0e4736"},
     )
-    assert response.headers["X-Request-Id"] == "req4711"
+    assert response.headers["X-Request-Id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     run_workers(connection)
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     assert all(set(line) >= {"ts", "level", "service", "logger", "message", "request_id"} for line in lines)
-    mine = [line for line in lines if line["request_id"] == "req4711"]
+    mine = [line for line in lines if line["request_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"]
     assert any(line["message"] == "POST /referrals 201" for line in mine)
     assert any(line["logger"] == "shared.projections" and "applied" in line["message"] for line in mine)
     assert "Maja" not in json_log.getvalue()
+
+
+def test_a_request_id_that_is_not_a_uuid_is_replaced_before_it_reaches_a_log_or_the_log(
+    intake: FlaskClient, cph: str, store: EventStore
+) -> None:
+    """A client's request id is kept in every log line and every event's metadata for good: only a UUID's
+    shape is taken, so a name or a CPR number sent as one is not."""
+    for given in ("0101901234", "MajaHansen", "req4711"):
+        response = intake.post("/referrals", json=referral_body(), headers={**PARTNER, "X-Request-Id": given})
+        assert response.status_code == 201
+        ours = response.headers["X-Request-Id"]
+        assert ours != given and len(ours) == 32
+        assert store.read_stream(response.get_json()["case_id"])[0].metadata["request_id"] == ours
 
 
 def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection: redis.Redis) -> None:

@@ -22,6 +22,7 @@ from shared.projections import (
     Projection,
     ProjectionRunner,
     ProjectionState,
+    RebuildOverlapped,
     can_fork_readers,
     rebuild,
     replay,
@@ -169,6 +170,29 @@ def test_a_rebuild_gives_exactly_what_incremental_projection_built(store: EventS
     run_workers(connection)
     for projection in PROJECTIONS:
         assert live(ProjectionRunner(store, projection)) == reference(store, projection)
+
+
+def test_of_two_rebuilds_at_once_the_first_to_finish_is_kept_and_readers_never_see_an_empty_model(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    """A rebuild that began first and finished last used to switch back to its own generation and delete the
+    others, the one it switched to included: readers were left on an empty, deleted model."""
+    generate_log(store, cases=60, nudge=True)
+    run_workers(connection)
+    projection = ReportingProjection()
+    built = live(ProjectionRunner(store, projection))
+    later: dict[str, str] = {}
+
+    def meanwhile(_: int) -> None:  # a second rebuild runs from start to end while the first is under way
+        if not later:
+            later.update(rebuild(store, [projection], "cf"))
+
+    with pytest.raises(RebuildOverlapped, match="reporting"):
+        rebuild(store, [projection], "cf", progress=meanwhile)
+    runner = ProjectionRunner(store, projection)
+    assert runner.namespace == later["reporting"] and runner.is_caught_up()
+    assert live(runner) == built == reference(store, projection)
+    assert not list(connection.scan_iter(match=f"{runner.keys.namespace(projection.version, 1)}:*"))  # the first one's
 
 
 def test_a_replay_that_writes_behind_and_forgets_gives_what_workers_built(

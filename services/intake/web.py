@@ -23,6 +23,7 @@ from shared.domain.status import course_status
 from shared.events import DomainEvent
 from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, WrongExpectedVersion
 from shared.http import ApiError, error_response, json_body
+from shared.vault import ERASED
 
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CASE_ID = re.compile(r"^case-[0-9a-f]{32}$")
@@ -84,7 +85,10 @@ def _instance(schema: type[Schema]) -> Schema:
 
 
 def seal(case: Case, text: str | None) -> str | None:
-    """Free text may hold personal data: it is stored sealed with the citizen's key."""
+    """Free text may hold personal data: it is stored sealed with the citizen's key. Once the citizen's data
+    was erased it is not stored at all (sealing would make a new key, and the text readable again)."""
+    if text is not None and intake().is_erased(case.citizen_id):
+        return ERASED
     return intake().vault.seal(case.citizen_id, text)
 
 
@@ -137,8 +141,22 @@ def case_command(
     principal = caller(*roles)
     checked = scoped_case(principal, case_id, referral=referral)
     ctx, data = load(principal, schema)
-    result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data), read=checked)
+    try:
+        result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data), read=checked)
+    except Refused:
+        if principal.role is Role.REFERRER:
+            raise referrer_refusal(case_id) from None
+        raise
     return written(result, lambda: view_for(principal, case_id, result), f"/cases/{case_id}")
+
+
+def referrer_refusal(case_id: str) -> Refused:
+    """Why a command was refused tells the course's state (enrolled, closed) and the dates of its changes; a
+    referring partner may know only its referral's outcome, so it is told no more than that."""
+    return Refused(
+        "not_possible_now",
+        f"the referral's state does not allow this on that date; GET /referrals/{case_id} shows its outcome",
+    )
 
 
 def programme_case_command(

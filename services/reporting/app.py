@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from services.reporting.export import courses_csv, measurements_csv
 from services.reporting.openapi import openapi
-from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range
+from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range, outcomes_only
 from shared import http
 from shared.authn import Authenticator, caller
 from shared.bootstrap import connect, event_store
@@ -217,10 +217,13 @@ def _no_programme(e: LookupError) -> Response:
 
 @bp.get("/programmes/<programme_id>/referrals-per-partner")
 def get_referrals_per_partner(programme_id: str) -> Response:
-    """Coordinators see their programme, evaluators any; a referring partner sees only its own row."""
+    """Coordinators see their programme, evaluators any; a referring partner sees only its own row, and of it
+    only the outcomes of its referrals."""
     principal = _statistics_caller(programme_id, Role.REFERRER)
     only = principal.partner_id if principal.role is Role.REFERRER else None
     report = _reports().referrals_per_partner(programme_id, _month_arg("from"), _month_arg("to"), only_partner=only)
+    if principal.role is Role.REFERRER:
+        report = outcomes_only(report)
     return jsonify(report | {"caught_up": _caught_up()})
 
 

@@ -326,6 +326,17 @@ class Reports:
         }
 
 
+COURSE_FIGURES = ("enrolled", "average_days_to_enrolment")  # what became of an accepted referral: staff only
+
+
+def outcomes_only(report: dict[str, Any]) -> dict[str, Any]:
+    """A referring partner's view: whether its referrals were accepted, declined, withdrawn or referred on, and
+    not what followed (an enrolment and when, for one referral in a month, is the citizen's course)."""
+    rows = [{k: v for k, v in row.items() if k not in COURSE_FIGURES} for row in report["partners"]]
+    total = {k: v for k, v in report["total"].items() if k not in COURSE_FIGURES}
+    return report | {"partners": rows, "total": total}
+
+
 def _partner_row(partner: str, counts: dict[str, int]) -> dict[str, Any]:
     enrolled = counts.get("enrolled", 0)
     average = round(counts.get("days_to_enrolment", 0) / enrolled, 1) if enrolled else None
