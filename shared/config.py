@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -38,9 +39,21 @@ class Settings:
             lease_ttl_ms=int(env.get("CASEFLOW_LEASE_TTL_MS", "10000")),
             batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "500")),
             idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
-            cpr_hmac_secret=env.get("CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
-            master_key=env.get("CASEFLOW_MASTER_KEY", "dev-only-master-key").encode(),
-            session_secret=env.get("CASEFLOW_SESSION_SECRET", "dev-only-session-secret"),
+            cpr_hmac_secret=_secret(env, "CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
+            master_key=_secret(env, "CASEFLOW_MASTER_KEY", "dev-only-master-key").encode(),
+            session_secret=_secret(env, "CASEFLOW_SESSION_SECRET", "dev-only-session-secret"),
             retry_intervals=tuple(int(s) for s in env.get("CASEFLOW_RETRY_INTERVALS", "2,10,30").split(",") if s),
             ready_max_lag=int(env.get("CASEFLOW_READY_MAX_LAG", "1000")),
         )
+
+
+PLACEHOLDER = "change-me"  # what .env.example says for each secret
+
+
+def _secret(env: Mapping[str, str], name: str, development_default: str) -> str:
+    """A secret from the environment. The example file's placeholder is refused: a deployment that copied the
+    example without filling it in would seal every citizen's data with a key anyone can read in the repository."""
+    value = env.get(name, development_default)
+    if value == PLACEHOLDER:
+        raise ValueError(f"{name} is still the example's placeholder ({PLACEHOLDER!r}): set a secret of your own")
+    return value

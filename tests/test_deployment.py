@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from shared.config import PLACEHOLDER, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,13 +63,34 @@ def test_workers_can_be_scaled() -> None:
         assert "ports" not in service and "container_name" not in service, name
 
 
+SECRETS = ("CASEFLOW_CPR_SECRET", "CASEFLOW_MASTER_KEY", "CASEFLOW_SESSION_SECRET")
+
+
+def test_a_deployment_names_its_own_secrets() -> None:
+    """Compose gives the secrets no default (it stops and names the one missing), and no service starts with
+    the example file's placeholder."""
+    for name in ("intake", "reporting", "caseflow", "reporting-worker", "scheduler"):
+        environment = compose()["services"][name]["environment"]
+        for secret in SECRETS:
+            assert environment[secret].startswith(f"${{{secret}:?"), (name, secret)
+    for secret in SECRETS:
+        with pytest.raises(ValueError, match=secret):
+            Settings.from_env({secret: PLACEHOLDER})
+    assert Settings.from_env({secret: "a-real-secret" for secret in SECRETS}).master_key == b"a-real-secret"
+
+
 def test_docker_compose_accepts_the_file() -> None:
-    """Checked with the docker client when it has the compose plugin (no engine is needed to parse)."""
+    """Checked with the docker client when it has the compose plugin (no engine is needed to parse): with the
+    secrets set it is accepted, without them refused."""
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         return  # the YAML checks above still ran; the client is optional on a developer machine
-    result = subprocess.run([docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    bare = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    config = [docker, "compose", "--env-file", os.devnull, "config", "--quiet"]
+    set_up = subprocess.run(config, cwd=ROOT, capture_output=True, text=True, env=bare | dict.fromkeys(SECRETS, "s"))
+    assert set_up.returncode == 0, set_up.stderr
+    missing = subprocess.run(config, cwd=ROOT, capture_output=True, text=True, env=bare)
+    assert missing.returncode != 0 and "CASEFLOW_CPR_SECRET" in missing.stderr
 
 
 def test_the_package_ships_the_reporting_templates() -> None:
@@ -82,7 +107,7 @@ def test_env_example_documents_every_setting() -> None:
     import re
 
     source = (ROOT / "shared/config.py").read_text()
-    read = set(re.findall(r'env\.get\("([A-Z_]+)"', source))
+    read = set(re.findall(r'(?:env\.get\(|_secret\(env, )"([A-Z_]+)"', source))
     documented = {
         line.split("=")[0]
         for line in (ROOT / ".env.example").read_text().splitlines()
