@@ -11,6 +11,12 @@ held back until the key is confirmed (``confirm_before_answering``).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, Response, current_app, g, request, session
 
 from shared.aggregates import Folds, partner_fold
@@ -56,8 +62,8 @@ def caller(*roles: Role, checked_by_append: bool = False) -> Principal:
     serves. ``checked_by_append``: see the module's docstring."""
     authenticator: Authenticator = current_app.extensions["authenticator"]
     header = request.headers.get("Authorization")
-    if header is None and current_app.secret_key and session.get("api_key"):
-        header = f"Bearer {session['api_key']}"  # the reporting pages' login; read-only, so no CSRF to fear
+    if header is None and (kept := key_in_session()) is not None:
+        header = f"Bearer {kept}"  # the reporting pages' login; read-only, so no CSRF to fear
     if checked_by_append:
         g.authorization = header  # what the key is confirmed by, if no append does it
         principal, g.authority = authenticator.held_principal(header)
@@ -90,3 +96,34 @@ def confirm_before_answering(app: Flask) -> None:
         if authenticator.principal(g.get("authorization")) != g.get("principal"):
             return error_response(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
         return response
+
+
+# The reporting pages' sign-in keeps the API key in Flask's session cookie, which is signed but readable: the key
+# is sealed in it, so the cookie (in a browser profile, a proxy's log) does not give away a key that also works
+# on intake's API. A cookie still signs its holder in to the pages, as any session cookie does.
+_SESSION_KEY = "api_key"
+
+
+def _session_cipher() -> AESGCM:
+    secret = current_app.secret_key
+    assert isinstance(secret, str | bytes) and secret, "the reporting pages need SECRET_KEY"
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return AESGCM(hashlib.sha256(b"caseflow session key|" + raw).digest())
+
+
+def keep_in_session(key: str) -> None:
+    nonce = os.urandom(12)
+    sealed = nonce + _session_cipher().encrypt(nonce, key.encode(), _SESSION_KEY.encode())
+    session.clear()
+    session[_SESSION_KEY] = base64.urlsafe_b64encode(sealed).decode()
+
+
+def key_in_session() -> str | None:
+    """The API key the pages' sign-in kept, or None (no sign-in, or a cookie this secret did not seal)."""
+    if not current_app.secret_key or not (kept := session.get(_SESSION_KEY)):
+        return None
+    try:
+        sealed = base64.urlsafe_b64decode(kept)
+        return _session_cipher().decrypt(sealed[:12], sealed[12:], _SESSION_KEY.encode()).decode()
+    except (ValueError, InvalidTag):
+        return None

@@ -79,7 +79,7 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
         today = page.locator("input[name=on]").input_value()
         assert shown(today) == expected(today)
         page.fill("input[name=on]", "2016-01-31")
-        page.click("form button[type=submit]")
+        page.click("form[method=get] button[type=submit]")
         page.wait_for_url("**on=2016-01-31")
         assert shown("2016-01-31") == expected("2016-01-31")
         assert shown("2016-01-31")["in_assessment"] == 2  # C and D, as worked out in test_reports
@@ -99,4 +99,9 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
 
         page.goto(f"{served}/programmes/demo-cph/status-report?on=2016-07-01")
         assert page.locator("td[data-count=distinct_citizens]").inner_text() == "6"
+        page.goto(f"{served}/programmes/demo-cph/dashboard")
+        page.click("#sign-out")
+        page.wait_for_url("**/login")
+        page.goto(f"{served}/programmes/demo-cph/dashboard")
+        assert "/login" in page.url  # signed out: the key is needed again
         browser.close()

@@ -391,3 +391,23 @@ def test_measures_and_success_criteria_by_partner_and_method(reporting: FlaskCli
     assert (cti["still_housed"]["numerator"], cti["still_housed"]["denominator"]) == (1, 2)
     both = reporting.get("/programmes/demo-cph/statistics/measures?partner=reden&method=cti", headers=STAFF)
     assert both.status_code == 422
+
+
+def test_the_pages_sign_in_keeps_the_key_sealed_in_its_cookie_and_signs_out(
+    reporting: FlaskClient, built: dict[str, str]
+) -> None:
+    """Flask's session cookie is signed, not encrypted: the key kept in it is sealed, so the cookie does not give
+    away a key that also works on intake's API."""
+    key = auth("coordinator")["Authorization"].removeprefix("Bearer ")
+    dashboard = "/programmes/demo-cph/dashboard"
+    assert reporting.get(dashboard).status_code == 302
+    assert reporting.post("/login", data={"api_key": key, "next": dashboard}).status_code == 302
+    cookie = reporting.get_cookie("session")
+    assert cookie is not None
+    app = reporting.application
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    stored = str(serializer.loads(cookie.value))
+    assert key not in stored and key.rsplit(".", 1)[1] not in stored
+    assert reporting.get(dashboard).status_code == 200
+    assert reporting.post("/logout").status_code == 302
+    assert reporting.get(dashboard).status_code == 302  # signed out

@@ -25,7 +25,7 @@ from services.reporting.export import courses_csv, measurements_csv
 from services.reporting.openapi import openapi
 from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range, outcomes_only
 from shared import http
-from shared.authn import Authenticator, caller
+from shared.authn import Authenticator, caller, keep_in_session, key_in_session
 from shared.bootstrap import connect, event_store
 from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
@@ -190,12 +190,12 @@ def dashboard(programme_id: str) -> ResponseReturnValue:
 
 
 def _page_login_needed() -> bool:
-    return "Authorization" not in request.headers and not session.get("api_key")
+    return "Authorization" not in request.headers and key_in_session() is None
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """Sign in to the pages with an API key; it is kept in a signed, HttpOnly, SameSite=Strict cookie."""
+    """Sign in to the pages with an API key; it is kept sealed in a signed, HttpOnly, SameSite=Strict cookie."""
     target = request.values.get("next", "/")
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
@@ -205,9 +205,15 @@ def login() -> ResponseReturnValue:
     authenticator: Authenticator = current_app.extensions["authenticator"]
     if authenticator.principal(f"Bearer {key}") is None:
         return render_template("login.html", next=target, error="Ukendt nøgle / unknown key"), 401
-    session.clear()
-    session["api_key"] = key
+    keep_in_session(key)
     return redirect(target)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """Sign out of the pages: the cookie is emptied (the key itself stays valid until revoked)."""
+    session.clear()
+    return redirect("/login")
 
 
 @bp.errorhandler(LookupError)
