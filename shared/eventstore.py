@@ -126,6 +126,12 @@ class EarlierLayout(RuntimeError):
     """A log written by an earlier version of the store, which kept every event in one global stream."""
 
 
+class PartialDuplicate(ValueError):
+    """Some events of a batch were appended before and others not: nothing is written. A writer that decided
+    the same first events on an older state meets it (two schedulers' runs on different dates); it decides again
+    on the log as it is now."""
+
+
 class IdempotencyKeyReused(Exception):
     """The same idempotency key came with a different request."""
 
@@ -307,7 +313,7 @@ class EventStore:
             expected = next(w.expected_version for w in writes if w.stream_id == stream)
             raise WrongExpectedVersion(stream, expected, actual)
         if outcome == "partial_duplicate":
-            raise ValueError("some events of this batch were appended before, others not: nothing written")
+            raise PartialDuplicate("some events of this batch were appended before, others not: nothing written")
         if outcome == "duplicate_key":
             fingerprint, summary, positions = rest[0].split("|", 2)
             if idempotency is not None and fingerprint != idempotency.fingerprint:

@@ -9,7 +9,17 @@ import pytest
 
 from shared.domain import events as ev
 from shared.domain.calendar import add_months, months_between
-from shared.domain.case import Case, CaseStatus, Invalid, Refused, decide_phase, decide_star, evolve
+from shared.domain.case import (
+    Case,
+    CaseStatus,
+    Invalid,
+    Refused,
+    decide_phase,
+    decide_situation,
+    decide_star,
+    decide_who5,
+    evolve,
+)
 from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
 from shared.domain.staffing import decide_capacity
@@ -144,6 +154,27 @@ def test_scores_must_fit_the_programmes_scale() -> None:
         decide_star(case, programme(), {"finances": 1}, date(2016, 4, 1), None, must_enrol=True)
 
 
+def test_measurements_and_situations_come_in_date_order() -> None:
+    """Reports take the last recorded star, WHO-5 or situation as the latest: one recorded later with an earlier
+    date is refused, as status changes are; the same day or later is fine, and contacts come in any order."""
+    p = programme()
+    case = enrolled_case(date(2016, 2, 1))  # its first star: 1 February
+    may = date(2016, 5, 1)
+    for event in (ev.StarRecorded({"housing": 8}), ev.Who5Recorded((4, 4, 4, 4, 4)), ev.HousingChanged("permanent")):
+        case = evolve(case, "case-1", event, may)
+    march = date(2016, 3, 1)
+    for decide in (
+        lambda on: decide_star(case, p, {"housing": 4}, on, None, must_enrol=False),
+        lambda on: decide_who5(case, (1, 1, 1, 1, 1), on),
+        lambda on: decide_situation(case, ev.HousingChanged("homeless"), on),
+    ):
+        with pytest.raises(Refused) as refused:
+            decide(march)
+        assert refused.value.code == "date_before_last_record" and "2016-05-01" in refused.value.message
+        assert decide(may) and decide(date(2016, 6, 1))
+    assert decide_situation(case, ev.ContactRecorded("phone"), march) == ev.ContactRecorded("phone")
+
+
 def test_phases_follow_the_plan_from_enrolment_and_from_explicit_moves() -> None:
     p = programme()
     case = enrolled_case(date(2016, 2, 29))
@@ -157,6 +188,11 @@ def test_phases_follow_the_plan_from_enrolment_and_from_explicit_moves() -> None
     case = evolve(case, "case-1", early, date(2016, 5, 2))
     assert not early.scheduled
     assert due_phase_moves(p, "phase_2", date(2016, 5, 2), date(2016, 12, 31)) == [("phase_3", date(2016, 9, 2))]
+    # Each move the same day the plan's months after the phase it counts from, not after a month-end clamp.
+    assert due_phase_moves(p, "phase_1", date(2016, 10, 31), date(2017, 12, 31)) == [
+        ("phase_2", date(2017, 2, 28)),
+        ("phase_3", date(2017, 6, 30)),
+    ]
     assert case.phase_on(date(2016, 2, 28)) is None
     assert case.phase_on(date(2016, 5, 1)) == "phase_1"
     assert case.phase_on(date(2016, 5, 2)) == "phase_2"

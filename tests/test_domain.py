@@ -14,7 +14,7 @@ from shared.domain.case import (
     decide_withdraw,
     evolve,
 )
-from shared.domain.cpr import InvalidCpr, cpr_fingerprint, parse_cpr
+from shared.domain.cpr import InvalidCpr, century, cpr_fingerprint, parse_cpr
 from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived
 
 
@@ -26,16 +26,29 @@ from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralRe
         ("010110-4123", date(2010, 1, 1)),  # 4 and yy <= 36: 2000s
         ("010150-4123", date(1950, 1, 1)),  # 4 and yy > 36: 1900s
         ("010120-9123", date(2020, 1, 1)),  # 9 and yy <= 36: 2000s
-        ("010157-5123", date(2057, 1, 1)),  # 5-8 and yy <= 57: 2000s
+        ("010107-5123", date(2007, 1, 1)),  # 5-8 and yy <= 57: 2000s (57 itself: 2057, not born yet)
         ("010158-8123", date(1858, 1, 1)),  # 5-8 and yy > 57: 1800s
         ("290200-4001", date(2000, 2, 29)),  # leap day of a leap century year
     ],
 )
 def test_cpr_century_rules(cpr: str, born: date) -> None:
     assert parse_cpr(cpr).birth_date == born
+    assert (century(5, 57), century(5, 58), century(4, 36), century(4, 37)) == (2000, 1800, 2000, 1900)
 
 
-@pytest.mark.parametrize("bad", ["290201-1234", "320190-1234", "011390-1234", "01019-1234", "abcdefghij", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "290201-1234",
+        "320190-1234",
+        "011390-1234",
+        "01019-1234",
+        "abcdefghij",
+        "",
+        "010157-5123",  # born 2057: not yet
+        "\u0661\u0662\u0660\u0661\u0669\u0660-\u0661\u0662\u0663\u0664",  # Arabic-Indic digits: not a CPR number
+    ],
+)
 def test_invalid_cpr_is_refused_without_echoing_it(bad: str) -> None:
     with pytest.raises(InvalidCpr) as refused:
         parse_cpr(bad)

@@ -411,3 +411,19 @@ def test_the_pages_sign_in_keeps_the_key_sealed_in_its_cookie_and_signs_out(
     assert reporting.get(dashboard).status_code == 200
     assert reporting.post("/logout").status_code == 302
     assert reporting.get(dashboard).status_code == 302  # signed out
+
+
+@pytest.mark.parametrize(
+    ("activity", "education", "within"),
+    [
+        ("2016-02-01", "2017-02-01", True),  # a calendar year, 366 days across 29 February
+        ("2016-02-01", "2017-02-02", False),
+        ("2016-02-01", "2016-02-01", True),
+        ("2016-02-01", "2016-01-31", False),
+    ],
+)
+def test_education_ready_within_a_year_counts_calendar_months(activity: str, education: str, within: bool) -> None:
+    from services.reporting.projection import criteria
+
+    doc = {"enrolled_on": "2016-01-15", "activity_ready_on": activity, "education_ready_on": education}
+    assert criteria(doc)["jobcentre|education_ready"] == int(within)

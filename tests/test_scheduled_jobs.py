@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+import pytest
 import redis
 from flask.testing import FlaskClient
 from rq import Queue
 
+from services.caseflow import policies
+from services.caseflow.policies import emit_due_phase_moves
+from shared.aggregates import load_case
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
 from tests.support import run_workers
@@ -37,6 +43,24 @@ def test_due_phase_moves_are_emitted_by_the_scheduled_job_once(
     assert phase_moves(store, early) == [("phase_2", "2016-05-02", False), ("phase_3", "2016-09-02", True)]
     status = intake.get(f"/cases/{leap}", headers=STAFF).get_json()
     assert status["phase"] == "phase_3" and status["next_phase"] is None
+
+
+def test_a_run_that_decided_on_an_older_state_skips_that_course_and_goes_on(
+    intake: FlaskClient, cph: str, store: EventStore, connection: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs on different dates that both read the courses before either wrote: the later run's moves for a
+    course begin with those the earlier one wrote, so its append is a partial duplicate. It skips that course
+    (the next run decides on the log as it is), and still moves the others."""
+    first, second = enrolled(intake, on="2016-02-29"), enrolled(intake, on="2016-03-31")
+    run_workers(connection, "caseflow")
+    as_read = {case: load_case(store, case) for case in (first, second)}
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 7, 1)) == 1  # the first course's phase 2, 29 June
+    monkeypatch.setattr(policies, "load_case", lambda _, case_id: as_read[case_id])
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1  # the second course's phase 2, 31 July
+    assert phase_moves(store, second) == [("phase_2", "2016-07-31", True)]
+    monkeypatch.undo()
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1  # the first course's phase 3, decided anew
+    assert phase_moves(store, first) == [("phase_2", "2016-06-29", True), ("phase_3", "2016-10-29", True)]
 
 
 def test_overdue_assessments_are_listed_per_worker(intake: FlaskClient, cph: str, connection: redis.Redis) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date, datetime
+from datetime import date
 
 from services.caseflow.queries import ReadModel
 from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
@@ -22,18 +22,14 @@ from shared.domain.caseload import caseload_stream, decide_offers
 from shared.domain.events import PhaseEntered
 from shared.domain.programme import course_dates, due_phase_moves
 from shared.events import NewEvent
-from shared.events.envelope import COPENHAGEN, start_of_day
-from shared.eventstore import EventStore, StreamWrite, WrongExpectedVersion
+from shared.events.envelope import start_of_day, today
+from shared.eventstore import EventStore, PartialDuplicate, StreamWrite, WrongExpectedVersion
 from shared.nudges import nudge_streams
 
 log = logging.getLogger(__name__)
 ACTOR = "caseflow"
 ATTEMPTS = 5
 PHASE_MOVES = uuid.UUID("5b1f6a62-3c8e-4f0e-9a43-1f6f3c2b7d10")
-
-
-def today() -> date:
-    return datetime.now(COPENHAGEN).date()
 
 
 def offer_free_slots(store: EventStore, prefix: str, programme_id: str, on: date | None = None) -> int:
@@ -96,8 +92,8 @@ def emit_due_phase_moves(store: EventStore, prefix: str, on: date | None = None)
             ]
             try:
                 store.append(case.case_id, events, expected_version=case.version)
-            except WrongExpectedVersion:
-                continue  # the case moved on meanwhile; the next run decides again
+            except (WrongExpectedVersion, PartialDuplicate):
+                continue  # the case moved on (another run wrote some of these moves): the next run decides again
             nudge_streams(store.redis, prefix, store.partitions, [case.case_id])
             emitted += len(events)
     return emitted

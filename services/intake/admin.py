@@ -10,7 +10,6 @@ A key is printed once and only its hash is stored; it cannot be shown again.
 from __future__ import annotations
 
 import getpass
-from datetime import date
 
 import click
 from flask import Blueprint, Response, current_app, jsonify
@@ -20,6 +19,7 @@ from services.intake.service import Context, Intake, Write
 from shared.authn import caller
 from shared.domain.access import Partner, Role, evolve_partner, new_api_key, partner_stream
 from shared.domain.events import ApiKeyIssued, ApiKeyRevoked, PartnerRegistered
+from shared.events.envelope import today
 from shared.eventstore import WrongExpectedVersion
 from shared.redis_values import as_text
 
@@ -44,7 +44,7 @@ def load_partner(intake: Intake, partner_id: str) -> Partner | None:
 
 
 def register_partner(intake: Intake, ctx: Context, partner_id: str, name: str, kind: str) -> None:
-    intake.write(ctx, date.today(), [Write(partner_stream(partner_id), [PartnerRegistered(name, kind)], 0)])
+    intake.write(ctx, today(), [Write(partner_stream(partner_id), [PartnerRegistered(name, kind)], 0)])
 
 
 def issue_key(
@@ -62,7 +62,7 @@ def issue_key(
         raise click.ClickException(f"no partner {partner_id}: add it with partner-add")
     key, key_id, secret_hash = new_api_key(partner_id)
     issued = ApiKeyIssued(key_id, secret_hash, role, programme_id, worker_id if role == "worker" else None, label)
-    intake.write(ctx, date.today(), [Write(partner_stream(partner_id), [issued], partner.version)])
+    intake.write(ctx, today(), [Write(partner_stream(partner_id), [issued], partner.version)])
     return key
 
 
@@ -111,7 +111,7 @@ def key_revoke(partner_id: str, key_id: str) -> None:
     partner = _existing(partner_id)
     if key_id not in partner.keys:
         raise click.ClickException(f"{partner_id} has no key {key_id}")
-    _intake().write(_ctx(), date.today(), [Write(partner_stream(partner_id), [ApiKeyRevoked(key_id)], partner.version)])
+    _intake().write(_ctx(), today(), [Write(partner_stream(partner_id), [ApiKeyRevoked(key_id)], partner.version)])
     click.echo(f"key {key_id} revoked")
 
 

@@ -14,6 +14,7 @@ from shared.authn import caller
 from shared.domain.access import Role
 from shared.domain.events import ProgrammeChanged, ProgrammeDefined
 from shared.domain.staffing import decide_add_worker, decide_capacity, decide_programme_change
+from shared.events.envelope import today
 from shared.eventstore import WrongExpectedVersion
 from shared.http import ApiError
 
@@ -48,7 +49,7 @@ def define_programme() -> Response:
     )
     pid = d["programme_id"]
     try:
-        result = intake().write(ctx, date.today(), [Write(programme_stream(pid), [defined], 0)])
+        result = intake().write(ctx, today(), [Write(programme_stream(pid), [defined], 0)])
     except WrongExpectedVersion:
         raise ApiError(409, "programme_exists", f"programme {pid} is already defined; change it instead") from None
     return written(result, lambda: _programme_view(pid), f"/programmes/{pid}")
@@ -133,7 +134,7 @@ def list_overdue(programme_id: str, worker_id: str) -> Response:
     if principal.role is Role.WORKER and principal.worker_id != worker_id:
         raise NotFound("no such worker")
     try:
-        on = date.fromisoformat(request.args.get("on", date.today().isoformat()))
+        on = date.fromisoformat(request.args.get("on", today().isoformat()))
     except ValueError:
         raise ApiError(422, "validation_failed", "the request has invalid fields", {"on": ["not a date"]}) from None
     rows = overdue_assessments(intake().store.redis, current_app.config["KEY_PREFIX"], programme_id, worker_id, on)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
@@ -11,15 +11,11 @@ from shared.domain.case import CLOSE_REASONS, CONTACT_KINDS, HOUSING_SITUATIONS,
 from shared.domain.cpr import InvalidCpr, parse_cpr
 from shared.domain.programme import DANISH_LIFE_AREAS, METHODS
 from shared.events.catalogue import SLUG
-from shared.events.envelope import COPENHAGEN
+from shared.events.envelope import today
 
 EARLIEST_DATE = date(2000, 1, 1)
 LATEST_PLANNING_DATE = date(2100, 12, 31)
 TEXT = validate.Length(1, 500)
-
-
-def today() -> date:
-    return datetime.now(COPENHAGEN).date()
 
 
 class JsonBoolean(fields.Boolean):

@@ -21,6 +21,7 @@ from shared.domain.case import Case, Invalid, Refused
 from shared.domain.programme import Programme
 from shared.domain.status import course_status
 from shared.events import DomainEvent
+from shared.events.envelope import today
 from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, WrongExpectedVersion
 from shared.http import ApiError, error_response, json_body
 from shared.vault import ERASED
@@ -117,7 +118,7 @@ def case_view(case_id: str, as_of: date | None = None, at: AppendResult | None =
     """A case's current status, folded from its streams (always current, unlike the projections); after a
     command, ``at`` its append: the state that command made."""
     case, programme, caseload = intake().course(case_id, at)
-    return revealed(course_status(case, programme, caseload, date.today(), as_of))
+    return revealed(course_status(case, programme, caseload, today(), as_of))
 
 
 def written(result: AppendResult, view: Callable[[], dict[str, Any]], location: str) -> Response:

@@ -30,6 +30,7 @@ from shared.bootstrap import connect, event_store
 from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
 from shared.domain.access import Principal, Role
+from shared.events.envelope import today
 from shared.eventstore import EventStore
 from shared.http import ApiError, error_response
 from shared.projections import caught_up
@@ -70,7 +71,7 @@ def _invalid(field: str, message: str) -> ApiError:
 def _date_arg(name: str) -> date:
     value = request.args.get(name)
     if value is None:
-        return date.today()
+        return today()
     try:
         return date.fromisoformat(value)
     except ValueError:

@@ -23,6 +23,7 @@ from typing import Any
 
 from services.reporting.calendar_sums import add_on
 from shared.domain import events as ev
+from shared.domain.calendar import add_months
 from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
 from shared.events import RecordedEvent
 from shared.projections import ProjectionState
@@ -123,8 +124,12 @@ def criteria(doc: dict[str, Any]) -> dict[str, int]:
         "addiction|n": "in_treatment" in doc,
         "addiction|in_treatment": bool(doc.get("in_treatment")),
         "jobcentre|n": bool(activity),
-        "jobcentre|education_ready": bool(
-            activity and education and 0 <= (date.fromisoformat(education) - date.fromisoformat(activity)).days <= 365
+        "jobcentre|education_ready": bool(  # within a calendar year (366 days across a 29 February)
+            activity
+            and education
+            and date.fromisoformat(activity)
+            <= date.fromisoformat(education)
+            <= add_months(date.fromisoformat(activity), 12)
         ),
     }
     if band:
@@ -150,7 +155,7 @@ def programme_cases(programme_id: str) -> str:
 
 class ReportingProjection:
     name = "reporting"
-    version = 4
+    version = 5  # 5: education-ready "within a year" counted in calendar months (rebuilt from the log on upgrade)
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))

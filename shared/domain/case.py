@@ -422,6 +422,7 @@ def decide_star(
     if case.status is CaseStatus.ENROLLED:
         if case.enrolled_on and on < case.enrolled_on:
             raise Refused("date_before_enrolment", f"{on.isoformat()} is before the enrolment date")
+        _require_after_last(case.stars, on, "star")
         return [ev.StarRecorded(scores=scores)]
     if not case.consent_given:
         raise Refused("no_consent", "the citizen's consent is not recorded: a course cannot start")
@@ -439,6 +440,16 @@ def decide_star(
     return [ev.CitizenEnrolled(method=method, first_phase=programme.phases[0].name), ev.StarRecorded(scores=scores)]
 
 
+def _require_after_last(series: tuple[tuple[date, Any], ...], on: date, what: str) -> None:
+    """Measurements and situations come in date order, as status changes do: the last recorded is the latest,
+    which is what reports take as a course's current score or situation (one recorded later with an earlier
+    date would be taken as the newest)."""
+    if series and on < series[-1][0]:
+        raise Refused(
+            "date_before_last_record", f"{on.isoformat()} is before the last {what} ({series[-1][0].isoformat()})"
+        )
+
+
 def _require_enrolled(case: Case, on: date, action: str) -> None:
     _require(case, on, CaseStatus.ENROLLED, action=action)
     if case.enrolled_on and on < case.enrolled_on:
@@ -447,6 +458,7 @@ def _require_enrolled(case: Case, on: date, action: str) -> None:
 
 def decide_who5(case: Case, items: tuple[int, ...], on: date) -> ev.Who5Recorded:
     _require_enrolled(case, on, "record WHO-5")
+    _require_after_last(case.who5, on, "WHO-5")
     return ev.Who5Recorded(items=items)
 
 
@@ -483,8 +495,15 @@ def decide_goal_change(case: Case, goal_id: str, change: str, description: str |
 
 
 def decide_situation(case: Case, event: DomainEvent, on: date) -> DomainEvent:
-    """Contacts, housing, addiction treatment and job-centre category: recorded while the case is open."""
+    """Contacts, housing, addiction treatment and job-centre category: recorded while the case is open (all but
+    contacts in date order)."""
     _require(case, on, *OPEN, action="record this")
+    if isinstance(event, ev.HousingChanged):
+        _require_after_last(case.housing, on, "housing situation")
+    elif isinstance(event, ev.AddictionTreatmentChanged):
+        _require_after_last(case.addiction_treatment, on, "addiction treatment record")
+    elif isinstance(event, ev.JobCentreCategoryChanged):
+        _require_after_last(case.job_centre, on, "job-centre category")
     return event
 
 

@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-_CPR = re.compile(r"^(\d{2})(\d{2})(\d{2})-?(\d{4})$")
+from shared.events.envelope import today
+
+_CPR = re.compile(r"^([0-9]{2})([0-9]{2})([0-9]{2})-?([0-9]{4})$")  # ASCII digits: \d also takes other scripts
 
 
 class InvalidCpr(ValueError):
@@ -44,6 +46,8 @@ def parse_cpr(text: str) -> Cpr:
         born = date(year, int(mm), int(dd))
     except ValueError:
         raise InvalidCpr("the first six digits are not a valid date of birth") from None
+    if born > today():
+        raise InvalidCpr("the date of birth it gives is in the future")
     return Cpr(digits=dd + mm + yy + serial, birth_date=born)
 
 

@@ -193,13 +193,15 @@ def course_dates(programme: Programme, enrolled_on: date) -> CourseDates:
 
 
 def due_phase_moves(programme: Programme, phase: str, entered_on: date, today: date) -> list[tuple[str, date]]:
-    """The plan's next phases whose start date has come, counted from the last phase entered."""
+    """The plan's next phases whose start date has come, counted from the last phase entered: each the same day
+    the plan's months later (from 31 October, 4 months is 28 February, 8 months 30 June, not 28 June)."""
     names = programme.phase_names()
     moves: list[tuple[str, date]] = []
     index = names.index(phase)
-    start = entered_on
+    months = 0
     while index + 1 < len(names):
-        start = add_months(start, programme.phases[index].months)
+        months += programme.phases[index].months
+        start = add_months(entered_on, months)
         if start > today:
             break
         index += 1

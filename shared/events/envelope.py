@@ -59,6 +59,12 @@ class RecordedEvent:
         return self.occurred_at.astimezone(COPENHAGEN).date()
 
 
+def today() -> date:
+    """Today's Danish calendar date: a server runs on UTC, and from midnight to one or two in the morning in
+    Copenhagen its own date is yesterday's."""
+    return datetime.now(COPENHAGEN).date()
+
+
 def start_of_day(day: date) -> datetime:
     """Midnight in Copenhagen: the instant used when only the date of an event is known."""
     return datetime(day.year, day.month, day.day, tzinfo=COPENHAGEN)
