@@ -145,6 +145,31 @@ def test_probable_matches_without_cpr_and_rejections_are_remembered(
     }
 
 
+def test_a_confirmed_match_is_one_citizen_in_the_reports(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """Referred by two partners without a CPR number, two records are one citizen once a coordinator confirms
+    the match: counted once from the first referral's day, in the programme and in each partner's figures."""
+    status = "/programmes/demo-cph/statistics/status"
+
+    def distinct(day: str, partner: str | None = None) -> int:
+        query = f"?on={day}" + (f"&partner={partner}" if partner else "")
+        count: int = reporting.get(status + query, headers=STAFF).get_json()["distinct_citizens"]
+        return count
+
+    for key, day in ((PARTNER, "2016-01-05"), (LIVA, "2016-01-20")):
+        body = referral_body(referred_on=day, citizen={"alias": "Maja", "birth_date": "1990-05-05"})
+        assert intake.post("/referrals", json=body, headers=key).status_code == 201
+    run_workers(connection)
+    assert (distinct("2016-01-10"), distinct("2016-02-01")) == (1, 2)
+    [match] = intake.get("/programmes/demo-cph/probable-matches", headers=STAFF).get_json()["matches"]
+    confirmed = intake.post("/programmes/demo-cph/matches", json=match | {"decision": "confirm"}, headers=STAFF)
+    assert confirmed.status_code == 201
+    run_workers(connection)
+    assert (distinct("2016-01-10"), distinct("2016-02-01")) == (1, 1)
+    assert (distinct("2016-02-01", "reden"), distinct("2016-02-01", "livarehab")) == (1, 1)
+
+
 def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
     intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis, store: EventStore
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -427,3 +428,51 @@ def test_education_ready_within_a_year_counts_calendar_months(activity: str, edu
 
     doc = {"enrolled_on": "2016-01-15", "activity_ready_on": activity, "education_ready_on": education}
     assert criteria(doc)["jobcentre|education_ready"] == int(within)
+
+
+def test_cti_fidelity_counts_from_phase_1_after_a_contact_building_period() -> None:
+    """Danish CTI may begin with pre-CTI contact building; the self-assessment's 9 months, first month and fall
+    of contact phase by phase are about CTI proper, from phase 1's start."""
+    from dataclasses import replace
+    from datetime import date
+
+    from services.reporting.queries import course_fidelity
+    from shared.domain.programme import evolve_programme
+    from tests.test_course_rules import COPENHAGEN
+
+    plan = (("pre_cti", 3), ("phase_1", 3), ("phase_2", 3), ("phase_3", 3))
+    programme = evolve_programme(None, "cph", replace(COPENHAGEN, phases=plan, funding_end=date(2018, 12, 31)))
+
+    def weekly(start: str, weeks: int, every: int = 1) -> list[tuple[str, str]]:
+        first = date.fromisoformat(start)
+        return [((first + timedelta(weeks=w)).isoformat(), "home_visit") for w in range(0, weeks, every)]
+
+    meetings = [("2016-04-05", "community_meeting")] * 3 + [("2016-04-06", "provider_meeting")] * 2
+    doc = {
+        "enrolled_on": "2016-01-01",  # contact building from here; CTI proper from 1 April
+        "closed_on": "2016-12-31",
+        "close_reason": "completed",
+        "phases": [
+            ("2016-01-01", "pre_cti"),
+            ("2016-04-01", "phase_1"),
+            ("2016-07-01", "phase_2"),
+            ("2016-10-01", "phase_3"),
+        ],
+        "contacts": [
+            ("2016-02-01", "phone"),
+            *weekly("2016-04-01", 12),
+            *meetings,
+            *weekly("2016-07-01", 12, 2),
+            *weekly("2016-10-01", 12, 4),
+        ],
+    }
+    criteria = course_fidelity(doc, programme, date(2017, 1, 1))["criteria"]
+    assert criteria == {
+        "contact_falls_phase_by_phase": True,
+        "community_meetings_phase_1": True,
+        "supports_phase_1": True,
+        "contacts_first_month": True,
+        "within_9_months": True,
+        "within_programme_length": True,
+        "no_early_discharge": True,
+    }

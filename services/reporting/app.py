@@ -46,7 +46,7 @@ def _store() -> EventStore:
 
 def _reports() -> Reports:
     if "reports" not in g:  # one per request: it resolves the generation readers use now (rebuilds switch it)
-        g.reports = Reports(_store().redis, current_app.config["KEY_PREFIX"])
+        g.reports = Reports(_store().redis, current_app.config["KEY_PREFIX"], _store())
     reports: Reports = g.reports
     return reports
 

@@ -32,7 +32,9 @@ from services.reporting.projection import (
     waitlist_deltas,
 )
 from shared.domain.calendar import add_months, months_between
+from shared.domain.identity import Identity, evolve_identity, identity_stream
 from shared.domain.programme import Programme, course_dates, programme_from_doc
+from shared.eventstore import EventStore
 from shared.projections import active_namespace
 from shared.redis_values import as_text
 
@@ -60,9 +62,10 @@ def truncation_cutoff(programme: Programme) -> date:
 
 
 class Reports:
-    def __init__(self, connection: redis.Redis, prefix: str) -> None:
+    def __init__(self, connection: redis.Redis, prefix: str, store: EventStore | None = None) -> None:
         self.redis = connection
         self.ns = active_namespace(connection, prefix, ReportingProjection())
+        self.store = store  # to read which records coordinators confirmed are one person (the log's identity stream)
 
     def key(self, name: str) -> str:
         return f"{self.ns}:{name}"
@@ -81,7 +84,10 @@ class Reports:
         counts = {s: totals.get(s, 0) for s in STATUSES if s != "closed"} | {"closed": sum(by_reason.values())}
         citizens = None
         if not method:  # methods are a property of courses, not of citizens
-            citizens = int(self.redis.zcount(self.key(first_referrals(programme_id, family)), "-inf", day.toordinal()))
+            referred = self.key(first_referrals(programme_id, family))
+            citizens = int(self.redis.zcount(referred, "-inf", day.toordinal())) - self._also_counted(
+                programme_id, referred, day
+            )
         return {
             "programme_id": programme_id,
             "on": cutoff,
@@ -91,6 +97,22 @@ class Reports:
             "distinct_citizens": citizens,
             "labels_da": DANISH,
         }
+
+    def _also_counted(self, programme_id: str, referred: str, day: date) -> int:
+        """Records counted as citizens that a coordinator confirmed are the same person as another counted one."""
+        if self.store is None:
+            return 0
+        identity = Identity()
+        for event in self.store.read_stream(identity_stream(programme_id)):
+            identity = evolve_identity(identity, event.payload)
+        groups = [sorted(group) for group in identity.merged()]
+        if not groups:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for group in groups:
+            pipe.zmscore(referred, group)
+        counted = [sum(1 for s in scores if s is not None and s <= day.toordinal()) for scores in pipe.execute()]
+        return sum(max(0, n - 1) for n in counted)
 
     def programme(self, programme_id: str) -> Programme:
         raw = self.redis.get(self.key(programme_doc(programme_id)))
@@ -410,10 +432,14 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
                 "per_30_days": round(30 * n / max((stop - start).days, 1), 2),
             }
         )
-    rates = [p["per_30_days"] for p in per_phase]
+    # CTI proper starts with phase 1: a contact-building period before it (pre-CTI) is neither in the fall of
+    # contact from phase to phase nor in the 9 months and the first month, which count from phase 1's start.
+    rates = [p["per_30_days"] for p in per_phase if p["phase"] != "pre_cti"]
     first = next((s for s in spans if s[0] == "phase_1"), spans[0] if spans else None)
     in_phase_1 = [kind for on, kind in contacts if first and first[1] <= on < first[2]]
-    length = months_between(enrolled, date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else planned_end)
+    cti_start = first[1] if first else enrolled
+    closed_or_planned = date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else planned_end
+    length = months_between(enrolled, closed_or_planned)
     return {
         "enrolled_on": doc["enrolled_on"],
         "contacts_per_phase": per_phase,
@@ -421,8 +447,8 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
             "contact_falls_phase_by_phase": all(a >= b for a, b in pairwise(rates)) if len(rates) > 1 else None,
             "community_meetings_phase_1": in_phase_1.count("community_meeting") >= 3,
             "supports_phase_1": sum(in_phase_1.count(k) for k in SUPPORTS) >= 2,
-            "contacts_first_month": sum(1 for on, _ in contacts if enrolled <= on < add_months(enrolled, 1)) >= 2,
-            "within_9_months": length <= 9,
+            "contacts_first_month": sum(1 for on, _ in contacts if cti_start <= on < add_months(cti_start, 1)) >= 2,
+            "within_9_months": months_between(cti_start, closed_or_planned) <= 9,
             "within_programme_length": length <= programme.course_months,
             "no_early_discharge": doc.get("close_reason") not in EARLY,
         },

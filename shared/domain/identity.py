@@ -42,6 +42,17 @@ class Identity:
                     frontier.append(other)
         return group
 
+    def merged(self) -> list[set[str]]:
+        """Every group of two or more records confirmed to be one person."""
+        seen: set[str] = set()
+        groups = []
+        for a, _ in sorted(self.confirmed):
+            if a not in seen:
+                group = self.person_of(a)
+                seen |= group
+                groups.append(group)
+        return groups
+
 
 def evolve_identity(identity: Identity, event: DomainEvent) -> Identity:
     identity = replace(identity, version=identity.version + 1)
