@@ -476,3 +476,28 @@ def test_cti_fidelity_counts_from_phase_1_after_a_contact_building_period() -> N
         "within_programme_length": True,
         "no_early_discharge": True,
     }
+
+
+def test_cti_fidelity_on_a_past_date_counts_what_had_happened_by_then() -> None:
+    """Reports count by date: a course checked on 1 June is judged as it was then, not by a closure in November
+    or the contacts of the autumn."""
+    from datetime import date
+
+    from services.reporting.queries import course_fidelity
+    from shared.domain.programme import evolve_programme
+    from tests.test_course_rules import COPENHAGEN
+
+    programme = evolve_programme(None, "cph", COPENHAGEN)
+    doc = {
+        "enrolled_on": "2016-02-01",
+        "closed_on": "2016-11-01",
+        "close_reason": "dropped_out",
+        "phases": [("2016-02-01", "phase_1"), ("2016-06-01", "phase_2")],
+        "contacts": [("2016-02-03", "phone"), ("2016-02-10", "home_visit"), ("2016-10-15", "phone")],
+    }
+    june = course_fidelity(doc, programme, date(2016, 6, 1))
+    assert june["criteria"]["no_early_discharge"] is True  # not discharged by then
+    assert [p["contacts"] for p in june["contacts_per_phase"]] == [2, 0]
+    december = course_fidelity(doc, programme, date(2016, 12, 1))
+    assert december["criteria"]["no_early_discharge"] is False
+    assert [p["contacts"] for p in december["contacts_per_phase"]] == [2, 1]

@@ -415,9 +415,12 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
     first month, no longer than 9 months (and the programme's length), no discharge before the course ends."""
     enrolled = date.fromisoformat(doc["enrolled_on"])
     planned_end = course_dates(programme, enrolled).planned_end
-    end = date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else min(today, planned_end)
-    phases = [(date.fromisoformat(on), phase) for on, phase in doc.get("phases", [])]
-    contacts = [(date.fromisoformat(on), kind) for on, kind in doc.get("contacts", [])]
+    # As the course was on ``today``: what happened later (a closure, contacts, phase moves) is not counted.
+    closed = date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else None
+    closed = closed if closed and closed <= today else None
+    end = closed or min(today, planned_end)
+    phases = [(day, phase) for on, phase in doc.get("phases", []) if (day := date.fromisoformat(on)) <= today]
+    contacts = [(day, kind) for on, kind in doc.get("contacts", []) if (day := date.fromisoformat(on)) <= today]
     spans = [
         (phase, start, phases[i + 1][0] if i + 1 < len(phases) else end) for i, (start, phase) in enumerate(phases)
     ]
@@ -438,7 +441,7 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
     first = next((s for s in spans if s[0] == "phase_1"), spans[0] if spans else None)
     in_phase_1 = [kind for on, kind in contacts if first and first[1] <= on < first[2]]
     cti_start = first[1] if first else enrolled
-    closed_or_planned = date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else planned_end
+    closed_or_planned = closed or planned_end
     length = months_between(enrolled, closed_or_planned)
     return {
         "enrolled_on": doc["enrolled_on"],
@@ -450,7 +453,7 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
             "contacts_first_month": sum(1 for on, _ in contacts if cti_start <= on < add_months(cti_start, 1)) >= 2,
             "within_9_months": months_between(cti_start, closed_or_planned) <= 9,
             "within_programme_length": length <= programme.course_months,
-            "no_early_discharge": doc.get("close_reason") not in EARLY,
+            "no_early_discharge": closed is None or doc.get("close_reason") not in EARLY,
         },
     }
 
