@@ -99,7 +99,7 @@ def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int], proces
 def measure_queries(store: EventStore, heads: dict[int, int], sizes: list[int]) -> list[dict[str, Any]]:
     connection = store.redis
     namespace, position, rows = "bench-queries", 0, []
-    reports = Reports(connection, "cf")
+    reports = Reports(connection, "cf", store)  # with the store, as the service: status reads confirmed matches
     reports.ns = namespace  # read the model this benchmark builds, not the (empty) live one
     for citizens in sizes:
         until = heads[citizens]
