@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from shared.domain.access import Partner, evolve_partner, partner_stream
 from shared.domain.case import Case, evolve
 from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
+from shared.domain.identity import Identity, evolve_identity, identity_stream
 from shared.domain.programme import Programme, evolve_programme
 from shared.events import DomainEvent
 from shared.eventstore import AppendResult, EventStore
@@ -66,6 +67,10 @@ def partner_fold(partner_id: str) -> Fold[Partner | None]:
     return Fold(partner_stream(partner_id), None, lambda partner, event, _: evolve_partner(partner, partner_id, event))
 
 
+def identity_fold(programme_id: str) -> Fold[Identity]:
+    return Fold(identity_stream(programme_id), Identity(), lambda identity, event, _: evolve_identity(identity, event))
+
+
 def fold_of(stream_id: str) -> Fold[Any] | None:
     """How a stream a command writes folds, for the streams services hold folds of."""
     for prefix, fold in (("case-", case_fold), ("caseload-", caseload_fold), ("programme-", programme_fold)):
@@ -84,6 +89,11 @@ def load_programme(store: EventStore, programme_id: str) -> Programme:
 
 def load_caseload(store: EventStore, programme_id: str) -> Caseload:
     return fold_whole(store, caseload_fold(programme_id))
+
+
+def load_identity(store: EventStore, programme_id: str) -> Identity:
+    """Which of a programme's citizen records coordinators confirmed (or rejected) as one person."""
+    return fold_whole(store, identity_fold(programme_id))
 
 
 def fold_whole(store: EventStore, fold: Fold[T]) -> T:

@@ -9,22 +9,20 @@ from services.caseflow.queries import ReadModel
 from services.intake import schemas as s
 from services.intake.service import NotFound, Write, citizen_stream
 from services.intake.web import in_programme, intake, load, written
+from shared.aggregates import load_identity
 from shared.audit import access_log
 from shared.authn import caller
 from shared.domain.access import Role
 from shared.domain.case import Case, Refused
 from shared.domain.events import CitizenErased
-from shared.domain.identity import Identity, decide_match, evolve_identity, identity_stream, probable_matches
+from shared.domain.identity import Identity, decide_match, identity_stream, probable_matches
 from shared.eventstore import WrongExpectedVersion
 
 bp = Blueprint("citizens", __name__)
 
 
 def _identity(programme_id: str) -> Identity:
-    identity = Identity()
-    for event in intake().store.read_stream(identity_stream(programme_id)):
-        identity = evolve_identity(identity, event.payload)
-    return identity
+    return load_identity(intake().store, programme_id)
 
 
 def _model() -> ReadModel:

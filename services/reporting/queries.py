@@ -31,8 +31,8 @@ from services.reporting.projection import (
     waiting,
     waitlist_deltas,
 )
+from shared.aggregates import load_identity
 from shared.domain.calendar import add_months, months_between
-from shared.domain.identity import Identity, evolve_identity, identity_stream
 from shared.domain.programme import Programme, course_dates, programme_from_doc
 from shared.eventstore import EventStore
 from shared.projections import active_namespace
@@ -102,10 +102,7 @@ class Reports:
         """Records counted as citizens that a coordinator confirmed are the same person as another counted one."""
         if self.store is None:
             return 0
-        identity = Identity()
-        for event in self.store.read_stream(identity_stream(programme_id)):
-            identity = evolve_identity(identity, event.payload)
-        groups = [sorted(group) for group in identity.merged()]
+        groups = [sorted(group) for group in load_identity(self.store, programme_id).merged()]
         if not groups:
             return 0
         pipe = self.redis.pipeline(transaction=False)
