@@ -190,7 +190,7 @@ def main() -> None:
         body = json.dumps(referral_body())
         baseline, baseline_port = serve("bench.baseline_app:app", url)
         without_http, without_http_port = serve("bench.referral_app:app", url)
-        intake, intake_port = serve("services.intake.app:create_app()", url)
+        intake, intake_port = serve("services.intake.app:wsgi()", url)
         processes = [baseline, without_http, intake]
         for port in (baseline_port, without_http_port, intake_port):
             wrk(port, auth, body, 2, args.connections)  # warm up

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,10 @@ class Settings:
     lease_ttl_ms: int
     batch_size: int
     idempotency_ttl_s: int
-    cpr_hmac_secret: bytes
-    master_key: bytes
-    session_secret: str
+    # Secrets stay out of the settings' repr, so a logged or printed Settings shows none of them.
+    cpr_hmac_secret: bytes = field(repr=False)
+    master_key: bytes = field(repr=False)
+    session_secret: str = field(repr=False)
     retry_intervals: tuple[int, ...]  # seconds between a failed job's retries; their number is the bound
     ready_max_lag: int  # /readyz answers 503 when a projection is further behind the log than this
 

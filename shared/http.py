@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -159,6 +160,15 @@ def install_health(app: Flask, connection: Any) -> None:
         )
         response.status_code = 200 if ready else 503
         return response
+
+
+def under_gunicorn(create_app: Callable[[], Flask], service: str) -> Flask:
+    """The app as a deployment runs it: JSON log lines (request ids, and exceptions by class name only, never
+    their message, which may hold a name) set up before the app, as ``serve`` does for the local suite."""
+    from shared.logs import configure_logging
+
+    configure_logging(service)
+    return create_app()
 
 
 def serve(app: Flask, port_variable: str, default_port: int) -> None:

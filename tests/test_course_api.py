@@ -236,3 +236,31 @@ def test_programme_refusals(intake: FlaskClient, workers: str) -> None:
     assert extended["funding_end"] == "2017-06-30"
     status = intake.get(f"/cases/{case}", headers=STAFF).get_json()
     assert status["course"]["planned_end"] == "2017-02-01" and not status["course"]["truncated"]
+
+
+def test_a_funding_end_before_the_end_of_recruitment_is_refused_and_writes_nothing(
+    intake: FlaskClient, cph: str, store: EventStore
+) -> None:
+    """A course enrolled on the window's last day would end before it began: such a programme answered 500 on
+    every later command of that course (after writing it), and reporting's fidelity and export with it."""
+    bad = {**COPENHAGEN, "programme_id": "short", "funding_end": "2016-03-30"}
+    assert refused(intake, "/programmes", bad, 422, "validation_failed")["fields"] == {
+        "funding_end": ["must not be before recruitment_end"]
+    }
+    head = store.head()
+    error = refused(intake, f"/programmes/{cph}/changes", {"funding_end": "2016-02-01"}, 422, "validation_failed")
+    assert error["fields"] == {"funding_end": ["must not be before recruitment_end"]}
+    refused(intake, f"/programmes/{cph}/changes", {"recruitment_end": "2017-01-31"}, 422, "validation_failed")
+    assert store.head() == head
+    case = enrolled(intake, "2016-03-31")
+    assert intake.get(f"/cases/{case}", headers=STAFF).get_json()["course"]["planned_end"] == "2016-12-31"
+
+
+def test_a_goal_without_an_id_takes_the_first_free_number(intake: FlaskClient, cph: str) -> None:
+    """A goal given "goal-2" as its own id made every later goal without one 409 goal_exists, for good."""
+    case = enrolled(intake)
+    goal = {"on": "2016-02-02", "life_area": "housing", "description": "own flat"}
+    post(intake, f"/cases/{case}/goals", {**goal, "goal_id": "goal-2"})
+    post(intake, f"/cases/{case}/goals", goal)
+    answer = post(intake, f"/cases/{case}/goals", goal)
+    assert [g["goal_id"] for g in answer["goals"]] == ["goal-2", "goal-3", "goal-4"]

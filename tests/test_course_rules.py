@@ -251,3 +251,10 @@ def test_status_changes_come_in_date_order() -> None:
     with pytest.raises(Refused) as early:
         decide_star(case, programme(), {"housing": 3}, date(2016, 1, 15), None, must_enrol=True)
     assert early.value.code == "date_before_last_change"
+
+
+def test_a_funding_end_before_the_enrolment_leaves_a_course_of_no_months() -> None:
+    """Refused as a change now, but a log may hold one from before: the course's dates are still dates."""
+    cut = programme(ev.ProgrammeChanged(funding_end=date(2016, 1, 31)))
+    dates = course_dates(cut, date(2016, 2, 15))
+    assert (dates.planned_end, dates.truncated, dates.actual_months) == (date(2016, 2, 15), True, 0.0)

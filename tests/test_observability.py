@@ -11,7 +11,9 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from shared.config import Settings
 from shared.eventstore import EventStore
+from shared.http import under_gunicorn
 from shared.logs import configure_logging
 from tests.conftest import PARTNER, referral_body
 from tests.support import run_workers
@@ -77,3 +79,29 @@ def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection:
     assert lag(before) > 0
     run_workers(connection)
     assert lag(intake.get("/metrics").get_data(as_text=True)) == 0
+
+
+def test_a_deployed_app_logs_json_lines_that_name_an_exception_but_never_repeat_its_message(
+    connection: redis.Redis, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under gunicorn (``services.intake.app:wsgi()``, as in docker-compose.yml) logging is set up as for the
+    local suite: without it, Python's fallback printed an unhandled exception's whole message and traceback."""
+    from services.intake.app import create_app
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        app = under_gunicorn(lambda: create_app(connection, settings), "intake")
+
+        def boom() -> str:
+            raise KeyError("Maja Jensen 0101901234")
+
+        app.add_url_rule("/boom", view_func=boom)
+        assert app.test_client().get("/boom").status_code == 500
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert any(line["service"] == "intake" and line["message"] == "GET /boom 500" for line in lines)
+    assert any("KeyError" in json.dumps(line) for line in lines)
+    assert "Maja" not in json.dumps(lines) and "0101901234" not in json.dumps(lines)

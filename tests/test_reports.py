@@ -501,3 +501,20 @@ def test_cti_fidelity_on_a_past_date_counts_what_had_happened_by_then() -> None:
     december = course_fidelity(doc, programme, date(2016, 12, 1))
     assert december["criteria"]["no_early_discharge"] is False
     assert [p["contacts"] for p in december["contacts_per_phase"]] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "statistics/caseloads?from=0000-01",
+        "statistics/caseloads?on=9999-12-31",
+        "statistics/intake?from=0001-01&to=9999-12",
+        "statistics/status?on=1999-12-31",
+        "dashboard?on=9999-12-31",
+    ],
+)
+def test_dates_and_months_outside_the_suites_years_are_refused(reporting: FlaskClient, cph: str, query: str) -> None:
+    """They answered 500 (year 0, a month after 9999-12) or tens of megabytes; now 422, naming the field."""
+    response = reporting.get(f"/programmes/demo-cph/{query}", headers=STAFF)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "validation_failed"

@@ -57,5 +57,10 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     return app
 
 
+def wsgi() -> Flask:
+    """For gunicorn: ``gunicorn 'services.intake.app:wsgi()'``."""
+    return http.under_gunicorn(create_app, "intake")
+
+
 def main() -> None:
     http.serve(create_app(), "INTAKE_PORT", 5001)

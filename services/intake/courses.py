@@ -71,7 +71,7 @@ def record_purpose(case_id: str) -> Response:
 @bp.post("/cases/<case_id>/goals")
 def add_goal(case_id: str) -> Response:
     def decide(case: Case, programme: Programme, d: dict[str, Any]) -> list[Any]:
-        goal_id = d["goal_id"] or f"goal-{len(case.goals) + 1}"
+        goal_id = d["goal_id"] or case.next_goal_id()
         return [decide_add_goal(case, programme, goal_id, d["life_area"], seal(case, d["description"]) or "", d["on"])]
 
     return programme_case_command(case_id, s.GoalRequest, decide)

@@ -7,14 +7,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from shared.domain.calendar import EARLIEST_DATE, LATEST_PLANNING_DATE
 from shared.domain.case import CLOSE_REASONS, CONTACT_KINDS, HOUSING_SITUATIONS, JOB_CENTRE_CATEGORIES
 from shared.domain.cpr import InvalidCpr, parse_cpr
 from shared.domain.programme import DANISH_LIFE_AREAS, METHODS
 from shared.events.catalogue import SLUG
 from shared.events.envelope import today
 
-EARLIEST_DATE = date(2000, 1, 1)
-LATEST_PLANNING_DATE = date(2100, 12, 31)
 TEXT = validate.Length(1, 500)
 
 
@@ -139,8 +138,8 @@ class ProgrammeRequest(Schema):
         errors: dict[str, list[str]] = {}
         if data["recruitment_end"] < data["recruitment_start"]:
             errors["recruitment_end"] = ["must not be before recruitment_start"]
-        if data["funding_end"] < data["recruitment_start"]:
-            errors["funding_end"] = ["must not be before recruitment_start"]
+        if data["funding_end"] < data["recruitment_end"]:
+            errors["funding_end"] = ["must not be before recruitment_end"]
         if len({p["name"] for p in data["phases"]}) != len(data["phases"]):
             errors["phases"] = ["phase names must be unique"]
         if data["scale"]["min"] >= data["scale"]["max"]:

@@ -30,6 +30,7 @@ from shared.bootstrap import connect, event_store
 from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
 from shared.domain.access import Principal, Role
+from shared.domain.calendar import EARLIEST_DATE, LATEST_PLANNING_DATE
 from shared.events.envelope import today
 from shared.eventstore import EventStore
 from shared.http import ApiError, error_response
@@ -73,9 +74,12 @@ def _date_arg(name: str) -> date:
     if value is None:
         return today()
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise _invalid(name, "a date: YYYY-MM-DD") from None
+    if not EARLIEST_DATE <= day <= LATEST_PLANNING_DATE:
+        raise _invalid(name, f"between {EARLIEST_DATE.isoformat()} and {LATEST_PLANNING_DATE.isoformat()}")
+    return day
 
 
 def _slice() -> tuple[str | None, str | None]:
@@ -90,6 +94,8 @@ def _month_arg(name: str) -> str | None:
     value = request.args.get(name)
     if value is not None and not _MONTH.match(value):
         raise _invalid(name, "a month: YYYY-MM")
+    if value is not None and not EARLIEST_DATE.isoformat()[:7] <= value <= LATEST_PLANNING_DATE.isoformat()[:7]:
+        raise _invalid(name, f"between {EARLIEST_DATE.isoformat()[:7]} and {LATEST_PLANNING_DATE.isoformat()[:7]}")
     return value
 
 
@@ -257,6 +263,11 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(vault_commands)
     app.cli.add_command(jobs_commands)
     return app
+
+
+def wsgi() -> Flask:
+    """For gunicorn: ``gunicorn 'services.reporting.app:wsgi()'``."""
+    return http.under_gunicorn(create_app, "reporting")
 
 
 def main() -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import calendar
 from datetime import date
 
+# The dates the suite takes at all: older ones are typing errors, and later months would have reports run to
+# a year Python's dates do not have (a range of months to 9999-12 answered 500 and tens of megabytes).
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_PLANNING_DATE = date(2100, 12, 31)
+
 
 def add_months(day: date, months: int) -> date:
     """31 Jan + 1 month is 28 or 29 Feb; 29 Feb 2016 + 12 months is 28 Feb 2017."""

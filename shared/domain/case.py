@@ -141,6 +141,13 @@ class Case:
     def goal(self, goal_id: str) -> Goal | None:
         return next((g for g in self.goals if g.goal_id == goal_id), None)
 
+    def next_goal_id(self) -> str:
+        """The first free ``goal-N``: a goal given its own id may have taken the next number."""
+        taken, n = {g.goal_id for g in self.goals}, len(self.goals) + 1
+        while f"goal-{n}" in taken:
+            n += 1
+        return f"goal-{n}"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for read models and API answers."""
         return {

@@ -179,9 +179,11 @@ class CourseDates:
 
 
 def course_dates(programme: Programme, enrolled_on: date) -> CourseDates:
-    """Planned end = min(enrolment + course length, funding end); flagged when the funding end cuts it short."""
+    """Planned end = min(enrolment + course length, funding end); flagged when the funding end cuts it short.
+    Never before the enrolment: a funding end moved before it (refused now, possible in an older log) leaves a
+    course of no months, not a date the course could not have."""
     full_end = add_months(enrolled_on, programme.course_months)
-    planned_end = min(full_end, programme.funding_end)
+    planned_end = max(enrolled_on, min(full_end, programme.funding_end))
     return CourseDates(
         enrolled_on=enrolled_on,
         full_end=full_end,

@@ -14,6 +14,8 @@ def decide_programme_change(programme: Programme, caseload: Caseload, change: Pr
     after = replace(programme, **{k: v for k, v in change.__dict__.items() if v is not None})
     if after.recruitment_end < after.recruitment_start:
         raise Invalid({"recruitment_end": ["must not be before recruitment_start"]})
+    if after.funding_end < after.recruitment_end:  # or a course enrolled late in the window would end before it began
+        raise Invalid({"funding_end": ["must not be before recruitment_end"]})
     _never_over_capacity(after, caseload)
     return change
 
