@@ -264,3 +264,20 @@ def test_a_goal_without_an_id_takes_the_first_free_number(intake: FlaskClient, c
     post(intake, f"/cases/{case}/goals", goal)
     answer = post(intake, f"/cases/{case}/goals", goal)
     assert [g["goal_id"] for g in answer["goals"]] == ["goal-2", "goal-3", "goal-4"]
+
+
+def test_a_case_changes_relation_worker_in_date_order(intake: FlaskClient, workers: str, store: EventStore) -> None:
+    """A closure or reassignment dated before the case's last assignment counted the worker's caseload below
+    zero on the dates between (caseloads on 7 Feb: anna -1)."""
+    case = enrolled(intake, "2016-02-01")
+    post(intake, f"/cases/{case}/assignment", {"on": "2016-02-10", "worker_id": "anna"})
+    head = store.head()
+    refused(
+        intake, f"/cases/{case}/assignment", {"on": "2016-02-09", "worker_id": "bo"}, 409, "date_before_last_record"
+    )
+    refused(
+        intake, f"/cases/{case}/closure", {"on": "2016-02-05", "reason": "completed"}, 409, "date_before_last_record"
+    )
+    assert store.head() == head
+    post(intake, f"/cases/{case}/assignment", {"on": "2016-02-10", "worker_id": "bo"})  # the same day is fine
+    post(intake, f"/cases/{case}/closure", {"on": "2016-03-01", "reason": "completed"})

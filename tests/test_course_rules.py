@@ -226,23 +226,25 @@ def test_capacity_and_the_waitlist() -> None:
     load = Caseload("cph")
     first, second = enrolled_case(date(2016, 2, 1)), enrolled_case(date(2016, 2, 2))
     second = Case(**{**second.__dict__, "case_id": "case-2"})
-    for event in decide_assignment(load, p, first, "anna", waitlist_if_full=False):
+    for event in decide_assignment(load, p, first, "anna", False, date(2016, 2, 3)):
         load = evolve_caseload(load, event, date(2016, 2, 3))
     with pytest.raises(Refused) as full:
-        decide_assignment(load, p, second, "anna", waitlist_if_full=False)
+        decide_assignment(load, p, second, "anna", False, date(2016, 2, 3))
     assert full.value.code == "worker_at_capacity" and "1 of 1" in full.value.message
-    [waitlisted] = decide_assignment(load, p, second, "anna", waitlist_if_full=True)
+    [waitlisted] = decide_assignment(load, p, second, "anna", True, date(2016, 2, 3))
     load = evolve_caseload(load, waitlisted, date(2016, 2, 3))
     assert load.waitlist == (("case-2", date(2016, 2, 3)),)
     with pytest.raises(Refused, match="already on the waitlist"):
-        decide_assignment(load, p, second, "anna", waitlist_if_full=True)
+        decide_assignment(load, p, second, "anna", True, date(2016, 2, 3))
     with pytest.raises(Refused) as lower:
         decide_capacity(p, load, "anna", 0)
     assert lower.value.code == "capacity_below_caseload"
     # Only anna's slot counts: bo is free, so the waitlisted citizen is offered to bo at once.
     assert decide_offers(load, p) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
     # Closing anna's course frees her slot in the same append.
-    assert decide_release(load, "case-1", "course_closed") == [ev.CaseReleased("case-1", "anna", "course_closed")]
+    assert decide_release(load, "case-1", "course_closed", date(2016, 3, 1)) == [
+        ev.CaseReleased("case-1", "anna", "course_closed")
+    ]
 
 
 def test_status_changes_come_in_date_order() -> None:

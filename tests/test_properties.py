@@ -152,9 +152,9 @@ def test_caseloads_are_never_over_capacity_and_nobody_is_lost(steps: list[tuple[
         case = replace(base, case_id=f"case-{n}")
         try:
             if command == "assign" or command == "wait":
-                events = decide_assignment(caseload, PROGRAMME, case, worker, waitlist_if_full=command == "wait")
+                events = decide_assignment(caseload, PROGRAMME, case, worker, command == "wait", date(2016, 2, 1))
             elif command == "release":
-                events = decide_release(caseload, case.case_id, "course_closed")
+                events = decide_release(caseload, case.case_id, "course_closed", date(2016, 2, 1))
             else:
                 events = decide_offers(caseload, PROGRAMME)
         except (Refused, Invalid):

@@ -126,7 +126,7 @@ def assign(case_id: str) -> Response:
         case_id,
         data["on"],
         lambda caseload, programme, case: decide_assignment(
-            caseload, programme, case, data["worker_id"], data["waitlist_if_full"]
+            caseload, programme, case, data["worker_id"], data["waitlist_if_full"], data["on"]
         ),
     )
     return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")

@@ -287,7 +287,7 @@ class Intake:
             if ending is None:
                 return self.write(ctx, on, writes, course_of=case.programme_id)
             caseload = self.caseload(case.programme_id)
-            release = decide_release(caseload, case_id, reason=ENDINGS[type(ending)])
+            release = decide_release(caseload, case_id, ENDINGS[type(ending)], on)
             if release:
                 writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))
             offers_for = case.programme_id if release else None

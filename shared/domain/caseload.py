@@ -85,10 +85,25 @@ def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseloa
     raise ValueError(f"caseload {caseload.programme_id}: no rule for {type(event).__name__}")
 
 
+def _require_after_last_assignment_change(caseload: Caseload, case_id: str, on: date) -> None:
+    """A case's assignments change in date order: one dated before its last start or end would count the
+    worker's caseload below zero on the dates between (and the report for those dates would say so)."""
+    if not (spells := caseload.history.get(case_id)):
+        return
+    _, start, until, _ = spells[-1]
+    latest = date.fromisoformat(until or start)
+    if on < latest:
+        raise Refused(
+            "date_before_last_record",
+            f"{on.isoformat()} is before the case's last change of relation worker ({latest.isoformat()})",
+        )
+
+
 def decide_assignment(
-    caseload: Caseload, programme: Programme, case: Case, worker_id: str, waitlist_if_full: bool
+    caseload: Caseload, programme: Programme, case: Case, worker_id: str, waitlist_if_full: bool, on: date
 ) -> list[DomainEvent]:
     """Assign (or reassign, keeping history) a case to a worker; beyond capacity refuse, or waitlist if asked."""
+    _require_after_last_assignment_change(caseload, case.case_id, on)
     if worker_id not in programme.workers:
         raise Invalid({"worker_id": ["not a relation worker of this programme"]})
     if case.status not in (CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED):
@@ -111,10 +126,11 @@ def decide_assignment(
     return events
 
 
-def decide_release(caseload: Caseload, case_id: str, reason: str) -> list[DomainEvent]:
+def decide_release(caseload: Caseload, case_id: str, reason: str, on: date) -> list[DomainEvent]:
     """When a case ends, its worker's slot frees and it leaves the waitlist, in the same append."""
     events: list[DomainEvent] = []
     if (worker_id := caseload.assignments.get(case_id)) is not None:
+        _require_after_last_assignment_change(caseload, case_id, on)
         events.append(CaseReleased(case_id=case_id, worker_id=worker_id, reason=reason))
     if caseload.is_waitlisted(case_id):
         events.append(CaseLeftWaitlist(case_id=case_id, reason=reason))
