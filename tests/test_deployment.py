@@ -57,6 +57,11 @@ def test_redis_keeps_the_log_on_disk() -> None:
     assert redis["volumes"] and redis["healthcheck"]["test"]
 
 
+def test_every_service_comes_back_after_a_crash_or_a_reboot() -> None:
+    """Redis had no restart policy: after a reboot the apps came back and waited on a log that did not."""
+    assert all(service.get("restart") == "unless-stopped" for service in compose()["services"].values())
+
+
 def test_workers_can_be_scaled() -> None:
     for name in ("caseflow", "reporting-worker"):
         service = compose()["services"][name]
