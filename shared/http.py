@@ -11,6 +11,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
+
+from shared.domain.calendar import EARLIEST_DATE, LATEST_PLANNING_DATE
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,22 @@ def error_response(status: int, code: str, message: str, fields: dict[str, Any] 
     response = jsonify(error=body)
     response.status_code = status
     return response
+
+
+def date_arg(name: str) -> date | None:
+    """A date from the query string, None when it is not given: 422 naming the parameter when it is not a date,
+    or not one the suite takes (beyond them, reports ran to years Python has no dates for)."""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(422, "validation_failed", "the request has invalid fields", {name: ["not a date"]}) from None
+    if not EARLIEST_DATE <= day <= LATEST_PLANNING_DATE:
+        span = f"between {EARLIEST_DATE.isoformat()} and {LATEST_PLANNING_DATE.isoformat()}"
+        raise ApiError(422, "validation_failed", "the request has invalid fields", {name: [span]})
+    return day
 
 
 def json_body() -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
-
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from services.caseflow.queries import cases_of_programme, overdue_assessments
 from services.intake import schemas as s
@@ -16,7 +14,7 @@ from shared.domain.events import ProgrammeChanged, ProgrammeDefined
 from shared.domain.staffing import decide_add_worker, decide_capacity, decide_programme_change
 from shared.events.envelope import today
 from shared.eventstore import WrongExpectedVersion
-from shared.http import ApiError
+from shared.http import ApiError, date_arg
 
 bp = Blueprint("programmes", __name__)
 
@@ -133,9 +131,6 @@ def list_overdue(programme_id: str, worker_id: str) -> Response:
     in_programme(principal, programme_id)
     if principal.role is Role.WORKER and principal.worker_id != worker_id:
         raise NotFound("no such worker")
-    try:
-        on = date.fromisoformat(request.args.get("on", today().isoformat()))
-    except ValueError:
-        raise ApiError(422, "validation_failed", "the request has invalid fields", {"on": ["not a date"]}) from None
+    on = date_arg("on") or today()
     rows = overdue_assessments(intake().store.redis, current_app.config["KEY_PREFIX"], programme_id, worker_id, on)
     return jsonify(programme_id=programme_id, worker_id=worker_id, on=on.isoformat(), overdue=rows)

@@ -6,9 +6,7 @@ referrals, and sees only their outcome; programme staff see and act on the case.
 
 from __future__ import annotations
 
-from datetime import date
-
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from services.intake.schemas import DatedRequest, ReasonRequest, ReferOnRequest, ReferralRequest
 from services.intake.service import AuthorityChanged, Referral
@@ -29,7 +27,7 @@ from shared.authn import caller
 from shared.domain.access import Principal, Role, referral_outcome
 from shared.domain.case import decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
 from shared.domain.cpr import parse_cpr
-from shared.http import ApiError
+from shared.http import date_arg
 
 bp = Blueprint("referrals", __name__)
 REFERRING = (Role.REFERRER, *STAFF)
@@ -73,12 +71,7 @@ def get_referral(case_id: str) -> Response:
 def get_case(case_id: str) -> Response:
     """The case now; ``?on=YYYY-MM-DD`` adds which status and phase it had on that date."""
     scoped_case(caller(*STAFF), case_id)
-    on = request.args.get("on")
-    try:
-        as_of = date.fromisoformat(on) if on else None
-    except ValueError:
-        raise ApiError(422, "validation_failed", "the request has invalid fields", {"on": ["not a date"]}) from None
-    return jsonify(case_view(case_id, as_of))
+    return jsonify(case_view(case_id, date_arg("on")))
 
 
 @bp.post("/referrals/<case_id>/assessment")

@@ -70,16 +70,7 @@ def _invalid(field: str, message: str) -> ApiError:
 
 
 def _date_arg(name: str) -> date:
-    value = request.args.get(name)
-    if value is None:
-        return today()
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise _invalid(name, "a date: YYYY-MM-DD") from None
-    if not EARLIEST_DATE <= day <= LATEST_PLANNING_DATE:
-        raise _invalid(name, f"between {EARLIEST_DATE.isoformat()} and {LATEST_PLANNING_DATE.isoformat()}")
-    return day
+    return http.date_arg(name) or today()
 
 
 def _slice() -> tuple[str | None, str | None]:

@@ -451,10 +451,13 @@ def _require_after_last(series: tuple[tuple[date, Any], ...], on: date, what: st
     """Measurements and situations come in date order, as status changes do: the last recorded is the latest,
     which is what reports take as a course's current score or situation (one recorded later with an earlier
     date would be taken as the newest)."""
-    if series and on < series[-1][0]:
-        raise Refused(
-            "date_before_last_record", f"{on.isoformat()} is before the last {what} ({series[-1][0].isoformat()})"
-        )
+    require_in_date_order(series[-1][0] if series else None, on, what)
+
+
+def require_in_date_order(last: date | None, on: date, what: str) -> None:
+    """Refuse a record dated before the last of its kind (``date_before_last_record``)."""
+    if last is not None and on < last:
+        raise Refused("date_before_last_record", f"{on.isoformat()} is before the last {what} ({last.isoformat()})")
 
 
 def _require_enrolled(case: Case, on: date, action: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from shared.domain.case import Case, CaseStatus, Invalid, Refused
+from shared.domain.case import Case, CaseStatus, Invalid, Refused, require_in_date_order
 from shared.domain.events import CaseAssigned, CaseLeftWaitlist, CaseReleased, CaseWaitlisted
 from shared.domain.programme import Programme
 from shared.events import DomainEvent
@@ -88,15 +88,9 @@ def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseloa
 def _require_after_last_assignment_change(caseload: Caseload, case_id: str, on: date) -> None:
     """A case's assignments change in date order: one dated before its last start or end would count the
     worker's caseload below zero on the dates between (and the report for those dates would say so)."""
-    if not (spells := caseload.history.get(case_id)):
-        return
-    _, start, until, _ = spells[-1]
-    latest = date.fromisoformat(until or start)
-    if on < latest:
-        raise Refused(
-            "date_before_last_record",
-            f"{on.isoformat()} is before the case's last change of relation worker ({latest.isoformat()})",
-        )
+    if spells := caseload.history.get(case_id):
+        _, start, until, _ = spells[-1]
+        require_in_date_order(date.fromisoformat(until or start), on, "change of relation worker")
 
 
 def decide_assignment(
