@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -450,6 +450,14 @@ class EventStore:
 
     def stream_version(self, stream_id: str) -> int:
         return int(self.redis.llen(self.keys.stream(stream_id)))
+
+    def stream_versions(self, stream_ids: Iterable[str]) -> dict[str, int]:
+        """Several streams' versions in one round trip (0 for a stream with no events)."""
+        pipe = self.redis.pipeline(transaction=False)
+        ids = list(dict.fromkeys(stream_ids))
+        for stream_id in ids:
+            pipe.llen(self.keys.stream(stream_id))
+        return dict(zip(ids, (int(n) for n in pipe.execute()), strict=True)) if ids else {}
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[RecordedEvent]:
         """The events of one partition after a global position, in global order: one XRANGE."""

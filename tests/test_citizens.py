@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -168,6 +170,49 @@ def test_a_confirmed_match_is_one_citizen_in_the_reports(
     run_workers(connection)
     assert (distinct("2016-01-10"), distinct("2016-02-01")) == (1, 1)
     assert (distinct("2016-02-01", "reden"), distinct("2016-02-01", "livarehab")) == (1, 1)
+
+
+def export_rows(reporting: FlaskClient, kind: str) -> list[dict[str, str]]:
+    response = reporting.get(f"/programmes/demo-cph/export/{kind}.csv", headers=auth("evaluator"))
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+def test_the_export_gives_one_person_one_pseudonym_and_leaves_out_an_erased_citizen(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """A confirmed match is one pseudonym in the evaluator's export; after an erasure the person's rows are gone
+    from it (a stable pseudonym would keep linking them to earlier exports), while the statistics still count them."""
+    maja = referral_body(referred_on="2016-01-05", citizen={"alias": "Maja", "birth_date": "1990-05-05"})
+    assert intake.post("/referrals", json=maja, headers=PARTNER).status_code == 201
+    assert intake.post("/referrals", json=maja | {"referred_on": "2016-01-20"}, headers=LIVA).status_code == 201
+    ole = refer(intake, LIVA, alias="Ole").get_json()["case_id"]
+    intake.post(f"/referrals/{ole}/assessment", json={"on": "2016-01-21"}, headers=STAFF)
+    intake.post(f"/cases/{ole}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
+    run_workers(connection)
+    assert len({row["citizen"] for row in export_rows(reporting, "courses")}) == 3  # not yet known as one
+
+    [match] = intake.get("/programmes/demo-cph/probable-matches", headers=STAFF).get_json()["matches"]
+    assert (
+        intake.post("/programmes/demo-cph/matches", json=match | {"decision": "confirm"}, headers=STAFF).status_code
+        == 201
+    )
+    run_workers(connection)
+    courses = export_rows(reporting, "courses")
+    assert len(courses) == 3 and len({row["citizen"] for row in courses}) == 2
+    ole_pseudonym = next(
+        row["citizen"] for row in courses if row["referring_partner"] == "livarehab" and row["enrolled_on"]
+    )
+    statistics = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json()
+
+    erased = intake.post(
+        f"/programmes/demo-cph/citizens/{match['citizen_a']}/erasure", json={"requested_by": "citizen"}, headers=STAFF
+    )
+    assert erased.status_code == 201 and len(erased.get_json()["records_erased"]) == 2
+    run_workers(connection)
+    assert [row["citizen"] for row in export_rows(reporting, "courses")] == [ole_pseudonym]
+    assert {row["citizen"] for row in export_rows(reporting, "measurements")} == {ole_pseudonym}
+    assert reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json() == statistics
 
 
 def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 from services.caseflow.projection import citizen_index_name
 from services.caseflow.queries import ReadModel
 from services.intake import schemas as s
-from services.intake.service import NotFound, Write, citizen_stream
+from services.intake.service import NotFound, Write
 from services.intake.web import in_programme, intake, load, written
 from shared.aggregates import load_identity
 from shared.audit import access_log
@@ -15,7 +15,7 @@ from shared.authn import caller
 from shared.domain.access import Role
 from shared.domain.case import Case, Refused
 from shared.domain.events import CitizenErased
-from shared.domain.identity import Identity, decide_match, identity_stream, probable_matches
+from shared.domain.identity import Identity, citizen_stream, decide_match, identity_stream, probable_matches
 from shared.eventstore import WrongExpectedVersion
 
 bp = Blueprint("citizens", __name__)

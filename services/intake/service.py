@@ -28,6 +28,7 @@ from shared.domain.access import Authority
 from shared.domain.case import Case, Invalid, Refused, decide_reopen
 from shared.domain.caseload import Caseload, caseload_stream, decide_release
 from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
+from shared.domain.identity import citizen_stream
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
@@ -42,10 +43,6 @@ ATTEMPTS = 3
 
 def cpr_stream(fingerprint: str) -> str:
     return f"cpr-{fingerprint}"
-
-
-def citizen_stream(citizen_id: str) -> str:
-    return f"citizen-{citizen_id.removeprefix('citizen-')}"
 
 
 def course_streams(programme_id: str) -> tuple[str, str]:

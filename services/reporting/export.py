@@ -2,8 +2,15 @@
 
 A citizen's pseudonym is a keyed hash of their citizen id, stable across
 exports (and across a citizen's courses) as long as the deployment's secret
-is; a course's id is pseudonymised the same way. No name, alias, CPR number,
-birth date or free text is ever in an export: only the age band at referral.
+is; a course's id is pseudonymised the same way. Records a coordinator
+confirmed are one person share one pseudonym (that of the lowest record id
+among them). No name, alias, CPR number, birth date or free text is ever in an
+export: only the age band at referral.
+
+An erased citizen record has no rows in an export made after its erasure: a
+pseudonymised row is still personal data, and its stable pseudonym would keep
+linking the person to rows of earlier exports. The anonymous statistics still
+count them (see the README, "Erasure").
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 
 from services.reporting.projection import course_doc, programme_cases
 from services.reporting.queries import Reports
+from shared.aggregates import load_identity
+from shared.domain.identity import citizen_stream
 from shared.domain.programme import course_dates
 from shared.redis_values import as_text
 
@@ -51,21 +60,40 @@ def pseudonym(secret: bytes, kind: str, identifier: str) -> str:
     return hmac.new(secret, f"pseudonym:{kind}:{identifier}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def _courses(reports: Reports, programme_id: str) -> list[tuple[str, dict[str, Any]]]:
+def _courses(reports: Reports, programme_id: str, secret: bytes) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each course of a citizen not erased: its citizen's pseudonym, its own, and its read-model document."""
     ids = sorted(as_text(m) for m in reports.redis.smembers(reports.key(programme_cases(programme_id))))
     raw = reports.redis.mget([reports.key(course_doc(c)) for c in ids]) if ids else []
-    return [(case_id, json.loads(doc)) for case_id, doc in zip(ids, raw, strict=True) if doc is not None]
+    docs = [(case_id, json.loads(doc)) for case_id, doc in zip(ids, raw, strict=True) if doc is not None]
+    citizens = _citizen_pseudonyms(reports, programme_id, {doc["citizen_id"] for _, doc in docs}, secret)
+    return [
+        (citizens[doc["citizen_id"]], pseudonym(secret, "course", case_id), doc)
+        for case_id, doc in docs
+        if doc["citizen_id"] in citizens
+    ]
+
+
+def _citizen_pseudonyms(reports: Reports, programme_id: str, citizen_ids: set[str], secret: bytes) -> dict[str, str]:
+    """The pseudonym of each record not erased: one per person, as coordinators confirmed matches (the log's
+    identity stream) and leaving out erased records (their own streams), read from the log as the export is
+    made."""
+    if reports.store is None:
+        raise RuntimeError("the export reads matches and erasures from the event log")
+    versions = reports.store.stream_versions(citizen_stream(c) for c in citizen_ids)
+    erased = {c for c in citizen_ids if versions[citizen_stream(c)] > 0}
+    person = {record: group for group in load_identity(reports.store, programme_id).merged() for record in group}
+    return {c: pseudonym(secret, "citizen", min(person.get(c, {c}) - erased)) for c in sorted(citizen_ids - erased)}
 
 
 def courses_csv(reports: Reports, programme_id: str, secret: bytes) -> str:
     programme = reports.programme(programme_id)
     rows = []
-    for case_id, doc in _courses(reports, programme_id):
+    for citizen, course, doc in _courses(reports, programme_id, secret):
         dates = course_dates(programme, date.fromisoformat(doc["enrolled_on"])) if doc.get("enrolled_on") else None
         rows.append(
             {
-                "citizen": pseudonym(secret, "citizen", doc["citizen_id"]),
-                "course": pseudonym(secret, "course", case_id),
+                "citizen": citizen,
+                "course": course,
                 "programme_id": programme_id,
                 "referring_partner": doc["source"],
                 "age_band": doc.get("age_band") or "",
@@ -84,12 +112,12 @@ def courses_csv(reports: Reports, programme_id: str, secret: bytes) -> str:
 
 def measurements_csv(reports: Reports, programme_id: str, secret: bytes) -> str:
     rows = []
-    for case_id, doc in _courses(reports, programme_id):
+    for citizen, course, doc in _courses(reports, programme_id, secret):
         for on, measure, area, score in doc.get("measurements", []):
             rows.append(
                 {
-                    "citizen": pseudonym(secret, "citizen", doc["citizen_id"]),
-                    "course": pseudonym(secret, "course", case_id),
+                    "citizen": citizen,
+                    "course": course,
                     "on": on,
                     "measure": measure,
                     "area": area or "",

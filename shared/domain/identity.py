@@ -20,6 +20,11 @@ def identity_stream(programme_id: str) -> str:
     return f"identity-{programme_id}"
 
 
+def citizen_stream(citizen_id: str) -> str:
+    """A citizen record's own stream: it holds the record's erasure, if any."""
+    return f"citizen-{citizen_id.removeprefix('citizen-')}"
+
+
 def pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a < b else (b, a)
 
