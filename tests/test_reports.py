@@ -375,6 +375,28 @@ def test_fidelity_on_an_earlier_date_leaves_out_courses_not_yet_begun(
 ) -> None:
     [anna] = get(reporting, "statistics/fidelity?on=2016-01-31")["workers"]
     assert [c["case_id"] for c in anna["courses"]] == [built["A"]]  # C enrolled on 1 Feb
+    # A, two weeks into phase 1 (until 15 May): two community meetings of three is pending, not failed; the
+    # supports (25 and 28 Jan) and the first month's contacts are met already.
+    [a] = anna["courses"]
+    assert {
+        k: a["criteria"][k] for k in ("community_meetings_phase_1", "supports_phase_1", "contacts_first_month")
+    } == {
+        "community_meetings_phase_1": None,
+        "supports_phase_1": True,
+        "contacts_first_month": True,
+    }
+    assert anna["share_meeting"]["community_meetings_phase_1"] is None  # no course judged on it yet
+    # C, enrolled 1 Feb with no contacts: pending through its first month, failed once it has passed.
+    [february, march] = (
+        next(
+            c
+            for c in get(reporting, f"statistics/fidelity?on={day}")["workers"][0]["courses"]
+            if c["case_id"] == built["C"]
+        )
+        for day in ("2016-02-20", "2016-03-01")
+    )
+    assert (february["criteria"]["contacts_first_month"], march["criteria"]["contacts_first_month"]) == (None, False)
+    assert (february["criteria"]["supports_phase_1"], march["criteria"]["supports_phase_1"]) == (None, None)
 
 
 def test_measures_and_success_criteria_by_partner_and_method(reporting: FlaskClient, built: dict[str, str]) -> None:

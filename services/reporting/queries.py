@@ -440,19 +440,41 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
     cti_start = first[1] if first else enrolled
     closed_or_planned = closed or planned_end
     length = months_between(enrolled, closed_or_planned)
+    phase_1_ends = _phase_1_ends(programme, first, spans, planned_end)
+
+    def judged(met: bool, window_ends: date) -> bool | None:
+        """Not met while its window is still open on ``today`` (and the course not closed) is pending, not failed."""
+        return True if met else None if closed is None and today < window_ends else False
+
     return {
         "enrolled_on": doc["enrolled_on"],
         "contacts_per_phase": per_phase,
         "criteria": {
             "contact_falls_phase_by_phase": all(a >= b for a, b in pairwise(rates)) if len(rates) > 1 else None,
-            "community_meetings_phase_1": in_phase_1.count("community_meeting") >= 3,
-            "supports_phase_1": sum(in_phase_1.count(k) for k in SUPPORTS) >= 2,
-            "contacts_first_month": sum(1 for on, _ in contacts if cti_start <= on < add_months(cti_start, 1)) >= 2,
+            "community_meetings_phase_1": judged(in_phase_1.count("community_meeting") >= 3, phase_1_ends),
+            "supports_phase_1": judged(sum(in_phase_1.count(k) for k in SUPPORTS) >= 2, phase_1_ends),
+            "contacts_first_month": judged(
+                sum(1 for on, _ in contacts if cti_start <= on < add_months(cti_start, 1)) >= 2,
+                add_months(cti_start, 1),
+            ),
             "within_9_months": months_between(cti_start, closed_or_planned) <= 9,
             "within_programme_length": length <= programme.course_months,
             "no_early_discharge": closed is None or doc.get("close_reason") not in EARLY,
         },
     }
+
+
+def _phase_1_ends(
+    programme: Programme, first: tuple[str, date, date] | None, spans: list[tuple[str, date, date]], planned_end: date
+) -> date:
+    """When phase 1 ends: the next phase's start once the course moved on, else the plan's (its start and the
+    programme's months for it), and the course's planned end while phase 1 has not begun."""
+    if first is None or first[0] != "phase_1":
+        return planned_end
+    if first is not spans[-1]:
+        return first[2]
+    months = next((p.months for p in programme.phases if p.name == "phase_1"), 0)
+    return min(add_months(first[1], months), planned_end)
 
 
 STAGES = ("stuck", "accepting_help", "believing", "learning", "self_reliance")  # the five-stage journey of change
