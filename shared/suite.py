@@ -127,6 +127,17 @@ def provision_demo_keys(redis_url: str) -> dict[str, str]:
     return keys
 
 
+def demo_loaded(intake: str, coordinator_key: str) -> bool:
+    """Whether an earlier run loaded the demo into this Redis (a configured one outlives the suite)."""
+    try:
+        _call("GET", f"{intake}/programmes/demo-cph", key=coordinator_key)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return False
+        raise
+    return True
+
+
 def load_demo(intake: str, reporting: str, keys: dict[str, str]) -> dict[str, Any]:
     """A programme, two relation workers, referrals from several partners, and one course under way."""
     today = date.today()
@@ -226,7 +237,9 @@ def main() -> None:
         print(
             f"Demo API keys (coordinator, worker bo, Reden, LivaRehab, evaluator, admin) are in {KEYS_FILE}", flush=True
         )
-        if not args.no_demo:
+        if not args.no_demo and demo_loaded(intake, keys["COORDINATOR_KEY"]):
+            print("The demo programme is in this Redis already (from an earlier run): left as it is.", flush=True)
+        elif not args.no_demo:
             report = load_demo(intake, reporting, keys)
             print("\nDemo loaded. Referrals per partner, from the reporting service:\n", flush=True)
             print(json.dumps(report, indent=2), flush=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_redis_server
 
 
 def call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
@@ -27,32 +27,46 @@ def call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
-@pytest.mark.slow
-def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_path: Path) -> None:
-    intake_port, reporting_port, redis_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env |= {
-        "INTAKE_PORT": str(intake_port),
-        "REPORTING_PORT": str(reporting_port),
-        "EMBEDDED_REDIS_PORT": str(redis_port),
-        "PYTHONUNBUFFERED": "1",
-    }
+def start_suite(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``caseflow-suite up`` as the README's run command starts it, and what it printed until it was up."""
     suite = subprocess.Popen(
-        [sys.executable, "-c", "from shared.suite import main; main()", "up", "--demo-citizens", "2"],
-        env=env,
+        [sys.executable, "-c", "from shared.suite import main; main()", "up", *args],
+        env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp_path,
     )
     lines: list[str] = []
+    deadline = time.monotonic() + 90
+    assert suite.stdout is not None
+    while not any("Ctrl-C stops everything" in line for line in lines):
+        if time.monotonic() > deadline or suite.poll() is not None:
+            suite.kill()
+            raise AssertionError("".join(lines) + (suite.communicate()[0] or ""))
+        lines.append(suite.stdout.readline())
+    return suite, "".join(lines)
+
+
+def stop_suite(suite: subprocess.Popen[str]) -> str:
+    suite.send_signal(signal.SIGINT)
+    rest, _ = suite.communicate(timeout=30)
+    assert suite.returncode == 0, rest
+    return rest
+
+
+def ports_env() -> tuple[int, int, dict[str, str]]:
+    intake_port, reporting_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return intake_port, reporting_port, env | {"INTAKE_PORT": str(intake_port), "REPORTING_PORT": str(reporting_port)}
+
+
+@pytest.mark.slow
+def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_path: Path) -> None:
+    intake_port, reporting_port, env = ports_env()
+    suite, output = start_suite(tmp_path, env | {"EMBEDDED_REDIS_PORT": str(free_port())}, "--demo-citizens", "2")
+    deadline = time.monotonic() + 90
     try:
-        deadline = time.monotonic() + 90
-        assert suite.stdout is not None
-        while not any("Ctrl-C stops everything" in line for line in lines):
-            assert time.monotonic() < deadline and suite.poll() is None, "".join(lines)
-            lines.append(suite.stdout.readline())
-        output = "".join(lines)
         assert "EMBEDDED in-memory store" in output and "NOT durable" in output
         example = output.split("-d '", 1)[1].split("'\n", 1)[0]
         assert json.loads(example)["programme_id"] == "demo-cph"  # the printed curl example works
@@ -78,10 +92,32 @@ def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_pa
             time.sleep(0.2)
         assert call(f"http://127.0.0.1:{intake_port}/readyz", "")["durable"] is False
     finally:
-        suite.send_signal(signal.SIGINT)
-        rest, _ = suite.communicate(timeout=30)
-    assert suite.returncode == 0, rest
+        rest = stop_suite(suite)
     assert "stopping" in rest
     assert "Worker" in (tmp_path / ".suite/logs/caseflow-worker.log").read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{intake_port}/healthz", timeout=2)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_redis_keeps_the_demo_loaded_by_the_first(tmp_path: Path) -> None:
+    """A configured Redis outlives the suite: the next run finds the demo there and leaves it, instead of
+    stopping on the programme that exists."""
+    server, url = start_redis_server(tmp_path)
+    try:
+        for run in ("first", "second"):
+            _, reporting_port, env = ports_env()
+            suite, output = start_suite(tmp_path, env | {"REDIS_URL": url}, "--demo-citizens", "0")
+            try:
+                assert ("in this Redis already" in output) is (run == "second"), output
+                keys = dict(
+                    line.removeprefix("export ").split("=", 1)
+                    for line in (tmp_path / ".suite/demo-keys.env").read_text().splitlines()
+                )
+                report = f"http://127.0.0.1:{reporting_port}/programmes/demo-cph/referrals-per-partner"
+                assert call(report, keys["COORDINATOR_KEY"])["total"]["referrals"] == 4  # loaded once
+            finally:
+                stop_suite(suite)
+    finally:
+        server.terminate()
+        server.wait()
