@@ -38,7 +38,6 @@ def _raw_events(store: EventStore, until: int | None = None) -> Iterator[dict[st
 
 def export_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> tuple[int, str]:
     """Write the whole log to ``path`` (gzip JSONL) and its SHA-256 to ``path.sha256``. Returns (events, digest)."""
-    digest = hashlib.sha256()
     count = 0
     with gzip.open(path, "wb") as out:
         # The log up to its head as read here, whatever is appended while the export runs: the file's header
@@ -46,14 +45,22 @@ def export_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
         head = store.head()
         header = {"format": FORMAT, "version": 1, "partitions": store.partitions, "head": head}
         for record in itertools.chain([header], _raw_events(store, until=head)):
-            line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
-            digest.update(line)
-            out.write(line)
+            out.write((json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode())
             count += "position" in record
             if progress and "position" in record:
                 progress(1)
-    Path(f"{path}.sha256").write_text(f"{digest.hexdigest()}  {path.name}\n")
-    return count, digest.hexdigest()
+    digest = _sha256(path, gzip_content=False)
+    Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")  # as sha256sum writes it: `sha256sum -c` checks it
+    return count, digest
+
+
+def _sha256(path: Path, *, gzip_content: bool) -> str:
+    """The file's digest; or that of its uncompressed lines, which exports before 2026-11-25 wrote."""
+    digest = hashlib.sha256()
+    with gzip.open(path, "rb") if gzip_content else path.open("rb") as source:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> int:
@@ -61,11 +68,7 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
     if store.head() != 0:
         raise BackupError("the target already holds events: import only into an empty store")
     expected = Path(f"{path}.sha256").read_text().split()[0]
-    digest = hashlib.sha256()
-    with gzip.open(path, "rb") as source:
-        for line in source:
-            digest.update(line)
-    if digest.hexdigest() != expected:
+    if expected != _sha256(path, gzip_content=False) and expected != _sha256(path, gzip_content=True):
         raise BackupError("checksum mismatch: the file is damaged or not the one exported")
     restored = 0
     with gzip.open(path, "rb") as source:

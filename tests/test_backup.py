@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,23 @@ def test_restoring_old_keys_does_not_undo_an_erasure(
     assert erased.status_code == 201
     assert "1 skipped" in cli(connection, "vault", "import", str(keys))
     assert intake.get(f"/cases/{case['case_id']}", headers=STAFF).get_json()["citizen_alias"] == "[erased]"
+
+
+def test_the_checksum_file_checks_with_sha256sum_and_an_older_exports_still_imports(
+    intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    """The .sha256 is the compressed file's digest, as `sha256sum -c` checks it; exports made before that hold
+    the digest of the uncompressed lines, and still import."""
+    backup = tmp_path / "log.jsonl.gz"
+    cli(connection, "log", "export", str(backup))
+    checked = subprocess.run(["sha256sum", "-c", "log.jsonl.gz.sha256"], cwd=tmp_path, capture_output=True, text=True)
+    assert checked.returncode == 0 and "log.jsonl.gz: OK" in checked.stdout
+    with gzip.open(backup, "rb") as source:
+        older = hashlib.sha256(source.read()).hexdigest()
+    (tmp_path / "log.jsonl.gz.sha256").write_text(f"{older}  log.jsonl.gz\n")
+    head = store.head()
+    connection.flushdb()
+    assert f"{head} events restored" in cli(connection, "log", "import", str(backup))
 
 
 def test_import_refuses_a_damaged_file_and_a_store_in_use(
