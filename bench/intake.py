@@ -51,11 +51,11 @@ from tests.support import _key_parts, grant_test_keys
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def serve(target: str, url: str) -> tuple[subprocess.Popen[bytes], int]:
+def serve(target: str, url: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     process = subprocess.Popen(
-        [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", target],
+        [gunicorn, "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", target],
         env={**os.environ, "REDIS_URL": url},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -166,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--gunicorn-workers", type=int, default=2, help="per server; docker-compose.yml runs 2")
     parser.add_argument("--rounds", type=int, default=3, help="baseline-then-intake rounds; the median is kept")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -188,9 +189,9 @@ def main() -> None:
             == 201
         )
         body = json.dumps(referral_body())
-        baseline, baseline_port = serve("bench.baseline_app:app", url)
-        without_http, without_http_port = serve("bench.referral_app:app", url)
-        intake, intake_port = serve("services.intake.app:wsgi()", url)
+        baseline, baseline_port = serve("bench.baseline_app:app", url, args.gunicorn_workers)
+        without_http, without_http_port = serve("bench.referral_app:app", url, args.gunicorn_workers)
+        intake, intake_port = serve("services.intake.app:wsgi()", url, args.gunicorn_workers)
         processes = [baseline, without_http, intake]
         for port in (baseline_port, without_http_port, intake_port):
             wrk(port, auth, body, 2, args.connections)  # warm up
