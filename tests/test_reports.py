@@ -81,21 +81,23 @@ def test_status_filtered_by_partner_and_method(reporting: FlaskClient, built: di
 
 
 def test_intake_per_month(reporting: FlaskClient, built: dict[str, str]) -> None:
-    # Nov: A, B; Dec: C; Jan: D, E; Feb: F, G. Seven referrals over four months.
+    # Nov: A, B; Dec: C; Jan: D, E; Feb: F, G. Seven referrals; recruitment runs to March, which had none: the
+    # average is over five months, from the first referral to the end of recruitment.
     all_time = get(reporting, "statistics/intake")
     assert all_time["months"] == [
         {"month": "2015-11", "referrals": 2},
         {"month": "2015-12", "referrals": 1},
         {"month": "2016-01", "referrals": 2},
         {"month": "2016-02", "referrals": 2},
+        {"month": "2016-03", "referrals": 0},
     ]
-    assert (all_time["total"], all_time["average_per_month"]) == (7, 1.75)
+    assert (all_time["total"], all_time["average_per_month"]) == (7, 1.4)
     spring = get(reporting, "statistics/intake?from=2016-01&to=2016-03")  # Jan 2, Feb 2, Mar 0
     assert [m["referrals"] for m in spring["months"]] == [2, 2, 0]
     assert (spring["total"], spring["average_per_month"]) == (4, 1.33)
-    reden = get(reporting, "statistics/intake?partner=reden")  # Nov 2, Dec 0, Jan 0, Feb 1
-    assert [m["referrals"] for m in reden["months"]] == [2, 0, 0, 1]
-    assert reden["average_per_month"] == 0.75
+    reden = get(reporting, "statistics/intake?partner=reden")  # Nov 2, Dec 0, Jan 0, Feb 1, Mar 0
+    assert [m["referrals"] for m in reden["months"]] == [2, 0, 0, 1, 0]
+    assert reden["average_per_month"] == 0.6
     assert reporting.get("/programmes/demo-cph/statistics/intake?from=2016-13", headers=STAFF).status_code == 422
 
 
@@ -540,3 +542,29 @@ def test_dates_and_months_outside_the_suites_years_are_refused(reporting: FlaskC
     response = reporting.get(f"/programmes/demo-cph/{query}", headers=STAFF)
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "validation_failed"
+
+
+REPORTS = (
+    "statistics/status",
+    "statistics/intake",
+    "statistics/caseloads",
+    "statistics/courses",
+    "statistics/measures",
+    "statistics/success-criteria",
+    "statistics/fidelity",
+    "export/courses.csv",
+    "export/measurements.csv",
+    "status-report",
+    "dashboard",
+    "referrals-per-partner",
+)
+
+
+def test_every_report_of_a_programme_that_does_not_exist_is_404(reporting: FlaskClient, built: dict[str, str]) -> None:
+    """An evaluator may read any programme: one that does not exist is 404 on every report alike (some answered
+    200 with zeros, others 404)."""
+    for path in REPORTS:
+        assert reporting.get(f"/programmes/demo-cph/{path}", headers=EVALUATOR).status_code == 200, path
+        response = reporting.get(f"/programmes/no-such-programme/{path}", headers=EVALUATOR)
+        assert response.status_code == 404, path
+        assert response.get_json()["error"]["code"] == "not_found", path

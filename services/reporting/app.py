@@ -62,6 +62,8 @@ def _statistics_caller(programme_id: str, *extra: Role) -> Principal:
     principal = caller(Role.COORDINATOR, Role.EVALUATOR, *extra)
     if principal.role is Role.COORDINATOR and principal.programme_id != programme_id:
         raise ApiError(404, "not_found", "no such programme")
+    if not _reports().has_programme(programme_id):  # every report alike: not 200 and zeros from some
+        raise LookupError(programme_id)
     return principal
 
 

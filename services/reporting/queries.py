@@ -31,9 +31,10 @@ from services.reporting.projection import (
     waiting,
     waitlist_deltas,
 )
-from shared.aggregates import load_identity
+from shared.aggregates import load_identity, programme_stream
 from shared.domain.calendar import add_months, months_between
 from shared.domain.programme import Programme, course_dates, programme_from_doc
+from shared.events.envelope import today as danish_today
 from shared.eventstore import EventStore
 from shared.projections import active_namespace
 from shared.redis_values import as_text
@@ -110,6 +111,13 @@ class Reports:
             pipe.zmscore(referred, group)
         counted = [sum(1 for s in scores if s is not None and s <= day.toordinal()) for scores in pipe.execute()]
         return sum(max(0, n - 1) for n in counted)
+
+    def has_programme(self, programme_id: str) -> bool:
+        """Whether the log holds the programme (the read model may not have projected it yet: its reports are
+        then zeros, flagged as not caught up)."""
+        if self.store is not None:
+            return self.store.stream_version(programme_stream(programme_id)) > 0
+        return bool(self.redis.exists(self.key(programme_doc(programme_id))))
 
     def programme(self, programme_id: str) -> Programme:
         raw = self.redis.get(self.key(programme_doc(programme_id)))
@@ -308,14 +316,18 @@ class Reports:
     def intake(
         self, programme_id: str, start: str | None, end: str | None, partner: str | None = None
     ) -> dict[str, Any]:
-        """Referrals per month (by referral date) and the average per month over the period."""
+        """Referrals per month (by referral date) and the average per month over the period: by default from
+        the first month of recruitment (or an earlier referral) to its last month, or this month while it lasts
+        (or a later referral), counting the months without a referral too."""
+        programme = self.programme(programme_id)
         per_month: dict[str, int] = defaultdict(int)
         for who, month, counter, value in self._cohorts(programme_id, start, end):
             if counter == "referrals" and (partner is None or who == partner):
                 per_month[month] += value
-        first = start or min(per_month, default=None)
-        last = end or max(per_month, default=None)
-        months = month_range(first, last) if first and last else []
+        recruiting_until = min(danish_today(), programme.recruitment_end).isoformat()[:7]
+        first = start or min(programme.recruitment_start.isoformat()[:7], *per_month)
+        last = end or max(recruiting_until, *per_month)
+        months = month_range(first, last)
         total = sum(per_month.values())
         return {
             "programme_id": programme_id,
