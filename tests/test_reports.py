@@ -215,24 +215,27 @@ def test_measures(reporting: FlaskClient, built: dict[str, str]) -> None:
         "courses": 2,
         "mean_first": 2.5,
         "mean_latest": 3.5,
+        "courses_measured_again": 2,
         "share_improved": 0.5,
         "stages_latest": {"stuck": 1, "accepting_help": 0, "believing": 1, "learning": 0, "self_reliance": 0},
     }
-    # mental_health: first A 4, C 3; latest A 4, C 3 (C's second star left it out): no one improved.
+    # mental_health: first A 4, C 3; latest A 4, C 3 (C's second star left it out): no one improved, of the one
+    # course measured again (A); C, measured once, could not have, and is not in the share.
     assert (areas["mental_health"]["mean_first"], areas["mental_health"]["mean_latest"]) == (3.5, 3.5)
-    assert areas["mental_health"]["share_improved"] == 0.0
+    assert (areas["mental_health"]["courses_measured_again"], areas["mental_health"]["share_improved"]) == (1, 0.0)
     assert areas["mental_health"]["stages_latest"]["accepting_help"] == 2
     assert areas["finances"]["courses"] == 0 and areas["finances"]["mean_first"] is None
     # WHO-5: first A 24, C 40 (mean 32); latest A 52, C 40 (mean 46); at most 50: C; at most 28: none;
-    # a change of 10 or more: A (+28).
+    # a change of 10 or more: A (+28), the one course measured again (C had one WHO-5).
     assert report["who5"] == {
         "courses": 2,
         "mean_first": 32.0,
         "mean_latest": 46.0,
         "share_latest_at_most_50": 0.5,
         "share_latest_at_most_28": 0.0,
-        "share_changed_10_or_more": 0.5,
-        "share_improved_10_or_more": 0.5,
+        "courses_measured_again": 1,
+        "share_changed_10_or_more": 1.0,
+        "share_improved_10_or_more": 1.0,
     }
     assert report["goals"] == [
         {"life_area": "finances", "set": 1, "achieved": 0, "dropped": 1},

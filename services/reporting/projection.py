@@ -94,8 +94,9 @@ def families(doc: dict[str, Any]) -> list[str]:
 
 
 def measures(programme_id: str, family: str = "all") -> str:
-    """Stars: "star|<area>|n|first_sum|latest_sum|improved" and "latest|<area>|<score>" (counts of latest scores);
-    WHO-5: "who5|n|first_sum|latest_sum|le50|le28|changed10|improved10"; goals: "goal|<area>|set|achieved|dropped"."""
+    """Stars: "star|<area>|n|again|first_sum|latest_sum|improved" and "latest|<area>|<score>" (counts of latest
+    scores); WHO-5: "who5|n|again|first_sum|latest_sum|le50|le28|changed10|improved10" (again: courses measured
+    more than once); goals: "goal|<area>|set|achieved|dropped"."""
     return f"programme:{programme_id}:measures:{family}"
 
 
@@ -155,7 +156,9 @@ def programme_cases(programme_id: str) -> str:
 
 class ReportingProjection:
     name = "reporting"
-    version = 5  # 5: education-ready "within a year" counted in calendar months (rebuilt from the log on upgrade)
+    # 5: education-ready "within a year" counted in calendar months; 6: courses measured again, the denominator
+    # of improvement (rebuilt from the log on upgrade)
+    version = 6
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -308,8 +311,10 @@ class ReportingProjection:
                 changes.update({f"star|{area}|n": 1, f"star|{area}|first_sum": score, f"latest|{area}|{score}": 1})
                 changes[f"star|{area}|latest_sum"] += score
                 continue
-            first, old = stars[area]
-            stars[area] = [first, score]
+            first, old, *again = stars[area]
+            stars[area] = [first, score, 1]  # measured again: only such courses can show an improvement
+            if not again:
+                changes[f"star|{area}|again"] += 1
             changes[f"star|{area}|latest_sum"] += score - old
             changes[f"latest|{area}|{old}"] -= 1
             changes[f"latest|{area}|{score}"] += 1
@@ -331,10 +336,10 @@ class ReportingProjection:
             changes = {"who5|n": 1, "who5|first_sum": percentage, "who5|latest_sum": percentage}
             changes |= {f"who5|{name}": value for name, value in flags(percentage, percentage).items()}
         else:
-            first, old = doc["who5"]
-            doc["who5"] = [first, percentage]
+            first, old, *again = doc["who5"]
+            doc["who5"] = [first, percentage, 1]
             before, after = flags(first, old), flags(first, percentage)
-            changes = {"who5|latest_sum": percentage - old}
+            changes = {"who5|latest_sum": percentage - old, "who5|again": 0 if again else 1}
             changes |= {f"who5|{name}": after[name] - before[name] for name in after}
         state.incr_many([measures(doc["programme_id"], f) for f in families(doc)], changes)
 

@@ -191,7 +191,8 @@ class Reports:
         }
 
     def measures(self, programme_id: str, partner: str | None = None, method: str | None = None) -> dict[str, Any]:
-        """Per area: mean first and latest score, share improved, stages of the latest; WHO-5; goals per area."""
+        """Per area: mean first and latest score, share improved (of the courses measured again), stages of the
+        latest; WHO-5; goals per area."""
         programme = self.programme(programme_id)
         m = self._hash(measures(programme_id, family_of(partner, method)))
         areas = []
@@ -206,7 +207,8 @@ class Reports:
                     "courses": n,
                     "mean_first": _mean(m.get(f"star|{area}|first_sum", 0), n),
                     "mean_latest": _mean(m.get(f"star|{area}|latest_sum", 0), n),
-                    "share_improved": _share(m.get(f"star|{area}|improved", 0), n),
+                    "courses_measured_again": m.get(f"star|{area}|again", 0),
+                    "share_improved": _share(m.get(f"star|{area}|improved", 0), m.get(f"star|{area}|again", 0)),
                     "stages_latest": stages,
                 }
             )
@@ -217,8 +219,9 @@ class Reports:
             "mean_latest": _mean(m.get("who5|latest_sum", 0), n),
             "share_latest_at_most_50": _share(m.get("who5|le50", 0), n),
             "share_latest_at_most_28": _share(m.get("who5|le28", 0), n),
-            "share_changed_10_or_more": _share(m.get("who5|changed10", 0), n),
-            "share_improved_10_or_more": _share(m.get("who5|improved10", 0), n),
+            "courses_measured_again": m.get("who5|again", 0),
+            "share_changed_10_or_more": _share(m.get("who5|changed10", 0), m.get("who5|again", 0)),
+            "share_improved_10_or_more": _share(m.get("who5|improved10", 0), m.get("who5|again", 0)),
         }
         goal_areas = sorted({f.split("|")[1] for f in m if f.startswith("goal|")})
         goals = [
