@@ -65,6 +65,19 @@ def test_every_post_route_documents_its_body() -> None:
     assert set(SITUATIONS) == {"contacts", "housing", "addiction-treatment", "job-centre-category"}
 
 
+def test_every_post_documents_the_idempotency_key_and_dated_reads_their_date() -> None:
+    """What a client may send besides the body: the Idempotency-Key header on every write, ``?on=`` on the reads
+    that take one (the fuzz test then sends them too)."""
+    document = APP.test_client().get("/openapi.json").get_json()
+    for path, operations in document["paths"].items():
+        if "post" in operations:
+            assert "Idempotency-Key" in {p["name"] for p in operations["post"]["parameters"]}, path
+    for path in ("/cases/{case_id}", "/programmes/{programme_id}/workers/{worker_id}/overdue-assessments"):
+        assert {"name": "on", "in": "query", "required": False, "schema": {"type": "string", "format": "date"}} in (
+            document["paths"][path]["get"]["parameters"]
+        )
+
+
 def _reporting() -> Any:
     from services.reporting.app import create_app as create_reporting
     from tests import scenario

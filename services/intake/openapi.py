@@ -14,6 +14,7 @@ from flask import Flask
 from marshmallow import Schema, fields
 
 from services.intake import schemas as s
+from services.intake.web import IDEMPOTENCY_KEY_FORMAT
 
 # The request body each POST endpoint validates (a test checks every POST route is here).
 REQUEST_SCHEMAS: dict[str, type[Schema]] = {
@@ -44,6 +45,18 @@ SITUATIONS: dict[str, type[Schema]] = {
     "housing": s.HousingRequest,
     "addiction-treatment": s.AddictionRequest,
     "job-centre-category": s.JobCentreRequest,
+}
+DATE = {"type": "string", "format": "date"}
+QUERY: dict[str, dict[str, dict[str, Any]]] = {  # endpoint -> its query parameters
+    "referrals.get_case": {"on": DATE},
+    "programmes.list_overdue": {"on": DATE},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "a repeat with the same key and body answers as the first time, writing nothing again",
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_FORMAT.pattern},
 }
 _ANY = re.compile(r"<any\(([^)]*)\):(\w+)>")
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -83,6 +96,9 @@ def openapi(app: Flask) -> dict[str, Any]:
                 params = [
                     {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                     for n in re.findall(r"{(\w+)}", path)
+                ] + [
+                    {"name": n, "in": "query", "required": False, "schema": t}
+                    for n, t in QUERY.get(rule.endpoint, {}).items()
                 ]
                 operation: dict[str, Any] = {
                     "operationId": f"{rule.endpoint}:{method}:{path}",
@@ -91,6 +107,7 @@ def openapi(app: Flask) -> dict[str, Any]:
                     "responses": {"200": {"description": "ok"}, "201": {"description": "written"}, "4XX": error},
                 }
                 if method == "POST":
+                    params.append(IDEMPOTENCY_KEY)
                     schema = SITUATIONS.get(fixed.get("what", "")) or REQUEST_SCHEMAS[rule.endpoint]
                     operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
                 spec.path(path=path, operations={method.lower(): operation})

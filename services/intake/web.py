@@ -26,7 +26,7 @@ from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused
 from shared.http import ApiError, error_response, json_body
 from shared.vault import ERASED
 
-_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+IDEMPOTENCY_KEY_FORMAT = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CASE_ID = re.compile(r"^case-[0-9a-f]{32}$")
 STAFF = (Role.COORDINATOR, Role.WORKER)
 
@@ -67,7 +67,7 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
     key = request.headers.get("Idempotency-Key")
     idempotency = None
     if key is not None:
-        if not _IDEMPOTENCY_KEY.match(key):
+        if not IDEMPOTENCY_KEY_FORMAT.match(key):
             raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-128 of A-Z a-z 0-9 . _ : -")
         canonical = json.dumps({"path": request.path, "body": body}, sort_keys=True, separators=(",", ":"))
         # Scoped to the caller's own key, not its partner: a replay answers with what the first request was
