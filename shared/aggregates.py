@@ -13,7 +13,7 @@ running service is another log).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Generic, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from shared.domain.access import Partner, evolve_partner, partner_stream
 from shared.domain.case import Case, evolve
 from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
-from shared.domain.identity import Identity, evolve_identity, identity_stream
+from shared.domain.identity import Identity, citizen_stream, evolve_identity, identity_stream
 from shared.domain.programme import Programme, evolve_programme
 from shared.events import DomainEvent
 from shared.eventstore import AppendResult, EventStore
@@ -94,6 +94,13 @@ def load_caseload(store: EventStore, programme_id: str) -> Caseload:
 def load_identity(store: EventStore, programme_id: str) -> Identity:
     """Which of a programme's citizen records coordinators confirmed (or rejected) as one person."""
     return fold_whole(store, identity_fold(programme_id))
+
+
+def erased_records(store: EventStore, citizen_ids: Iterable[str]) -> set[str]:
+    """The citizen records among these that were erased: the log holds the erasure in the record's own stream."""
+    ids = list(citizen_ids)
+    versions = store.stream_versions(citizen_stream(c) for c in ids)
+    return {c for c in ids if versions[citizen_stream(c)] > 0}
 
 
 def fold_whole(store: EventStore, fold: Fold[T]) -> T:

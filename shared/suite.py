@@ -17,13 +17,14 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from shared.demo import demo_programme, generate
 from shared.embedded import EmbeddedRedis
+from shared.events.envelope import today as copenhagen_today
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def demo_loaded(intake: str, coordinator_key: str) -> bool:
 
 def load_demo(intake: str, reporting: str, keys: dict[str, str]) -> dict[str, Any]:
     """A programme, two relation workers, referrals from several partners, and one course under way."""
-    today = date.today()
+    today = copenhagen_today()
     staff = keys["COORDINATOR_KEY"]
     _call("POST", f"{intake}/programmes", demo_programme(today), staff)
     for worker in ("anna", "bo"):

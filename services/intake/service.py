@@ -18,6 +18,7 @@ from shared.aggregates import (
     NotFound,
     case_fold,
     caseload_fold,
+    erased_records,
     fold_of,
     found,
     programme_fold,
@@ -28,7 +29,6 @@ from shared.domain.access import Authority
 from shared.domain.case import Case, Invalid, Refused, decide_reopen
 from shared.domain.caseload import Caseload, caseload_stream, decide_release
 from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
-from shared.domain.identity import citizen_stream
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
@@ -260,7 +260,7 @@ class Intake:
         return self.retrying(attempt)
 
     def is_erased(self, citizen_id: str) -> bool:
-        return self.store.stream_version(citizen_stream(citizen_id)) > 0
+        return citizen_id in erased_records(self.store, [citizen_id])
 
     def on_case(
         self,

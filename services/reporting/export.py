@@ -25,8 +25,7 @@ from typing import Any
 
 from services.reporting.projection import course_doc, programme_cases
 from services.reporting.queries import Reports
-from shared.aggregates import load_identity
-from shared.domain.identity import citizen_stream
+from shared.aggregates import erased_records, load_identity
 from shared.domain.programme import course_dates
 from shared.redis_values import as_text
 
@@ -79,8 +78,7 @@ def _citizen_pseudonyms(reports: Reports, programme_id: str, citizen_ids: set[st
     made."""
     if reports.store is None:
         raise RuntimeError("the export reads matches and erasures from the event log")
-    versions = reports.store.stream_versions(citizen_stream(c) for c in citizen_ids)
-    erased = {c for c in citizen_ids if versions[citizen_stream(c)] > 0}
+    erased = erased_records(reports.store, citizen_ids)
     person = {record: group for group in load_identity(reports.store, programme_id).merged() for record in group}
     return {c: pseudonym(secret, "citizen", min(person.get(c, {c}) - erased)) for c in sorted(citizen_ids - erased)}
 
