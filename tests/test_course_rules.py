@@ -14,6 +14,7 @@ from shared.domain.case import (
     CaseStatus,
     Invalid,
     Refused,
+    decide_close,
     decide_phase,
     decide_situation,
     decide_star,
@@ -205,6 +206,27 @@ def test_phases_follow_the_plan_from_enrolment_and_from_explicit_moves() -> None
         assert refused.value.code == code
     with pytest.raises(Invalid):
         decide_phase(case, p, "phase_9", "x", date(2016, 6, 1))
+
+
+def test_a_closure_dated_back_voids_the_scheduled_moves_after_it_and_not_a_workers_own() -> None:
+    p = programme()
+    case = enrolled_case(date(2016, 2, 29))
+    # The scheduler wrote phase 2 when it fell due (29 Jun); the citizen had left on 20 Jun, recorded later.
+    for phase, due in due_phase_moves(p, "phase_1", date(2016, 2, 29), date(2016, 7, 1)):
+        case = evolve(case, "case-1", ev.PhaseEntered(phase, "phase plan", scheduled=True), due)
+    assert case.phase == "phase_2"
+    closed = evolve(case, "case-1", decide_close(case, "dropped_out", date(2016, 6, 20)), date(2016, 6, 20))
+    assert [(c.on, c.phase) for c in closed.phases] == [(date(2016, 2, 29), "phase_1")]
+    assert closed.phase == "phase_1" and closed.phase_on(date(2016, 7, 1)) == "phase_1"
+    # A closure on the day a scheduled move fell due keeps it: the course was in phase 2 that day.
+    on_the_day = evolve(case, "case-1", ev.CourseClosed("completed"), date(2016, 6, 29))
+    assert on_the_day.phase == "phase_2"
+    # A worker's own move is something that happened: a closure cannot be dated before it.
+    moved = evolve(case, "case-1", decide_phase(case, p, "phase_3", "early", date(2016, 7, 5)), date(2016, 7, 5))
+    with pytest.raises(Refused) as refused:
+        decide_close(moved, "dropped_out", date(2016, 7, 1))
+    assert refused.value.code == "date_before_last_phase"
+    assert decide_close(moved, "dropped_out", date(2016, 7, 5)) == ev.CourseClosed("dropped_out")
 
 
 def test_the_next_star_is_due_an_interval_after_the_last() -> None:

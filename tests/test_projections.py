@@ -245,7 +245,8 @@ def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, conn
         create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "rebuild", "all"])
     )
     assert result.exit_code == 0, result.output
-    assert "rebuilding caseflow" in result.output and "now reading cf:proj:reporting:v6:g1" in result.output
+    assert "rebuilding caseflow" in result.output
+    assert f"now reading cf:proj:reporting:v{ReportingProjection.version}:g1" in result.output
     status = create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "status"])
     assert "caught up" in status.output and ":g1" in status.output
 
@@ -277,10 +278,10 @@ def test_a_worker_process_lets_go_of_documents_of_a_generation_no_longer_read(
     projection = ReportingProjection()
     ProjectionRunner(store, projection).catch_up_all()
     before = {key[1] for key in projections._HELD if key[1].startswith("cf:proj:reporting:")}
-    assert before == {"cf:proj:reporting:v6:g0"}
+    assert before == {f"cf:proj:reporting:v{projection.version}:g0"}
     rebuild(store, [projection], "cf")
     generate_log(store, cases=5, seed=3)
     ProjectionRunner(store, projection).catch_up_all()
     assert {key[1] for key in projections._HELD if key[1].startswith("cf:proj:reporting:")} == {
-        "cf:proj:reporting:v6:g1"
+        f"cf:proj:reporting:v{projection.version}:g1"
     }

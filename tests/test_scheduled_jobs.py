@@ -15,7 +15,7 @@ from shared.aggregates import load_case
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
 from tests.support import run_workers
-from tests.test_course_api import enrolled, post
+from tests.test_course_api import enrolled, post, refused
 
 
 def phase_moves(store: EventStore, case: str) -> list[tuple[str, str, bool]]:
@@ -61,6 +61,39 @@ def test_a_run_that_decided_on_an_older_state_skips_that_course_and_goes_on(
     monkeypatch.undo()
     assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1  # the first course's phase 3, decided anew
     assert phase_moves(store, first) == [("phase_2", "2016-06-29", True), ("phase_3", "2016-10-29", True)]
+
+
+def test_a_closure_recorded_late_voids_the_scheduled_moves_after_it_in_every_read_model(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, store: EventStore, connection: redis.Redis
+) -> None:
+    """The citizen left on 20 June; the scheduler had meanwhile moved the course to phase 2 (due 29 June), and
+    the worker records the closure in July, dated when it happened. The course never was in phase 2."""
+    left, moved = enrolled(intake, on="2016-02-29"), enrolled(intake, on="2016-02-29")
+    post(intake, f"/cases/{moved}/phase", {"on": "2016-05-02", "phase": "phase_2", "reason": "housed early"})
+    post(intake, f"/programmes/{cph}/workers", {"worker_id": "anna", "method": "cti", "on": "2016-01-02"})
+    post(intake, f"/cases/{left}/assignment", {"worker_id": "anna", "on": "2016-03-01"})
+    run_workers(connection, "caseflow")
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 7, 1)) == 1
+    post(intake, f"/cases/{left}/closure", {"on": "2016-06-20", "reason": "dropped_out"})
+    # A worker's own move happened: a closure dated before it is refused, and nothing is written.
+    refused(
+        intake, f"/cases/{moved}/closure", {"on": "2016-05-01", "reason": "dropped_out"}, 409, "date_before_last_phase"
+    )
+    run_workers(connection)
+    course = intake.get(f"/cases/{left}", headers=STAFF).get_json()
+    assert (course["status"], course["phase"]) == ("closed", "phase_1")
+    assert [p["phase"] for p in course["phases"]] == ["phase_1"]
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1  # the open course's phase 3 alone
+    assert phase_moves(store, left) == [("phase_2", "2016-06-29", True)]  # in the log still, void in the folds
+    assert phase_moves(store, moved) == [("phase_2", "2016-05-02", False), ("phase_3", "2016-09-02", True)]
+    run_workers(connection)
+    courses = reporting.get(f"/programmes/{cph}/statistics/courses", headers=STAFF).get_json()
+    assert courses["phase_reached"] == {"phase_1": 1, "phase_2": 0, "phase_3": 1}
+    fidelity = reporting.get(f"/programmes/{cph}/statistics/fidelity?on=2016-12-31", headers=STAFF).get_json()
+    spans = {
+        c["case_id"]: [p["phase"] for p in c["contacts_per_phase"]] for w in fidelity["workers"] for c in w["courses"]
+    }
+    assert spans[left] == ["phase_1"]
 
 
 def test_overdue_assessments_are_listed_per_worker(intake: FlaskClient, cph: str, connection: redis.Redis) -> None:

@@ -97,7 +97,8 @@ def kind_of(stream_id: str) -> tuple[StreamKind, str] | None:
 
 class CaseflowProjection:
     name = "caseflow"
-    version = 1
+    # 2: a closure voids the scheduler's phase moves dated after it (rebuilt from the log on upgrade)
+    version = 2
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold each event into its stream's object, held by the state, which writes each touched document

@@ -157,8 +157,8 @@ def programme_cases(programme_id: str) -> str:
 class ReportingProjection:
     name = "reporting"
     # 5: education-ready "within a year" counted in calendar months; 6: courses measured again, the denominator
-    # of improvement (rebuilt from the log on upgrade)
-    version = 6
+    # of improvement; 7: a closure voids the scheduler's phase moves dated after it (rebuilt from the log on upgrade)
+    version = 7
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -242,6 +242,15 @@ class ReportingProjection:
                 if change := new.get(field, 0) - old.get(field, 0):
                     state.incr(success(doc["programme_id"], family), field, change)
 
+    @staticmethod
+    def _void_phases_after(state: ProjectionState, doc: dict[str, Any], closed_on: date) -> None:
+        """As the domain's ``phases_until``: the scheduler's moves that fell due after a back-dated closure."""
+        kept = [p for p in doc["phases"] if not (p[2] and date.fromisoformat(p[0]) > closed_on)]
+        if len(kept) < len(doc["phases"]):
+            state.incr(phase_reached(doc["programme_id"]), doc["phase"], -1)
+            state.incr(phase_reached(doc["programme_id"]), kept[-1][1])
+            doc["phases"], doc["phase"] = kept, kept[-1][1]
+
     def _course_event(self, event: RecordedEvent, doc: dict[str, Any], state: ProjectionState) -> None:
         payload, on = event.payload, event.occurred_on
         cohort = f"{doc['source']}|{doc['referred_on'][:7]}"
@@ -257,12 +266,12 @@ class ReportingProjection:
             state.incr(cohorts(p), f"{cohort}|days_to_enrolment", (on - date.fromisoformat(doc["referred_on"])).days)
             state.score(enrolments(p, payload.method), event.stream_id, on.toordinal())
             state.incr(phase_reached(p), payload.first_phase)
-            doc["phases"] = [[on.isoformat(), payload.first_phase]]
+            doc["phases"] = [[on.isoformat(), payload.first_phase, True]]
         elif isinstance(payload, ev.PhaseEntered):
             state.incr(phase_reached(p), doc["phase"], -1)
             state.incr(phase_reached(p), payload.phase)
             doc["phase"] = payload.phase
-            doc["phases"].append([on.isoformat(), payload.phase])
+            doc["phases"].append([on.isoformat(), payload.phase, payload.scheduled])
         elif isinstance(payload, ev.ContactRecorded):
             doc.setdefault("contacts", []).append([on.isoformat(), payload.kind])
         elif isinstance(payload, ev.HousingChanged):
@@ -293,6 +302,7 @@ class ReportingProjection:
         elif isinstance(payload, ev.CourseClosed):
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
             doc["closed_on"], doc["close_reason"] = on.isoformat(), payload.reason
+            self._void_phases_after(state, doc, on)
             method = doc["method"]
             state.incr(courses(p), f"{method}|closed")
             state.incr(courses(p), f"{method}|closed_days", (on - date.fromisoformat(doc["enrolled_on"])).days)

@@ -431,7 +431,7 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
     closed = date.fromisoformat(doc["closed_on"]) if doc.get("closed_on") else None
     closed = closed if closed and closed <= today else None
     end = closed or min(today, planned_end)
-    phases = [(day, phase) for on, phase in doc.get("phases", []) if (day := date.fromisoformat(on)) <= today]
+    phases = [(day, phase) for on, phase, *_ in doc.get("phases", []) if (day := date.fromisoformat(on)) <= today]
     contacts = [(day, kind) for on, kind in doc.get("contacts", []) if (day := date.fromisoformat(on)) <= today]
     spans = [
         (phase, start, phases[i + 1][0] if i + 1 < len(phases) else end) for i, (start, phase) in enumerate(phases)

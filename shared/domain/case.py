@@ -339,7 +339,11 @@ def _changes(case: Case, case_id: str, event: DomainEvent, on: date) -> dict[str
         case ev.JobCentreCategoryChanged(category=category):
             return {"job_centre": (*case.job_centre, (on, category))}
         case ev.CourseClosed(reason=reason):
-            return _moved(case, CaseStatus.CLOSED, on) | {"outcome_reason": reason, "closed_on": on}
+            return _moved(case, CaseStatus.CLOSED, on) | {
+                "outcome_reason": reason,
+                "closed_on": on,
+                "phases": phases_until(case.phases, on),
+            }
         case ev.CourseReopened(new_case_id=new_case_id):
             return {"reopened_as": new_case_id}
     raise ValueError(f"case {case_id}: no rule for {type(event).__name__}")
@@ -532,7 +536,20 @@ def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: 
 def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
     _require_enrolled(case, on, "close the course (a referral is declined, withdrawn or referred on)")
     _require_after_last_change(case, on)
+    if moved := [p for p in case.phases if p.on > on and not p.scheduled]:
+        raise Refused(
+            "date_before_last_phase",
+            f"a worker moved the course to {moved[-1].phase} on {moved[-1].on.isoformat()}: "
+            "a closure cannot be dated before it",
+        )
     return ev.CourseClosed(reason=reason)
+
+
+def phases_until(phases: tuple[PhaseChange, ...], closed_on: date) -> tuple[PhaseChange, ...]:
+    """A course's phases once it closed on ``closed_on``: the scheduler's moves that fell due after that date
+    did not happen (the closure is often recorded days after the citizen left, and the phase plan ran on
+    meanwhile). A worker's own moves are never dated after a closure (``decide_close``)."""
+    return tuple(p for p in phases if not (p.scheduled and p.on > closed_on))
 
 
 def decide_reopen(case: Case) -> None:
