@@ -101,6 +101,25 @@ def test_intake_per_month(reporting: FlaskClient, built: dict[str, str]) -> None
     assert reporting.get("/programmes/demo-cph/statistics/intake?from=2016-13", headers=STAFF).status_code == 422
 
 
+def test_a_reopened_course_is_a_course_and_not_a_referral(
+    intake: FlaskClient, reporting: FlaskClient, built: dict[str, str], connection: redis.Redis
+) -> None:
+    """The coordinator reopens A's closed course: a new case for the same citizen, in the status counts from
+    that day, but no partner referred anyone, so intake and referrals per partner stay as they were."""
+    before = {path: get(reporting, path) for path in ("referrals-per-partner", "statistics/intake")}
+    reopened = intake.post(
+        f"/cases/{built['A']}/reopen", json={"on": "2016-07-01", "consent": {"given": True}}, headers=STAFF
+    )
+    assert reopened.status_code == 201, reopened.get_json()
+    run_workers(connection)
+    assert {path: get(reporting, path) for path in before} == before
+    status = get(reporting, "statistics/status?on=2016-07-01")
+    assert status["counts"] == counts(
+        referred=2, in_assessment=1, enrolled=1, closed=1, declined=1, withdrawn=1, referred_on=1
+    )
+    assert status["distinct_citizens"] == 6  # A's citizen, once
+
+
 def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, built: dict[str, str]) -> None:
     report = get(reporting, "referrals-per-partner")
     rows = {row["partner"]: row for row in report["partners"]}

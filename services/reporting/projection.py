@@ -10,8 +10,8 @@ document, owned by the case's partition.
   enrolled), kept as calendar sums (``calendar_sums``): the status on a date is
   read from three small hashes, bounded by neither events nor days.
 - Distinct citizens: the first day each citizen was referred (ZADD LT).
-- Intake and referral outcomes: per referral month (the cohort), so they can
-  be filtered by period.
+- Intake and referral outcomes: per partner and referral month (the cohort), so they can
+  be filtered by period. A reopened course is a new course, not a referral.
 """
 
 from __future__ import annotations
@@ -157,8 +157,9 @@ def programme_cases(programme_id: str) -> str:
 class ReportingProjection:
     name = "reporting"
     # 5: education-ready "within a year" counted in calendar months; 6: courses measured again, the denominator
-    # of improvement; 7: a closure voids the scheduler's phase moves dated after it (rebuilt from the log on upgrade)
-    version = 7
+    # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8: a reopened course is no
+    # referral (rebuilt from the log on upgrade)
+    version = 8
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -213,9 +214,12 @@ class ReportingProjection:
             self._move(state, doc, None, "referred", on)
             for family in ("all", f"partner:{partner}"):
                 state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
-            state.add(partners_of(p), partner)
             state.add(programme_cases(p), event.stream_id)
-            state.incr(cohorts(p), f"{partner}|{_month(on)}|referrals")
+            if payload.reopened_from:
+                doc["reopened"] = True  # a coordinator's new course for the same citizen: nobody referred them
+            else:
+                state.add(partners_of(p), partner)
+                state.incr(cohorts(p), f"{partner}|{_month(on)}|referrals")
             state.put_doc(name, doc)
             return
         doc = state.get_doc(name) or {}
@@ -253,17 +257,21 @@ class ReportingProjection:
 
     def _course_event(self, event: RecordedEvent, doc: dict[str, Any], state: ProjectionState) -> None:
         payload, on = event.payload, event.occurred_on
-        cohort = f"{doc['source']}|{doc['referred_on'][:7]}"
+        # What became of a partner's referral, by its month; a reopened course was nobody's referral.
+        cohort = None if doc.get("reopened") else f"{doc['source']}|{doc['referred_on'][:7]}"
         p = doc["programme_id"]
         if type(payload) in OUTCOMES:
             status, outcome = OUTCOMES[type(payload)]
             self._move(state, doc, doc["status"], status, on)
-            state.incr(cohorts(p), f"{cohort}|{outcome}")
+            if cohort:
+                state.incr(cohorts(p), f"{cohort}|{outcome}")
         elif isinstance(payload, ev.CitizenEnrolled):
             doc.update(method=payload.method, enrolled_on=on.isoformat(), phase=payload.first_phase)
             self._move(state, doc, doc["status"], "enrolled", on)
-            state.incr(cohorts(p), f"{cohort}|enrolled")
-            state.incr(cohorts(p), f"{cohort}|days_to_enrolment", (on - date.fromisoformat(doc["referred_on"])).days)
+            if cohort:
+                state.incr(cohorts(p), f"{cohort}|enrolled")
+                days = (on - date.fromisoformat(doc["referred_on"])).days
+                state.incr(cohorts(p), f"{cohort}|days_to_enrolment", days)
             state.score(enrolments(p, payload.method), event.stream_id, on.toordinal())
             state.incr(phase_reached(p), payload.first_phase)
             doc["phases"] = [[on.isoformat(), payload.first_phase, True]]
