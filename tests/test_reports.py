@@ -105,19 +105,35 @@ def test_a_reopened_course_is_a_course_and_not_a_referral(
     intake: FlaskClient, reporting: FlaskClient, built: dict[str, str], connection: redis.Redis
 ) -> None:
     """The coordinator reopens A's closed course: a new case for the same citizen, in the status counts from
-    that day, but no partner referred anyone, so intake and referrals per partner stay as they were."""
-    before = {path: get(reporting, path) for path in ("referrals-per-partner", "statistics/intake")}
+    that day, but no partner referred anyone: intake, referrals per partner and the figures of the coordinator's
+    own partner (the new case's source) stay as they were, and the export marks the course reopened."""
+    import csv
+    import io
+
+    paths = (
+        "referrals-per-partner",
+        "statistics/intake",
+        "statistics/intake?partner=kk-socialforvaltning",  # no referral of its own: an empty series
+        "statistics/status?on=2016-07-01&partner=kk-socialforvaltning",
+        "statistics/measures?partner=kk-socialforvaltning",
+    )
+    before = {path: get(reporting, path) for path in paths}
     reopened = intake.post(
         f"/cases/{built['A']}/reopen", json={"on": "2016-07-01", "consent": {"given": True}}, headers=STAFF
     )
     assert reopened.status_code == 201, reopened.get_json()
+    assert reopened.get_json()["source"] == "kk-socialforvaltning"
     run_workers(connection)
-    assert {path: get(reporting, path) for path in before} == before
+    assert {path: get(reporting, path) for path in paths} == before
     status = get(reporting, "statistics/status?on=2016-07-01")
     assert status["counts"] == counts(
         referred=2, in_assessment=1, enrolled=1, closed=1, declined=1, withdrawn=1, referred_on=1
     )
     assert status["distinct_citizens"] == 6  # A's citizen, once
+    export = reporting.get("/programmes/demo-cph/export/courses.csv", headers=EVALUATOR).get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert [(r["referring_partner"], r["reopened"]) for r in rows if r["referred_on"] == "2016-07-01"] == [("", "1")]
+    assert {r["citizen"] for r in rows if r["referred_on"] in ("2015-11-02", "2016-07-01")} == {rows[0]["citizen"]}
 
 
 def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, built: dict[str, str]) -> None:

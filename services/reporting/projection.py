@@ -89,8 +89,10 @@ def phase_reached(programme_id: str) -> str:
 
 
 def families(doc: dict[str, Any]) -> list[str]:
-    """The slices every course statistic is kept for: all courses, the referring partner's, the method's."""
-    return ["all", f"partner:{doc['source']}", *([f"method:{doc['method']}"] if doc.get("method") else [])]
+    """The slices every course statistic is kept for: all courses, the referring partner's (a reopened course
+    was referred by nobody: its source is the coordinator who reopened it), the method's once enrolled."""
+    partner = [] if doc.get("reopened") else [f"partner:{doc['source']}"]
+    return ["all", *partner, *([f"method:{doc['method']}"] if doc.get("method") else [])]
 
 
 def measures(programme_id: str, family: str = "all") -> str:
@@ -157,9 +159,9 @@ def programme_cases(programme_id: str) -> str:
 class ReportingProjection:
     name = "reporting"
     # 5: education-ready "within a year" counted in calendar months; 6: courses measured again, the denominator
-    # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8: a reopened course is no
-    # referral (rebuilt from the log on upgrade)
-    version = 8
+    # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8-9: a reopened course is no
+    # referral, nor in the coordinator's partner's figures (rebuilt from the log on upgrade)
+    version = 9
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -209,15 +211,14 @@ class ReportingProjection:
                 "method": None,
                 "enrolled_on": None,
                 "age_band": payload.age_band,
+                **({"reopened": True} if payload.reopened_from else {}),  # a new course for the same citizen
             }
             p, partner = payload.programme_id, payload.source
             self._move(state, doc, None, "referred", on)
-            for family in ("all", f"partner:{partner}"):
+            for family in families(doc):
                 state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
             state.add(programme_cases(p), event.stream_id)
-            if payload.reopened_from:
-                doc["reopened"] = True  # a coordinator's new course for the same citizen: nobody referred them
-            else:
+            if not payload.reopened_from:
                 state.add(partners_of(p), partner)
                 state.incr(cohorts(p), f"{partner}|{_month(on)}|referrals")
             state.put_doc(name, doc)
@@ -363,10 +364,7 @@ class ReportingProjection:
 
     @staticmethod
     def _move(state: ProjectionState, doc: dict[str, Any], old: str | None, new: str, on: date) -> None:
-        families = ["all", f"partner:{doc['source']}"]
-        if doc["method"]:
-            families.append(f"method:{doc['method']}")
-        for family in families:
+        for family in families(doc):
             series = status_deltas(doc["programme_id"], family)
             # A course joins its method's family when it enrols: there it starts, not moves.
             if old is not None and not (family.startswith("method:") and new == "enrolled"):

@@ -328,8 +328,8 @@ class Reports:
             if counter == "referrals" and (partner is None or who == partner):
                 per_month[month] += value
         recruiting_until = min(danish_today(), programme.recruitment_end).isoformat()[:7]
-        first = start or min(programme.recruitment_start.isoformat()[:7], *per_month)
-        last = end or max(recruiting_until, *per_month)
+        first = start or min([programme.recruitment_start.isoformat()[:7], *per_month])
+        last = end or max([recruiting_until, *per_month])
         months = month_range(first, last)
         total = sum(per_month.values())
         return {

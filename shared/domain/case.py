@@ -548,7 +548,8 @@ def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
 def phases_until(phases: tuple[PhaseChange, ...], closed_on: date) -> tuple[PhaseChange, ...]:
     """A course's phases once it closed on ``closed_on``: the scheduler's moves that fell due after that date
     did not happen (the closure is often recorded days after the citizen left, and the phase plan ran on
-    meanwhile). A worker's own moves are never dated after a closure (``decide_close``)."""
+    meanwhile). A worker's own moves stand: ``decide_close`` refuses a closure dated before one (a log from
+    before that rule may hold such a closure, and keeps the move)."""
     return tuple(p for p in phases if not (p.scheduled and p.on > closed_on))
 
 
