@@ -106,3 +106,30 @@ def test_no_report_answers_5xx_and_every_4xx_is_documented(case: Any) -> None:
     response = case.call(headers=STAFF)
     assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
     assert_documented_error(case, response)
+    if response.status_code == 200 and case.method == "GET":  # the content type the document gives
+        documented = case.operation.definition.raw["responses"]["200"]["content"]
+        [header] = [v for k, v in response.headers.items() if k.lower() == "content-type"]
+        content_type = (header[0] if isinstance(header, list) else header).split(";")[0]
+        assert content_type in documented, (case.path, content_type, list(documented))
+
+
+def test_every_report_answers_in_the_content_type_it_documents() -> None:
+    """The fuzzer rarely reaches a 200 (its programme ids are random): each documented read, for the programme
+    the app holds, with a key that may read it, answers 200 in a content type its document names."""
+    from tests.support import auth
+
+    client = REPORTING.test_client()
+    paths = client.get("/openapi.json").get_json()["paths"]
+    answered = {}
+    for path, item in paths.items():
+        if "get" not in item or path == "/metrics":
+            continue
+        url = path.replace("{programme_id}", "demo-cph")
+        response = next(
+            (r for key in (STAFF, auth("evaluator")) if (r := client.get(url, headers=key)).status_code == 200),
+            client.get(url, headers=STAFF),
+        )
+        assert response.status_code == 200, (path, response.status_code)
+        assert response.mimetype in item["get"]["responses"]["200"]["content"], (path, response.mimetype)
+        answered[path] = response.mimetype
+    assert {"text/csv", "text/html", "application/json"} <= set(answered.values()), answered

@@ -21,6 +21,13 @@ QUERY: dict[str, dict[str, dict[str, Any]]] = {  # endpoint -> its query paramet
     "reports.dashboard": {"on": DATE},
     "reports.get_referrals_per_partner": {"from": MONTH, "to": MONTH},
 }
+# What a 200 is, where it is not JSON: the export's CSV, the pages for a person at a browser.
+CONTENT: dict[str, list[str]] = {
+    "reports.export": ["text/csv"],
+    "reports.status_report": ["application/json", "text/html"],
+    "reports.dashboard": ["text/html"],
+    "reports.login": ["text/html"],
+}
 _ANY = re.compile(r"<any\(([^)]*)\):(\w+)>")
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
@@ -49,7 +56,14 @@ def openapi(app: Flask) -> dict[str, Any]:
                     "operationId": f"{rule.endpoint}:{path}",
                     "parameters": params,
                     "security": [{"apiKey": []}],
-                    "responses": {"200": {"description": "ok"}, "302": {"description": "sign in"}, "4XX": error},
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {t: {} for t in CONTENT.get(rule.endpoint, ["application/json"])},
+                        },
+                        "302": {"description": "sign in"},
+                        "4XX": error,
+                    },
                 }
             }
     paths["/login"]["post"] = {  # the sign-in form: a person at a browser gets the form back, not JSON
@@ -65,6 +79,13 @@ def openapi(app: Flask) -> dict[str, Any]:
             "302": {"description": "signed in"},
             "401": {"description": "the sign-in form again", "content": {"text/html": {}}},
         },
+    }
+    paths["/logout"] = {
+        "post": {
+            "operationId": "reports.logout:POST",
+            "description": "Sign out of the pages: the session cookie is emptied (the key stays valid).",
+            "responses": {"302": {"description": "to the sign-in form"}},
+        }
     }
     return {
         "openapi": "3.0.3",
