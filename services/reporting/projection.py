@@ -24,6 +24,7 @@ from typing import Any
 from services.reporting.calendar_sums import add_on
 from shared.domain import events as ev
 from shared.domain.calendar import add_months
+from shared.domain.case import voided_by_closure
 from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
 from shared.events import RecordedEvent
 from shared.projections import ProjectionState
@@ -250,7 +251,7 @@ class ReportingProjection:
     @staticmethod
     def _void_phases_after(state: ProjectionState, doc: dict[str, Any], closed_on: date) -> None:
         """As the domain's ``phases_until``: the scheduler's moves that fell due after a back-dated closure."""
-        kept = [p for p in doc["phases"] if not (p[2] and date.fromisoformat(p[0]) > closed_on)]
+        kept = [p for p in doc["phases"] if not voided_by_closure(date.fromisoformat(p[0]), p[2], closed_on)]
         if len(kept) < len(doc["phases"]):
             state.incr(phase_reached(doc["programme_id"]), doc["phase"], -1)
             state.incr(phase_reached(doc["programme_id"]), kept[-1][1])

@@ -550,7 +550,12 @@ def phases_until(phases: tuple[PhaseChange, ...], closed_on: date) -> tuple[Phas
     did not happen (the closure is often recorded days after the citizen left, and the phase plan ran on
     meanwhile). A worker's own moves stand: ``decide_close`` refuses a closure dated before one (a log from
     before that rule may hold such a closure, and keeps the move)."""
-    return tuple(p for p in phases if not (p.scheduled and p.on > closed_on))
+    return tuple(p for p in phases if not voided_by_closure(p.on, p.scheduled, closed_on))
+
+
+def voided_by_closure(moved_on: date, scheduled: bool, closed_on: date) -> bool:
+    """Whether a phase move did not happen because the course had closed before it fell due."""
+    return scheduled and moved_on > closed_on
 
 
 def decide_reopen(case: Case) -> None:
