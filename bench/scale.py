@@ -109,7 +109,7 @@ def measure_queries(store: EventStore, heads: dict[int, int], sizes: list[int]) 
             "citizens": citizens,
             "events": until,
             "status_on_date": timed(lambda: reports.status_on(PROGRAMME, ON)),
-            "success_criteria": timed(lambda: reports.success_criteria(PROGRAMME)),
+            "success_criteria": timed(lambda: reports.success_criteria(PROGRAMME, ON)),
             "intake_per_month": timed(lambda: reports.intake(PROGRAMME, None, None)),
             "referrals_per_partner": timed(lambda: reports.referrals_per_partner(PROGRAMME)),
         }

@@ -84,7 +84,8 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
         assert shown("2016-01-31") == expected("2016-01-31")
         assert shown("2016-01-31")["in_assessment"] == 2  # C and D, as worked out in test_reports
 
-        criteria = api.get("/programmes/demo-cph/statistics/success-criteria", headers=STAFF).get_json()["criteria"]
+        criteria_url = "/programmes/demo-cph/statistics/success-criteria?on=2016-01-31"  # the dashboard's date
+        criteria = api.get(criteria_url, headers=STAFF).get_json()["criteria"]
         for c in criteria:
             cell = page.locator(f"td[data-criterion={c['criterion']}]").inner_text()
             assert cell == ("\u2013" if c["percentage"] is None else f"{c['percentage']} %"), c["criterion"]

@@ -10,7 +10,7 @@ import redis
 from flask.testing import FlaskClient
 
 from tests import scenario
-from tests.conftest import STAFF
+from tests.conftest import STAFF, referral_body
 from tests.support import auth, run_workers
 
 EVALUATOR = auth("evaluator")
@@ -186,6 +186,88 @@ def test_caseloads_over_time_and_the_waitlist(reporting: FlaskClient, built: dic
     assert (report["waitlist"], report["served_from_waitlist"], report["average_wait_days"]) == (0, 0, None)
     march = get(reporting, "statistics/caseloads?on=2016-03-01")
     assert march["workers"][0]["load"] == 2 and march["over_time"][0]["month"] == "2016-01"
+
+
+def test_the_waitlist_on_a_past_date_counts_the_waits_ended_by_then(
+    intake: FlaskClient, reporting: FlaskClient, built: dict[str, str], connection: redis.Redis
+) -> None:
+    def post(path: str, body: dict[str, Any]) -> Any:
+        response = intake.post(path, json=body, headers=STAFF)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    post("/programmes/demo-cph/workers", {"worker_id": "bo", "method": "cti", "capacity": 1, "on": "2016-02-10"})
+    x, y = (post("/referrals", referral_body(referred_on="2016-02-15"))["case_id"] for _ in range(2))
+    for case in (x, y):
+        post(f"/referrals/{case}/assessment", {"on": "2016-02-16"})
+        post(f"/cases/{case}/enrolment", {"on": "2016-02-20", "scores": {"housing": 3}})
+    post(f"/cases/{x}/assignment", {"on": "2016-03-01", "worker_id": "bo"})
+    post(f"/cases/{y}/assignment", {"on": "2016-03-01", "worker_id": "bo", "waitlist_if_full": True})
+    post(f"/cases/{y}/assignment", {"on": "2016-03-11", "worker_id": "anna"})  # served after 10 days
+    run_workers(connection)
+
+    def waits(on: str) -> tuple[int, int, float | None]:
+        report = get(reporting, f"statistics/caseloads?on={on}")
+        return report["waitlist"], report["served_from_waitlist"], report["average_wait_days"]
+
+    assert waits("2016-02-29") == (0, 0, None)
+    assert waits("2016-03-10") == (1, 0, None)  # Y waiting, nobody served yet
+    assert waits("2016-03-11") == (0, 1, 10.0)
+    assert waits("2017-01-01") == (0, 1, 10.0)
+
+
+def test_courses_and_success_criteria_on_a_past_date_count_what_had_happened_by_then(
+    reporting: FlaskClient, built: dict[str, str]
+) -> None:
+    def courses(on: str) -> tuple[dict[str, Any], dict[str, int]]:
+        report = get(reporting, f"statistics/courses?on={on}", EVALUATOR)
+        assert report["on"] == on
+        [cti] = report["by_method"]
+        return cti, report["phase_reached"]
+
+    # 31 Jan 2016: A enrolled (15 Jan, after the truncation cutoff), in phase 1; C enrols on 1 Feb.
+    cti, phases = courses("2016-01-31")
+    assert (cti["enrolled"], cti["active"], cti["closed"], cti["truncated_by_funding_end"]) == (1, 1, 0, 1)
+    assert (cti["completion_rate"], cti["average_length_days"]) == (None, None)
+    assert phases == {"phase_1": 1, "phase_2": 0, "phase_3": 0}
+    # 20 May: A and C enrolled; A in phase 2 since 15 May.
+    cti, phases = courses("2016-05-20")
+    assert (cti["enrolled"], cti["active"], cti["closed"], cti["completed"]) == (2, 2, 0, 0)
+    assert phases == {"phase_1": 1, "phase_2": 1, "phase_3": 0}
+    # 1 Jul: A completed on 30 Jun after 167 days.
+    cti, _ = courses("2016-07-01")
+    assert (cti["active"], cti["closed"], cti["completed"], cti["average_length_days"]) == (1, 1, 1, 167.0)
+
+    def success(on: str, path: str = "statistics/success-criteria") -> dict[str, tuple[int, int]]:
+        report = get(reporting, f"{path}{'&' if '?' in path else '?'}on={on}", EVALUATOR)
+        rows = report["criteria"] if "criteria" in report else report["success_criteria"]
+        return {r["criterion"]: (r["numerator"], r["denominator"]) for r in rows}
+
+    # 31 Jan: only A enrolled (under 18), with nothing recorded yet that a criterion reads.
+    assert success("2016-01-31") == {
+        "housing_under_18": (0, 1),
+        "housing_18_24": (0, 0),
+        "still_housed": (0, 0),
+        "cti_or_icm": (0, 0),
+        "addiction_treatment": (0, 0),
+        "education_ready": (0, 0),
+    }
+    # 15 Apr: A permanently housed (1 Apr), out of treatment (1 Apr), activity-ready; C temporarily housed,
+    # in treatment (10 Mar), activity-ready (1 Mar). Nobody education-ready yet.
+    april = {
+        "housing_under_18": (1, 1),
+        "housing_18_24": (0, 1),
+        "still_housed": (1, 1),
+        "cti_or_icm": (1, 1),
+        "addiction_treatment": (1, 2),
+        "education_ready": (0, 2),
+    }
+    assert success("2016-04-15") == april
+    assert success("2016-04-15", "status-report?format=json") == april  # ?on= with JSON: the ministry's report that day
+    # 1 Jul: C permanently housed since 1 May (lost it only on 1 Sep); A education-ready on 1 Jun.
+    july = success("2016-07-01")
+    assert (july["housing_18_24"], july["still_housed"], july["education_ready"]) == ((1, 1), (2, 2), (1, 2))
+    assert success("2017-01-01")["still_housed"] == (1, 2)
 
 
 def test_courses_against_targets(reporting: FlaskClient, built: dict[str, str]) -> None:
@@ -486,10 +568,28 @@ def test_the_pages_sign_in_keeps_the_key_sealed_in_its_cookie_and_signs_out(
     ],
 )
 def test_education_ready_within_a_year_counts_calendar_months(activity: str, education: str, within: bool) -> None:
-    from services.reporting.projection import criteria
+    from services.reporting.projection import criteria_on
 
     doc = {"enrolled_on": "2016-01-15", "activity_ready_on": activity, "education_ready_on": education}
-    assert criteria(doc)["jobcentre|education_ready"] == int(within)
+    assert criteria_on(doc, "2017-12-31")["jobcentre|education_ready"] == int(within)
+
+
+def test_a_course_counts_in_a_success_criterion_from_the_day_what_it_reads_happened() -> None:
+    """Housing recorded during the assessment (dated 1 March), then the enrolment dated back to 20 February: the
+    course is in the housing criterion's denominator from its enrolment, in its numerator from 1 March."""
+    from services.reporting.projection import criteria_steps
+
+    doc = {"enrolled_on": "2016-02-20", "housing": [["2016-03-01", "permanent"]], "age_band": "18_24"}
+    assert criteria_steps(doc | {"method": "act"}) == {
+        ("2016-02-20", "housing|18_24|n"): 1,
+        ("2016-03-01", "housing|18_24|housed"): 1,
+        ("2016-03-01", "kept|n"): 1,
+        ("2016-03-01", "kept|still"): 1,
+    }
+    lost = doc | {"method": "cti", "housing": [["2016-03-01", "permanent"], ["2016-04-01", "lost"]]}
+    assert criteria_steps(lost)[("2016-04-01", "kept|still")] == -1
+    assert criteria_steps(lost)[("2016-03-01", "kept|cti_icm")] == 1
+    assert criteria_steps({"housing": [["2016-03-01", "permanent"]]}) == {}  # never enrolled: no course
 
 
 def test_cti_fidelity_counts_from_phase_1_after_a_contact_building_period() -> None:

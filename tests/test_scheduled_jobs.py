@@ -89,6 +89,10 @@ def test_a_closure_recorded_late_voids_the_scheduled_moves_after_it_in_every_rea
     run_workers(connection)
     courses = reporting.get(f"/programmes/{cph}/statistics/courses", headers=STAFF).get_json()
     assert courses["phase_reached"] == {"phase_1": 1, "phase_2": 0, "phase_3": 1}
+    # Between the closure and the voided move, and after it: the closed course ended in phase 1, the other was in 2.
+    for on in ("2016-06-25", "2016-06-30"):
+        june = reporting.get(f"/programmes/{cph}/statistics/courses?on={on}", headers=STAFF).get_json()
+        assert june["phase_reached"] == {"phase_1": 1, "phase_2": 1, "phase_3": 0}, on
     fidelity = reporting.get(f"/programmes/{cph}/statistics/fidelity?on=2016-12-31", headers=STAFF).get_json()
     spans = {
         c["case_id"]: [p["phase"] for p in c["contacts_per_phase"]] for w in fidelity["workers"] for c in w["courses"]

@@ -120,8 +120,9 @@ def caseloads(programme_id: str) -> Response:
 
 @bp.get("/programmes/<programme_id>/statistics/courses")
 def courses(programme_id: str) -> Response:
+    """Courses against targets on a day (default today): ?on=YYYY-MM-DD."""
     _statistics_caller(programme_id)
-    return jsonify(_reports().courses(programme_id) | {"caught_up": _caught_up()})
+    return jsonify(_reports().courses(programme_id, _date_arg("on")) | {"caught_up": _caught_up()})
 
 
 @bp.get("/programmes/<programme_id>/statistics/measures")
@@ -132,8 +133,10 @@ def measures(programme_id: str) -> Response:
 
 @bp.get("/programmes/<programme_id>/statistics/success-criteria")
 def success_criteria(programme_id: str) -> Response:
+    """The success criteria on a day (default today): ?on=YYYY-MM-DD, and one of ?partner= or ?method=."""
     _statistics_caller(programme_id)
-    return jsonify(_reports().success_criteria(programme_id, *_slice()) | {"caught_up": _caught_up()})
+    report = _reports().success_criteria(programme_id, _date_arg("on"), *_slice())
+    return jsonify(report | {"caught_up": _caught_up()})
 
 
 @bp.get("/programmes/<programme_id>/statistics/fidelity")
@@ -182,7 +185,7 @@ def dashboard(programme_id: str) -> ResponseReturnValue:
         intake=intake_report,
         intake_rows=[(m["month"], m["referrals"]) for m in intake_report["months"]],
         caseloads=reports.caseloads(programme_id, day, month_range(start, day.isoformat()[:7])),
-        success=reports.success_criteria(programme_id),
+        success=reports.success_criteria(programme_id, day),
         fidelity=reports.fidelity(programme_id, day),
         fidelity_criteria=FIDELITY_CRITERIA,
         caught_up=_caught_up(),

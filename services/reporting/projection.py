@@ -12,6 +12,9 @@ document, owned by the case's partition.
 - Distinct citizens: the first day each citizen was referred (ZADD LT).
 - Intake and referral outcomes: per partner and referral month (the cohort), so they can
   be filtered by period. A reopened course is a new course, not a referral.
+- Courses, the phases they reached, the success criteria and the waitlist's waits are
+  calendar sums too, each change on the day it happened: a report on a past date
+  counts what had happened by then, not what has happened since.
 """
 
 from __future__ import annotations
@@ -66,12 +69,13 @@ def load_deltas(programme_id: str) -> str:
 
 
 def waitlist_deltas(programme_id: str) -> str:
-    """Calendar sums of the changes in the waitlist's length (who: "waiting")."""
+    """Calendar sums of the waitlist: its length ("waiting"), citizens served from it ("served") and the days
+    they had waited ("days_waited"), each on the day a citizen joined or left it."""
     return f"programme:{programme_id}:waitlist-deltas"
 
 
 def waiting(programme_id: str) -> str:
-    """The caseload stream's own document: who waits since when, and days waited by those served."""
+    """The caseload stream's own document: who waits since when, and each worker's courses."""
     return f"programme:{programme_id}:waiting"
 
 
@@ -80,13 +84,15 @@ def enrolments(programme_id: str, method: str) -> str:
     return f"programme:{programme_id}:enrolments:{method}"
 
 
-def courses(programme_id: str) -> str:
-    """Field "<method>|<counter>": closed, completed, early_discharges, closed_days."""
-    return f"programme:{programme_id}:courses"
+def course_deltas(programme_id: str) -> str:
+    """Calendar sums per "<method>|<counter>" (closed, completed, early_discharges, closed_days), on the day a
+    course closed."""
+    return f"programme:{programme_id}:course-deltas"
 
 
-def phase_reached(programme_id: str) -> str:
-    return f"programme:{programme_id}:phase-reached"
+def phase_deltas(programme_id: str) -> str:
+    """Calendar sums of the courses in each phase: +1 on the day a course enters it, -1 on the day it leaves."""
+    return f"programme:{programme_id}:phase-deltas"
 
 
 def families(doc: dict[str, Any]) -> list[str]:
@@ -103,30 +109,28 @@ def measures(programme_id: str, family: str = "all") -> str:
     return f"programme:{programme_id}:measures:{family}"
 
 
-def success(programme_id: str, family: str = "all") -> str:
-    """Numerators and denominators of the success criteria (see ``criteria``)."""
-    return f"programme:{programme_id}:success:{family}"
+def success_deltas(programme_id: str, family: str = "all") -> str:
+    """Calendar sums of the success criteria's numerators and denominators (see ``criteria_on``)."""
+    return f"programme:{programme_id}:success-deltas:{family}"
 
 
-def criteria(doc: dict[str, Any]) -> dict[str, int]:
-    """Which numerators and denominators of the success criteria one course counts in (0 or 1 each).
-
-    Only courses (enrolled citizens) count. Recomputed after every change to the
-    course; counters move by the difference, so events may arrive in any order.
-    """
-    if not doc.get("enrolled_on"):
+def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
+    """Which numerators and denominators of the success criteria one course counts in on a day (ISO date;
+    0 or 1 each), from what was recorded as happening by then. Only courses (enrolled citizens) count."""
+    if not doc.get("enrolled_on") or doc["enrolled_on"] > day:
         return {}
-    housing = doc.get("housing", [])
+    housing = [situation for on, situation in doc.get("housing", []) if on <= day]
+    treatment = [in_treatment for on, in_treatment in doc.get("treatment", []) if on <= day]
     ever_permanent = "permanent" in housing
     band = doc.get("age_band")
-    activity = doc.get("activity_ready_on")
-    education = doc.get("education_ready_on")
+    activity = doc.get("activity_ready_on") if doc.get("activity_ready_on", day) <= day else None
+    education = doc.get("education_ready_on") if doc.get("education_ready_on", day) <= day else None
     counted = {
         "kept|n": ever_permanent,
         "kept|still": ever_permanent and housing[-1] == "permanent",
         "kept|cti_icm": ever_permanent and doc.get("method") in ("cti", "icm"),
-        "addiction|n": "in_treatment" in doc,
-        "addiction|in_treatment": bool(doc.get("in_treatment")),
+        "addiction|n": bool(treatment),
+        "addiction|in_treatment": bool(treatment) and treatment[-1],
         "jobcentre|n": bool(activity),
         "jobcentre|education_ready": bool(  # within a calendar year (366 days across a 29 February)
             activity
@@ -141,11 +145,29 @@ def criteria(doc: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in counted.items()}
 
 
-# The only events that change what ``criteria`` or ``families`` read (enrolment, method, housing, treatment,
+def criteria_steps(doc: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """A course's counts in the success criteria over time, as changes: (day, field) -> change on that day.
+    They change only on the days of what ``criteria_on`` reads, so those days are the only ones looked at."""
+    if not doc.get("enrolled_on"):
+        return {}
+    days = {doc["enrolled_on"], *(on for on, _ in doc.get("housing", [])), *(on for on, _ in doc.get("treatment", []))}
+    days |= {doc[k] for k in ("activity_ready_on", "education_ready_on") if doc.get(k)}
+    steps: dict[tuple[str, str], int] = {}
+    before: dict[str, int] = {}
+    for day in sorted(d for d in days if d >= doc["enrolled_on"]):
+        now = criteria_on(doc, day)
+        for field in before.keys() | now.keys():
+            if change := now.get(field, 0) - before.get(field, 0):
+                steps[(day, field)] = change
+        before = now
+    return steps
+
+
+# The only events that change what ``criteria_on`` or ``families`` read (enrolment, method, housing, treatment,
 # job-centre category): for the others the difference is nothing, so it is not worked out.
 CHANGES_CRITERIA = (ev.CitizenEnrolled, ev.HousingChanged, ev.AddictionTreatmentChanged, ev.JobCentreCategoryChanged)
 
-WAITING = "waiting"  # the waitlist series' one counter
+WAITING, SERVED, DAYS_WAITED = "waiting", "served", "days_waited"  # the waitlist series' counters
 EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
@@ -161,8 +183,9 @@ class ReportingProjection:
     name = "reporting"
     # 5: education-ready "within a year" counted in calendar months; 6: courses measured again, the denominator
     # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8-9: a reopened course is no
-    # referral, nor in the coordinator's partner's figures (rebuilt from the log on upgrade)
-    version = 9
+    # referral, nor in the coordinator's partner's figures; 10: courses, phases, success criteria and waits
+    # counted on the days they happened, for reports on past dates (rebuilt from the log on upgrade)
+    version = 10
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -180,7 +203,7 @@ class ReportingProjection:
     @staticmethod
     def _caseload_event(pid: str, event: RecordedEvent, state: ProjectionState) -> None:
         payload, day = event.payload, event.occurred_on.isoformat()
-        doc = state.get_doc(waiting(pid)) or {"since": {}, "days": 0, "served": 0, "assigned": {}, "worked_with": {}}
+        doc = state.get_doc(waiting(pid)) or {"since": {}, "assigned": {}, "worked_with": {}}
         if isinstance(payload, ev.CaseAssigned | ev.CaseReleased):
             assigned = isinstance(payload, ev.CaseAssigned)
             add_on(state, load_deltas(pid), payload.worker_id, event.occurred_on, 1 if assigned else -1)
@@ -196,8 +219,8 @@ class ReportingProjection:
             since = date.fromisoformat(doc["since"].pop(payload.case_id))
             add_on(state, waitlist_deltas(pid), WAITING, event.occurred_on, -1)
             if isinstance(payload, ev.CaseAssigned):
-                doc["days"] += (event.occurred_on - since).days
-                doc["served"] += 1
+                add_on(state, waitlist_deltas(pid), SERVED, event.occurred_on, 1)
+                add_on(state, waitlist_deltas(pid), DAYS_WAITED, event.occurred_on, (event.occurred_on - since).days)
         state.put_doc(waiting(pid), doc)
 
     def _case_event(self, event: RecordedEvent, state: ProjectionState) -> None:
@@ -230,32 +253,40 @@ class ReportingProjection:
         if not isinstance(payload, CHANGES_CRITERIA):
             self._course_event(event, doc, state)
         else:
-            before, families_before = criteria(doc), families(doc)
+            before, families_before = criteria_steps(doc), families(doc)
             self._course_event(event, doc, state)
             self._count_criteria_changes(state, doc, before, families_before)
         state.put_doc(name, doc)
 
     @staticmethod
     def _count_criteria_changes(
-        state: ProjectionState, doc: dict[str, Any], before: dict[str, int], families_before: list[str]
+        state: ProjectionState,
+        doc: dict[str, Any],
+        before: dict[tuple[str, str], int],
+        families_before: list[str],
     ) -> None:
-        """Move the success-criteria counters by what one event changed (a course may also change family)."""
-        after, families_after = criteria(doc), families(doc)
+        """Move the success-criteria sums by what one event changed, on each day it changed them (an event dated
+        before another may change the counts from its day to the other's); a course may also change family."""
+        after, families_after = criteria_steps(doc), families(doc)
         for family in dict.fromkeys(families_before + families_after):
             old = before if family in families_before else {}
             new = after if family in families_after else {}
-            for field in sorted(set(old) | set(new)):
-                if change := new.get(field, 0) - old.get(field, 0):
-                    state.incr(success(doc["programme_id"], family), field, change)
+            for day, field in sorted(old.keys() | new.keys()):
+                if change := new.get((day, field), 0) - old.get((day, field), 0):
+                    add_on(state, success_deltas(doc["programme_id"], family), field, date.fromisoformat(day), change)
 
     @staticmethod
     def _void_phases_after(state: ProjectionState, doc: dict[str, Any], closed_on: date) -> None:
-        """As the domain's ``phases_until``: the scheduler's moves that fell due after a back-dated closure."""
+        """As the domain's ``phases_until``: the scheduler's moves that fell due after a back-dated closure did
+        not happen, and the phase sums lose them on the days they were counted."""
         kept = [p for p in doc["phases"] if not voided_by_closure(date.fromisoformat(p[0]), p[2], closed_on)]
-        if len(kept) < len(doc["phases"]):
-            state.incr(phase_reached(doc["programme_id"]), doc["phase"], -1)
-            state.incr(phase_reached(doc["programme_id"]), kept[-1][1])
-            doc["phases"], doc["phase"] = kept, kept[-1][1]
+        if len(kept) == len(doc["phases"]):
+            return
+        old, new = _phase_steps(doc["phases"]), _phase_steps(kept)
+        for day, phase in sorted(old.keys() | new.keys()):
+            if change := new[(day, phase)] - old[(day, phase)]:
+                add_on(state, phase_deltas(doc["programme_id"]), phase, date.fromisoformat(day), change)
+        doc["phases"], doc["phase"] = kept, kept[-1][1]
 
     def _course_event(self, event: RecordedEvent, doc: dict[str, Any], state: ProjectionState) -> None:
         payload, on = event.payload, event.occurred_on
@@ -275,19 +306,19 @@ class ReportingProjection:
                 days = (on - date.fromisoformat(doc["referred_on"])).days
                 state.incr(cohorts(p), f"{cohort}|days_to_enrolment", days)
             state.score(enrolments(p, payload.method), event.stream_id, on.toordinal())
-            state.incr(phase_reached(p), payload.first_phase)
+            add_on(state, phase_deltas(p), payload.first_phase, on, 1)
             doc["phases"] = [[on.isoformat(), payload.first_phase, True]]
         elif isinstance(payload, ev.PhaseEntered):
-            state.incr(phase_reached(p), doc["phase"], -1)
-            state.incr(phase_reached(p), payload.phase)
+            add_on(state, phase_deltas(p), doc["phase"], on, -1)
+            add_on(state, phase_deltas(p), payload.phase, on, 1)
             doc["phase"] = payload.phase
             doc["phases"].append([on.isoformat(), payload.phase, payload.scheduled])
         elif isinstance(payload, ev.ContactRecorded):
             doc.setdefault("contacts", []).append([on.isoformat(), payload.kind])
         elif isinstance(payload, ev.HousingChanged):
-            doc.setdefault("housing", []).append(payload.situation)
+            doc.setdefault("housing", []).append([on.isoformat(), payload.situation])
         elif isinstance(payload, ev.AddictionTreatmentChanged):
-            doc["in_treatment"] = payload.in_treatment
+            doc.setdefault("treatment", []).append([on.isoformat(), payload.in_treatment])
         elif isinstance(payload, ev.JobCentreCategoryChanged):
             if payload.category == "activity_ready" and not doc.get("activity_ready_on"):
                 doc["activity_ready_on"] = on.isoformat()
@@ -313,13 +344,13 @@ class ReportingProjection:
             self._move(state, doc, doc["status"], f"closed:{payload.reason}", on)
             doc["closed_on"], doc["close_reason"] = on.isoformat(), payload.reason
             self._void_phases_after(state, doc, on)
-            method = doc["method"]
-            state.incr(courses(p), f"{method}|closed")
-            state.incr(courses(p), f"{method}|closed_days", (on - date.fromisoformat(doc["enrolled_on"])).days)
+            method, series = doc["method"], course_deltas(p)
+            add_on(state, series, f"{method}|closed", on, 1)
+            add_on(state, series, f"{method}|closed_days", on, (on - date.fromisoformat(doc["enrolled_on"])).days)
             if payload.reason == "completed":
-                state.incr(courses(p), f"{method}|completed")
+                add_on(state, series, f"{method}|completed", on, 1)
             if payload.reason in EARLY:
-                state.incr(courses(p), f"{method}|early_discharges")
+                add_on(state, series, f"{method}|early_discharges", on, 1)
 
     @staticmethod
     def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:
@@ -372,6 +403,16 @@ class ReportingProjection:
                 add_on(state, series, old, on, -1)
             add_on(state, series, new, on, 1)
         doc["status"] = new
+
+
+def _phase_steps(phases: list[list[Any]]) -> Counter[tuple[str, str]]:
+    """A course's place in the phase sums: +1 to each phase on the day it entered it, -1 on the day it left."""
+    steps = Counter[tuple[str, str]]()
+    for i, (on, phase, _) in enumerate(phases):
+        steps[(on, phase)] += 1
+        if i:
+            steps[(on, phases[i - 1][1])] -= 1
+    return steps
 
 
 def _month(day: date) -> str:

@@ -13,21 +13,23 @@ import redis
 
 from services.reporting.calendar_sums import totals_on
 from services.reporting.projection import (
+    DAYS_WAITED,
     EARLY,
+    SERVED,
     WAITING,
     ReportingProjection,
     cohorts,
+    course_deltas,
     course_doc,
-    courses,
     enrolments,
     first_referrals,
     load_deltas,
     measures,
     partners_of,
-    phase_reached,
+    phase_deltas,
     programme_doc,
     status_deltas,
-    success,
+    success_deltas,
     waiting,
     waitlist_deltas,
 )
@@ -141,27 +143,29 @@ class Reports:
         for month, at_end in zip(months, at_ends, strict=True):
             over_time.append({"month": month, "loads": {w: at_end.get(w, 0) for w in sorted(programme.workers)}})
         [waitlist] = totals_on(self.redis, self.key, waitlist_deltas(programme_id), [day])
-        wait = json.loads(self.redis.get(self.key(waiting(programme_id))) or '{"days": 0, "served": 0}')
+        served = waitlist.get(SERVED, 0)
         return {
             "programme_id": programme_id,
             "on": day.isoformat(),
             "workers": workers,
             "waitlist": waitlist.get(WAITING, 0),
-            "served_from_waitlist": wait["served"],
-            "average_wait_days": round(wait["days"] / wait["served"], 1) if wait["served"] else None,
+            "served_from_waitlist": served,
+            "average_wait_days": round(waitlist.get(DAYS_WAITED, 0) / served, 1) if served else None,
             "over_time": over_time,
         }
 
-    def courses(self, programme_id: str) -> dict[str, Any]:
-        """Courses per method against the programme's targets: completion, length, truncation, early discharges."""
+    def courses(self, programme_id: str, day: date) -> dict[str, Any]:
+        """Courses per method against the programme's targets on a day: completion, length, truncation, early
+        discharges, and the phase each course was in."""
         programme = self.programme(programme_id)
-        counters = self._hash(courses(programme_id))
-        cutoff = truncation_cutoff(programme).toordinal()
+        [counters] = totals_on(self.redis, self.key, course_deltas(programme_id), [day])
+        [reached] = totals_on(self.redis, self.key, phase_deltas(programme_id), [day])  # courses in each phase
+        cutoff, until = truncation_cutoff(programme).toordinal(), day.toordinal()
         targets = dict(programme.targets)
         rows = []
         for method in programme.methods:
             key = self.key(enrolments(programme_id, method))
-            enrolled = int(self.redis.zcard(key))
+            enrolled = int(self.redis.zcount(key, "-inf", until))
             closed = counters.get(f"{method}|closed", 0)
             completed = counters.get(f"{method}|completed", 0)
             rows.append(
@@ -174,16 +178,16 @@ class Reports:
                     "closed": closed,
                     "completed": completed,
                     "completion_rate": round(completed / closed, 2) if closed else None,
-                    "truncated_by_funding_end": int(self.redis.zcount(key, f"({cutoff}", "+inf")),
+                    "truncated_by_funding_end": int(self.redis.zcount(key, f"({cutoff}", until)),
                     "average_length_days": round(counters.get(f"{method}|closed_days", 0) / closed, 1)
                     if closed
                     else None,
                     "early_discharges": counters.get(f"{method}|early_discharges", 0),
                 }
             )
-        reached = self._hash(phase_reached(programme_id))
         return {
             "programme_id": programme_id,
+            "on": day.isoformat(),
             "planned_months": programme.course_months,
             "funding_end": programme.funding_end.isoformat(),
             "by_method": rows,
@@ -238,10 +242,10 @@ class Reports:
         }
 
     def success_criteria(
-        self, programme_id: str, partner: str | None = None, method: str | None = None
+        self, programme_id: str, day: date, partner: str | None = None, method: str | None = None
     ) -> dict[str, Any]:
-        """The Ballerup agreement's criteria, each with numerator, denominator, percentage and target."""
-        counts = self._hash(success(programme_id, family_of(partner, method)))
+        """The Ballerup agreement's criteria on a day, each with numerator, denominator, percentage and target."""
+        [counts] = totals_on(self.redis, self.key, success_deltas(programme_id, family_of(partner, method)), [day])
         rows = []
         for criterion, description, numerator, denominator, target in SUCCESS_CRITERIA:
             n, d = counts.get(numerator, 0), counts.get(denominator, 0)
@@ -257,7 +261,12 @@ class Reports:
                     "met": None if percentage is None else percentage >= target,
                 }
             )
-        return {"programme_id": programme_id, "filter": {"partner": partner, "method": method}, "criteria": rows}
+        return {
+            "programme_id": programme_id,
+            "on": day.isoformat(),
+            "filter": {"partner": partner, "method": method},
+            "criteria": rows,
+        }
 
     def fidelity(self, programme_id: str, today: date) -> dict[str, Any]:
         """CTI fidelity from recorded contacts, per course and per relation worker."""
@@ -303,8 +312,8 @@ class Reports:
                     "unless a coordinator confirmed a match. Status is each referral's status on the report date."
                 ),
             },
-            "courses": self.courses(programme_id)["by_method"],
-            "success_criteria": self.success_criteria(programme_id)["criteria"],
+            "courses": self.courses(programme_id, day)["by_method"],
+            "success_criteria": self.success_criteria(programme_id, day)["criteria"],
             "labels_da": DANISH,
         }
 
