@@ -218,6 +218,23 @@ def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, c
     assert [(h["worker_id"], h["via"]) for h in offered] == [("anna", "waitlist")]
 
 
+def test_a_waitlisted_case_is_not_assigned_or_released_on_a_date_before_it_began_waiting(
+    intake: FlaskClient, workers: str
+) -> None:
+    """Otherwise the waitlist would count below zero on the dates between, and the wait would be negative."""
+    first, second = enrolled(intake), enrolled(intake)
+    post(intake, f"/cases/{first}/assignment", {"worker_id": "anna", "on": "2016-03-01"})
+    post(intake, f"/cases/{second}/assignment", {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-03-10"})
+    before = intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json()
+    body = {"worker_id": "bo", "on": "2016-03-05"}
+    error = refused(intake, f"/cases/{second}/assignment", body, 409, "date_before_last_record")
+    assert "2016-03-10" in error["message"]
+    refused(intake, f"/cases/{second}/closure", {"on": "2016-03-05", "reason": "moved"}, 409, "date_before_last_record")
+    assert intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json() == before  # nothing written
+    assert intake.get(f"/cases/{second}", headers=STAFF).get_json()["status"] == "enrolled"
+    post(intake, f"/cases/{second}/assignment", {"worker_id": "bo", "on": "2016-03-10"})  # the same day will do
+
+
 def test_programme_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, "/programmes", COPENHAGEN, 409, "programme_exists")
     refused(intake, f"/programmes/{workers}/workers", {"worker_id": "anna", "method": "cti"}, 409, "worker_exists")

@@ -270,6 +270,42 @@ def test_courses_and_success_criteria_on_a_past_date_count_what_had_happened_by_
     assert success("2017-01-01")["still_housed"] == (1, 2)
 
 
+def test_records_made_before_an_enrolment_dated_back_count_from_their_own_days_in_every_slice(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """Housing, treatment and the job-centre category recorded during the assessment, the enrolment recorded
+    last but dated before the housing: the course counts in each criterion from the day of what it reads."""
+
+    def post(path: str, body: dict[str, Any]) -> None:
+        response = intake.post(path, json=body, headers=auth("reden") if path == "/referrals" else STAFF)
+        assert response.status_code == 201, response.get_json()
+        created[path] = response.get_json()
+
+    created: dict[str, Any] = {}
+    citizen = {"alias": "H", "birth_date": "1995-05-01"}  # 20 in 2016: 18-24
+    post("/referrals", referral_body(referred_on="2016-02-01", citizen=citizen))
+    case = created["/referrals"]["case_id"]
+    post(f"/referrals/{case}/assessment", {"on": "2016-02-05"})
+    post(f"/cases/{case}/addiction-treatment", {"on": "2016-02-10", "in_treatment": True})
+    post(f"/cases/{case}/job-centre-category", {"on": "2016-02-12", "category": "activity_ready"})
+    post(f"/cases/{case}/housing", {"on": "2016-03-01", "situation": "permanent"})
+    post(f"/cases/{case}/enrolment", {"on": "2016-02-20", "method": "cti", "scores": {"housing": 3}})
+    run_workers(connection)
+
+    def counted(on: str, slice: str) -> dict[str, tuple[int, int]]:
+        report = get(reporting, f"statistics/success-criteria?on={on}{slice}", EVALUATOR)
+        return {r["criterion"]: (r["numerator"], r["denominator"]) for r in report["criteria"]}
+
+    nothing = {c: (0, 0) for c in counted("2016-02-19", "")}
+    enrolled = nothing | {"housing_18_24": (0, 1), "addiction_treatment": (1, 1), "education_ready": (0, 1)}
+    housed = enrolled | {"housing_18_24": (1, 1), "still_housed": (1, 1), "cti_or_icm": (1, 1)}
+    for slice in ("", "&partner=reden", "&method=cti"):
+        assert counted("2016-02-19", slice) == nothing, slice
+        assert counted("2016-02-20", slice) == counted("2016-02-29", slice) == enrolled, slice
+        assert counted("2016-03-01", slice) == counted("2017-01-01", slice) == housed, slice
+    assert counted("2017-01-01", "&partner=livarehab") == nothing
+
+
 def test_courses_against_targets(reporting: FlaskClient, built: dict[str, str]) -> None:
     report = get(reporting, "statistics/courses", EVALUATOR)
     # A: 15 Jan - 30 Jun 2016, completed, 167 days. C: enrolled 1 Feb, still running. Both enrolled after

@@ -159,7 +159,8 @@ def export(programme_id: str, kind: str) -> Response:
 
 @bp.get("/programmes/<programme_id>/status-report")
 def status_report(programme_id: str) -> ResponseReturnValue:
-    """The ministry-style status report as a printable page; ?format=json for the same as JSON."""
+    """The ministry-style status report on a day (?on=, default today) as a printable page; ?format=json for the
+    same as JSON."""
     _statistics_caller(programme_id)
     reports = _reports()
     report = reports.status_report(programme_id, _date_arg("on"))

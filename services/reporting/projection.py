@@ -91,7 +91,8 @@ def course_deltas(programme_id: str) -> str:
 
 
 def phase_deltas(programme_id: str) -> str:
-    """Calendar sums of the courses in each phase: +1 on the day a course enters it, -1 on the day it leaves."""
+    """Calendar sums of the courses by the last phase they reached: +1 on the day a course enters a phase, -1 on
+    the day it moves on to the next (a closed course stays in the phase it ended in)."""
     return f"programme:{programme_id}:phase-deltas"
 
 
@@ -406,7 +407,7 @@ class ReportingProjection:
 
 
 def _phase_steps(phases: list[list[Any]]) -> Counter[tuple[str, str]]:
-    """A course's place in the phase sums: +1 to each phase on the day it entered it, -1 on the day it left."""
+    """A course's place in the phase sums: +1 to each phase on the day it entered it, -1 on the day it moved on."""
     steps = Counter[tuple[str, str]]()
     for i, (on, phase, _) in enumerate(phases):
         steps[(on, phase)] += 1

@@ -86,11 +86,13 @@ def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseloa
 
 
 def _require_after_last_assignment_change(caseload: Caseload, case_id: str, on: date) -> None:
-    """A case's assignments change in date order: one dated before its last start or end would count the
-    worker's caseload below zero on the dates between (and the report for those dates would say so)."""
-    if spells := caseload.history.get(case_id):
-        _, start, until, _ = spells[-1]
-        require_in_date_order(date.fromisoformat(until or start), on, "change of relation worker")
+    """A case's assignments and its place on the waitlist change in date order: one dated before its last start
+    or end, or before it joined the waitlist, would count a caseload or the waitlist below zero on the dates
+    between, or a wait of negative days (and the report for those dates would say so)."""
+    changes = [date.fromisoformat(until or start) for _, start, until, _ in caseload.history.get(case_id, ())[-1:]]
+    changes += [since for waiting, since in caseload.waitlist if waiting == case_id]
+    if changes:
+        require_in_date_order(max(changes), on, "change of relation worker or of the waitlist")
 
 
 def decide_assignment(
@@ -122,9 +124,9 @@ def decide_assignment(
 
 def decide_release(caseload: Caseload, case_id: str, reason: str, on: date) -> list[DomainEvent]:
     """When a case ends, its worker's slot frees and it leaves the waitlist, in the same append."""
+    _require_after_last_assignment_change(caseload, case_id, on)
     events: list[DomainEvent] = []
     if (worker_id := caseload.assignments.get(case_id)) is not None:
-        _require_after_last_assignment_change(caseload, case_id, on)
         events.append(CaseReleased(case_id=case_id, worker_id=worker_id, reason=reason))
     if caseload.is_waitlisted(case_id):
         events.append(CaseLeftWaitlist(case_id=case_id, reason=reason))
