@@ -6,11 +6,14 @@ import importlib
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from shared.config import PLACEHOLDER, Settings
@@ -48,6 +51,29 @@ def test_every_service_command_exists() -> None:
             assert callable(resolve(scripts[command[0]])), name
         assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
         assert "REDIS_URL" in service["environment"], name
+
+
+def test_each_http_service_is_checked_by_its_own_healthz(connection: redis.Redis) -> None:
+    """The healthcheck compose runs in the container, run here against the real app on the port it binds, and
+    against a port where nothing answers."""
+    from werkzeug.serving import make_server
+
+    from services.reporting.app import create_app
+
+    for name in ("intake", "reporting"):
+        service = compose()["services"][name]
+        port = service["command"][service["command"].index("--bind") + 1].rsplit(":", 1)[1]
+        test = service["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "python", "-c"] and f"127.0.0.1:{port}/healthz" in test[3], name
+    server = make_server("127.0.0.1", 0, create_app(connection, Settings.from_env({})))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check = test[3].replace(":8000/", f":{server.server_port}/")
+        assert subprocess.run([sys.executable, "-c", check], timeout=30).returncode == 0
+    finally:
+        server.shutdown()
+    unreachable = subprocess.run([sys.executable, "-c", check], capture_output=True, timeout=30)
+    assert unreachable.returncode != 0
 
 
 def test_redis_keeps_the_log_on_disk() -> None:
