@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from tests import scenario
 from tests.conftest import STAFF, referral_body
 from tests.support import auth, run_workers
+from tests.test_course_api import post
 
 EVALUATOR = auth("evaluator")
 
@@ -191,19 +192,15 @@ def test_caseloads_over_time_and_the_waitlist(reporting: FlaskClient, built: dic
 def test_the_waitlist_on_a_past_date_counts_the_waits_ended_by_then(
     intake: FlaskClient, reporting: FlaskClient, built: dict[str, str], connection: redis.Redis
 ) -> None:
-    def post(path: str, body: dict[str, Any]) -> Any:
-        response = intake.post(path, json=body, headers=STAFF)
-        assert response.status_code == 201, response.get_json()
-        return response.get_json()
-
-    post("/programmes/demo-cph/workers", {"worker_id": "bo", "method": "cti", "capacity": 1, "on": "2016-02-10"})
-    x, y = (post("/referrals", referral_body(referred_on="2016-02-15"))["case_id"] for _ in range(2))
+    bo = {"worker_id": "bo", "method": "cti", "capacity": 1, "on": "2016-02-10"}
+    post(intake, "/programmes/demo-cph/workers", bo)
+    x, y = (post(intake, "/referrals", referral_body(referred_on="2016-02-15"))["case_id"] for _ in range(2))
     for case in (x, y):
-        post(f"/referrals/{case}/assessment", {"on": "2016-02-16"})
-        post(f"/cases/{case}/enrolment", {"on": "2016-02-20", "scores": {"housing": 3}})
-    post(f"/cases/{x}/assignment", {"on": "2016-03-01", "worker_id": "bo"})
-    post(f"/cases/{y}/assignment", {"on": "2016-03-01", "worker_id": "bo", "waitlist_if_full": True})
-    post(f"/cases/{y}/assignment", {"on": "2016-03-11", "worker_id": "anna"})  # served after 10 days
+        post(intake, f"/referrals/{case}/assessment", {"on": "2016-02-16"})
+        post(intake, f"/cases/{case}/enrolment", {"on": "2016-02-20", "scores": {"housing": 3}})
+    post(intake, f"/cases/{x}/assignment", {"on": "2016-03-01", "worker_id": "bo"})
+    post(intake, f"/cases/{y}/assignment", {"on": "2016-03-01", "worker_id": "bo", "waitlist_if_full": True})
+    post(intake, f"/cases/{y}/assignment", {"on": "2016-03-11", "worker_id": "anna"})  # served after 10 days
     run_workers(connection)
 
     def waits(on: str) -> tuple[int, int, float | None]:
@@ -276,20 +273,16 @@ def test_records_made_before_an_enrolment_dated_back_count_from_their_own_days_i
     """Housing, treatment and the job-centre category recorded during the assessment, the enrolment recorded
     last but dated before the housing: the course counts in each criterion from the day of what it reads."""
 
-    def post(path: str, body: dict[str, Any]) -> None:
-        response = intake.post(path, json=body, headers=auth("reden") if path == "/referrals" else STAFF)
-        assert response.status_code == 201, response.get_json()
-        created[path] = response.get_json()
-
-    created: dict[str, Any] = {}
     citizen = {"alias": "H", "birth_date": "1995-05-01"}  # 20 in 2016: 18-24
-    post("/referrals", referral_body(referred_on="2016-02-01", citizen=citizen))
-    case = created["/referrals"]["case_id"]
-    post(f"/referrals/{case}/assessment", {"on": "2016-02-05"})
-    post(f"/cases/{case}/addiction-treatment", {"on": "2016-02-10", "in_treatment": True})
-    post(f"/cases/{case}/job-centre-category", {"on": "2016-02-12", "category": "activity_ready"})
-    post(f"/cases/{case}/housing", {"on": "2016-03-01", "situation": "permanent"})
-    post(f"/cases/{case}/enrolment", {"on": "2016-02-20", "method": "cti", "scores": {"housing": 3}})
+    referral = referral_body(referred_on="2016-02-01", citizen=citizen)
+    referred = intake.post("/referrals", json=referral, headers=auth("reden"))
+    assert referred.status_code == 201, referred.get_json()
+    case = referred.get_json()["case_id"]
+    post(intake, f"/referrals/{case}/assessment", {"on": "2016-02-05"})
+    post(intake, f"/cases/{case}/addiction-treatment", {"on": "2016-02-10", "in_treatment": True})
+    post(intake, f"/cases/{case}/job-centre-category", {"on": "2016-02-12", "category": "activity_ready"})
+    post(intake, f"/cases/{case}/housing", {"on": "2016-03-01", "situation": "permanent"})
+    post(intake, f"/cases/{case}/enrolment", {"on": "2016-02-20", "method": "cti", "scores": {"housing": 3}})
     run_workers(connection)
 
     def counted(on: str, slice: str) -> dict[str, tuple[int, int]]:

@@ -124,8 +124,7 @@ def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
     treatment = [in_treatment for on, in_treatment in doc.get("treatment", []) if on <= day]
     ever_permanent = "permanent" in housing
     band = doc.get("age_band")
-    activity = doc.get("activity_ready_on") if doc.get("activity_ready_on", day) <= day else None
-    education = doc.get("education_ready_on") if doc.get("education_ready_on", day) <= day else None
+    activity, education = (_dated_by(doc.get(k), day) for k in ("activity_ready_on", "education_ready_on"))
     counted = {
         "kept|n": ever_permanent,
         "kept|still": ever_permanent and housing[-1] == "permanent",
@@ -144,6 +143,11 @@ def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
     if band:
         counted |= {f"housing|{band}|n": True, f"housing|{band}|housed": ever_permanent}
     return {k: int(v) for k, v in counted.items()}
+
+
+def _dated_by(on: str | None, day: str) -> str | None:
+    """A recorded date, if it is no later than the day."""
+    return on if on and on <= day else None
 
 
 def criteria_steps(doc: dict[str, Any]) -> dict[tuple[str, str], int]:
