@@ -152,11 +152,14 @@ class Folds:
         return values
 
     def held(self, fold: Fold[T]) -> tuple[int, T]:
-        """The value as this process last saw it, without asking the log (read it if never seen). Only for
-        a decision whose append checks this version still holds (a read-check), so stale is never wrong."""
-        if fold.stream_id not in self._held:
-            self.current(fold)
+        """The value as this process last saw it, without asking the log (read it if never seen or seen empty).
+        Only for a decision whose append checks this version still holds (a read-check), so stale is never
+        wrong. An empty stream is read again: a refusal for want of it (no such programme, no such case) has no
+        append to check it, and another process may have written it since."""
         version, value = self._held.get(fold.stream_id, (0, fold.initial))
+        if version == 0:
+            value = self.current(fold)[0]
+            version = self._held.get(fold.stream_id, (0, fold.initial))[0]
         return version, value
 
     def appended(self, fold: Fold[Any], expected_version: int, events: Sequence[DomainEvent], on: date) -> None:

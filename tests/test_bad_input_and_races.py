@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from services.intake.app import create_app
 from shared.config import Settings
 from shared.eventstore import EventStore
-from tests.conftest import STAFF, referral_body
+from tests.conftest import COPENHAGEN, STAFF, referral_body
 
 
 def race(connection: redis.Redis, n: int, request: Callable[[FlaskClient], Any]) -> list[Any]:
@@ -121,3 +121,15 @@ def test_hostile_input_gets_a_clear_4xx(intake: FlaskClient, cph: str, store: Ev
         assert error(intake.post(path, json=body, headers=STAFF), 422)["code"] == "validation_failed", (path, body)
     assert intake.get(f"/cases/{case}?on=not-a-date", headers=STAFF).status_code == 422
     assert store.head() == head  # nothing half-written
+
+
+def test_a_process_that_found_no_programme_finds_it_once_another_process_defined_it(
+    intake: FlaskClient, connection: redis.Redis
+) -> None:
+    """Each gunicorn worker holds what it has seen of the log; an absence it saw is not a fact to hold: another
+    worker may since have defined the programme (a referral read its programme as last seen, and refused it)."""
+    other = create_app(connection, Settings.from_env({})).test_client()  # another worker process
+    early = other.post("/referrals", json=referral_body(), headers=STAFF)
+    assert early.get_json()["error"]["fields"] == {"programme_id": ["no such programme"]}
+    assert intake.post("/programmes", json=COPENHAGEN, headers=STAFF).status_code == 201
+    assert other.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
