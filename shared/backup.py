@@ -63,10 +63,27 @@ def _sha256(path: Path, *, gzip_content: bool) -> str:
     return digest.hexdigest()
 
 
+# KEYS: the log's meta, its position counter. ARGV: what the claim records. An empty log is claimed for one
+# import, atomically: every append refuses while ``restoring`` is set (see ``shared.eventstore``).
+_CLAIM = """
+if redis.call('HEXISTS', KEYS[1], 'restoring') == 1 then return 'restoring' end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return 'in_use' end
+redis.call('HSET', KEYS[1], 'restoring', ARGV[1])
+return 'claimed'
+"""
+
+INTERRUPTED = (
+    "an import into this store is running or was interrupted, and the store holds part of a log: if none is "
+    "running, empty the store (every key under the suite's prefix) and import again"
+)
+
+
 def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> int:
-    """Restore an exported log into an empty store, after checking its checksum. Returns events restored."""
-    if store.head() != 0:
-        raise BackupError("the target already holds events: import only into an empty store")
+    """Restore an exported log into an empty store, after checking its checksum. Returns events restored.
+
+    The store is claimed first, so nothing is appended while the import writes (an append meanwhile would take
+    a position the file holds); it is released only when every event announced is restored. An interrupted
+    import leaves it claimed, and refusing every write: a partial log must not take new events."""
     expected = Path(f"{path}.sha256").read_text().split()[0]
     if expected != _sha256(path, gzip_content=False) and expected != _sha256(path, gzip_content=True):
         raise BackupError("checksum mismatch: the file is damaged or not the one exported")
@@ -75,6 +92,11 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
         header = json.loads(source.readline())
         if header.get("format") != FORMAT:
             raise BackupError("not a caseflow event log export")
+        claim = as_text(store.redis.eval(_CLAIM, 2, store.keys.meta, store.keys.position, path.name))
+        if claim == "in_use":
+            raise BackupError("the target already holds events: import only into an empty store")
+        if claim == "restoring":
+            raise BackupError(INTERRUPTED)
         store.redis.hset(store.keys.meta, "partitions", header["partitions"])
         store.partitions = int(header["partitions"])
         batch: list[dict[str, Any]] = []
@@ -89,7 +111,8 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
         if progress:
             progress(len(batch))
     if restored != header["head"]:
-        raise BackupError(f"the export announced {header['head']} events but held {restored}")
+        raise BackupError(f"the export announced {header['head']} events but held {restored}; {INTERRUPTED}")
+    store.redis.hdel(store.keys.meta, "restoring")
     return restored
 
 
@@ -98,7 +121,7 @@ def _restore(store: EventStore, batch: list[dict[str, Any]], before: int) -> int
     for offset, event in enumerate(batch, start=1):
         position = event.pop("position")
         if position != before + offset:
-            raise BackupError(f"positions are not contiguous at {position}")
+            raise BackupError(f"positions are not contiguous at {position}; {INTERRUPTED}")
         fields: dict[str | bytes, str | bytes] = {k: str(v) for k, v in event.items()}
         partition = store.keys.partition(partition_of(event["stream"], store.partitions))
         pipe.xadd(partition, fields, id=f"{position}-0")  # type: ignore[arg-type]

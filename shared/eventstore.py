@@ -37,10 +37,11 @@ Alongside = Callable[[Any], object]  # queues a command on a pipeline, so its re
 #       then per stream: stream id, expected version, number of events,
 #       then per event, streams in order: id, type, schema version, occurred_at, recorded_at, actor, payload, meta,
 #       then the flags' TTL, then the number of streams observed
-# Returns 'ok', each event's "position:stream position", the flags it set (space-separated), the version of
-# each stream written or read-checked and of each observed, as the append left them (space-separated), and the
-# log's identity.
+# Returns 'restoring' while an import holds the log (see ``shared.backup``). Else 'ok', each event's
+# "position:stream position", the flags it set (space-separated), the version of each stream written or
+# read-checked and of each observed, as the append left them (space-separated), and the log's identity.
 _APPEND = """
+if redis.call('HEXISTS', KEYS[#KEYS], 'restoring') == 1 then return {'restoring'} end
 local use_idem = ARGV[1] == '1'
 if use_idem then
   local previous = redis.call('GET', KEYS[3])
@@ -130,6 +131,11 @@ class PartialDuplicate(ValueError):
     """Some events of a batch were appended before and others not: nothing is written. A writer that decided
     the same first events on an older state meets it (two schedulers' runs on different dates); it decides again
     on the log as it is now."""
+
+
+class LogRestoring(Exception):
+    """An import is restoring the log (or one was interrupted): nothing may be appended until it has finished,
+    or an append would take a position the import is about to write."""
 
 
 class IdempotencyKeyReused(Exception):
@@ -308,6 +314,8 @@ class EventStore:
         replies = self._append_with(alongside, keys, argv)
         reply = [as_text(x) for x in replies[-1]]
         outcome, rest = reply[0], reply[1:]
+        if outcome == "restoring":
+            raise LogRestoring("the event log is being restored from a backup; nothing can be written until then")
         if outcome == "conflict":
             stream, actual = rest[0], int(rest[1])
             expected = next(w.expected_version for w in writes if w.stream_id == stream)

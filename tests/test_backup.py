@@ -101,6 +101,57 @@ def test_an_export_taken_while_referrals_arrive_holds_the_log_up_to_its_head_and
     assert verify_log(store).problems == []
 
 
+def test_nothing_is_appended_while_an_import_restores_the_log_and_an_interrupted_import_keeps_refusing(
+    intake: FlaskClient,
+    cph: str,
+    connection: redis.Redis,
+    store: EventStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A referral appended during an import would take a position the file holds: the import claims the empty
+    store, every append is refused (503, and retried later) until the last event is restored."""
+    for _ in range(5):
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    exported = tmp_path / "log.jsonl.gz"
+    head = export_log(store, exported)[0]
+    connection.flushdb()
+    monkeypatch.setattr(backup, "BATCH", 3)
+    restored: list[int] = []
+    refusals: list[tuple[int, str, str | None]] = []
+
+    def meanwhile(events: int) -> None:  # a referral arrives after every batch written
+        restored.append(events)
+        response = intake.post("/referrals", json=referral_body(), headers=STAFF)
+        assert store.head() == sum(restored), "only the import writes to the log"
+        refusals.append(
+            (response.status_code, response.get_json()["error"]["code"], response.headers.get("Retry-After"))
+        )
+
+    assert import_log(store, exported, progress=meanwhile) == head
+    # the last referral came with every event restored, the key known: refused only because of the import
+    assert refusals[-1] == (503, "log_restoring", "60")
+    assert verify_log(store).problems == []
+    after = intake.post("/referrals", json=referral_body(), headers=STAFF)
+    assert after.status_code == 201 and after.get_json()["positions"] == [head + 1]
+
+    connection.flushdb()
+
+    def crash_before_release(_: int) -> None:
+        if store.head() == head:
+            raise KeyboardInterrupt  # the import's process is stopped after its last write
+
+    with pytest.raises(KeyboardInterrupt):
+        import_log(store, exported, progress=crash_before_release)
+    refused = intake.post("/referrals", json=referral_body(), headers=STAFF)
+    assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "log_restoring"
+    again = (
+        create_intake(connection, Settings.from_env({})).test_cli_runner().invoke(args=["log", "import", str(exported)])
+    )
+    assert again.exit_code == 1 and "interrupted" in again.output
+    assert store.head() == head
+
+
 def test_restoring_old_keys_does_not_undo_an_erasure(
     intake: FlaskClient, cph: str, connection: redis.Redis, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ from shared.domain.programme import Programme
 from shared.domain.status import course_status
 from shared.events import DomainEvent
 from shared.events.envelope import today
-from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, WrongExpectedVersion
+from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, LogRestoring, WrongExpectedVersion
 from shared.http import ApiError, error_response, json_body
 from shared.vault import ERASED
 
@@ -191,6 +191,12 @@ def install_errors(app: Flask) -> None:
     @app.errorhandler(WrongExpectedVersion)
     def _conflict(e: WrongExpectedVersion) -> Response:
         return error_response(409, "concurrent_update", "the case changed while you wrote; read it again and retry")
+
+    @app.errorhandler(LogRestoring)
+    def _restoring(e: LogRestoring) -> Response:
+        response = error_response(503, "log_restoring", str(e))
+        response.headers["Retry-After"] = "60"
+        return response
 
     @app.errorhandler(IdempotencyKeyReused)
     def _reused(e: IdempotencyKeyReused) -> Response:
