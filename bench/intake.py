@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection, course_doc
 from shared.bootstrap import event_store
-from shared.config import Settings
+from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.eventstore import EventStore
 from shared.projections import active_namespace, lag
 from tests.conftest import COPENHAGEN, free_port, referral_body, start_redis_server
@@ -56,7 +56,7 @@ def serve(target: str, url: str, workers: int) -> tuple[subprocess.Popen[bytes],
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     process = subprocess.Popen(
         [gunicorn, "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", target],
-        env={**os.environ, "REDIS_URL": url},
+        env={**os.environ, **DEVELOPMENT_SECRETS, "REDIS_URL": url},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -112,7 +112,7 @@ def start_workers(url: str) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
             [str(bin_dir / command)],
-            env={**os.environ, "REDIS_URL": url},
+            env={**os.environ, **DEVELOPMENT_SECRETS, "REDIS_URL": url},
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -175,7 +175,7 @@ def main() -> None:
     processes = []
     try:
         connection = redis.Redis.from_url(url)
-        settings = Settings.from_env({"REDIS_URL": url})
+        settings = Settings.from_env({**DEVELOPMENT_SECRETS, "REDIS_URL": url})
         grant_test_keys(event_store(connection, settings))
         from services.intake.app import create_app
 

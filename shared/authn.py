@@ -106,7 +106,8 @@ _SESSION_KEY = "api_key"
 
 def _session_cipher() -> AESGCM:
     secret = current_app.secret_key
-    assert isinstance(secret, str | bytes) and secret, "the reporting pages need SECRET_KEY"
+    if not isinstance(secret, str | bytes) or not secret:  # not an assert: those go with `python -O`
+        raise RuntimeError("the reporting pages need SECRET_KEY (CASEFLOW_SESSION_SECRET)")
     raw = secret.encode() if isinstance(secret, str) else secret
     return AESGCM(hashlib.sha256(b"caseflow session key|" + raw).digest())
 

@@ -40,9 +40,9 @@ class Settings:
             lease_ttl_ms=int(env.get("CASEFLOW_LEASE_TTL_MS", "10000")),
             batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "500")),
             idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
-            cpr_hmac_secret=_secret(env, "CASEFLOW_CPR_SECRET", "dev-only-not-secret").encode(),
-            master_key=_secret(env, "CASEFLOW_MASTER_KEY", "dev-only-master-key").encode(),
-            session_secret=_secret(env, "CASEFLOW_SESSION_SECRET", "dev-only-session-secret"),
+            cpr_hmac_secret=_secret(env, "CASEFLOW_CPR_SECRET").encode(),
+            master_key=_secret(env, "CASEFLOW_MASTER_KEY").encode(),
+            session_secret=_secret(env, "CASEFLOW_SESSION_SECRET"),
             retry_intervals=tuple(int(s) for s in env.get("CASEFLOW_RETRY_INTERVALS", "2,10,30").split(",") if s),
             ready_max_lag=int(env.get("CASEFLOW_READY_MAX_LAG", "1000")),
         )
@@ -50,11 +50,30 @@ class Settings:
 
 PLACEHOLDER = "change-me"  # what .env.example says for each secret
 
+# Keys every copy of this code knows: for the embedded store of `caseflow-suite up` and for tests, never for a
+# Redis that keeps citizens' data.
+DEVELOPMENT_SECRETS = {
+    "CASEFLOW_CPR_SECRET": "dev-only-not-secret",
+    "CASEFLOW_MASTER_KEY": "dev-only-master-key",
+    "CASEFLOW_SESSION_SECRET": "dev-only-session-secret",
+}
 
-def _secret(env: Mapping[str, str], name: str, development_default: str) -> str:
-    """A secret from the environment. The example file's placeholder is refused: a deployment that copied the
-    example without filling it in would seal every citizen's data with a key anyone can read in the repository."""
-    value = env.get(name, development_default)
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """A secret from the environment. Unset, it is the development key only where no Redis is configured (a
+    test, or code handed its connection): a process that connects to a Redis of its own would otherwise seal
+    every citizen's data, and pseudonymise every CPR number, with a key anyone can read in the repository.
+    The example file's placeholder and an empty value are refused for the same reason."""
+    value = env.get(name)
+    if value is None:
+        if env.get("REDIS_URL") or env.get("REDIS_SENTINELS", "").strip():
+            raise ValueError(
+                f"{name} is not set: a process with a Redis configured needs the deployment's own secrets "
+                "(see .env.example); only the embedded store of `caseflow-suite up` uses development keys"
+            )
+        value = DEVELOPMENT_SECRETS[name]
     if value == PLACEHOLDER:
         raise ValueError(f"{name} is still the example's placeholder ({PLACEHOLDER!r}): set a secret of your own")
+    if not value.strip():
+        raise ValueError(f"{name} is empty: set a secret of your own")
     return value

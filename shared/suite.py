@@ -1,7 +1,7 @@
 """``caseflow-suite up``: the whole suite on one machine, as child processes, with a demo loaded.
 
-Uses ``REDIS_URL`` when set; otherwise serves an embedded, non-durable store
-from this process. Ctrl-C (or SIGTERM) stops every child cleanly.
+Uses ``REDIS_URL`` when set (with the deployment's secrets); otherwise serves an embedded, non-durable
+store from this process, with development keys. Ctrl-C (or SIGTERM) stops every child cleanly.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.demo import demo_programme, generate
 from shared.embedded import EmbeddedRedis
 from shared.events.envelope import today as copenhagen_today
@@ -105,15 +106,14 @@ DEMO_KEYS = (
 KEYS_FILE = Path(".suite/demo-keys.env")
 
 
-def provision_demo_keys(redis_url: str) -> dict[str, str]:
+def provision_demo_keys(env: dict[str, str]) -> dict[str, str]:
     """Register the demo partners and issue fresh keys, exactly as the admin command does."""
     from services.intake.admin import issue_key, load_partner, register_partner
     from services.intake.service import Context, Intake
     from shared.bootstrap import connect, event_store
-    from shared.config import Settings
     from shared.vault import Vault
 
-    settings = Settings.from_env({**os.environ, "REDIS_URL": redis_url})
+    settings = Settings.from_env(env)
     connection = connect(settings)
     vault = Vault(connection, settings.key_prefix, settings.master_key)
     intake = Intake(event_store(connection, settings), settings.key_prefix, vault, settings.cpr_hmac_secret)
@@ -215,12 +215,19 @@ def main() -> None:
         except OSError:
             sys.exit(f"caseflow-suite: port {port} is taken (is another suite running?); set EMBEDDED_REDIS_PORT")
         env["REDIS_URL"] = embedded.url
+        env |= {name: env.get(name, value) for name, value in DEVELOPMENT_SECRETS.items()}  # it keeps nothing
         print(
             "\n  !! No REDIS_URL given: using the EMBEDDED in-memory store at "
             f"{embedded.url}.\n  !! It is NOT durable: every event is lost when the suite stops.\n"
-            "  !! For real use set REDIS_URL to a Redis with AOF on.\n",
+            "  !! For real use set REDIS_URL to a Redis with AOF on, and the secrets (see .env.example).\n",
             flush=True,
         )
+    try:
+        Settings.from_env(env)  # a Redis of one's own needs secrets of one's own: say so before starting anything
+    except ValueError as e:
+        if embedded:
+            embedded.stop()
+        sys.exit(f"caseflow-suite: {e}")
     intake = f"http://127.0.0.1:{env.setdefault('INTAKE_PORT', '5001')}"
     reporting = f"http://127.0.0.1:{env.setdefault('REPORTING_PORT', '5002')}"
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -234,7 +241,7 @@ def main() -> None:
     try:
         _wait_healthy(intake)
         _wait_healthy(reporting)
-        keys = provision_demo_keys(env["REDIS_URL"])
+        keys = provision_demo_keys(env)
         print(
             f"Demo API keys (coordinator, worker bo, Reden, LivaRehab, evaluator, admin) are in {KEYS_FILE}", flush=True
         )

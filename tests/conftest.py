@@ -22,10 +22,13 @@ from flask.testing import FlaskClient
 from services.intake.app import create_app as create_intake
 from services.reporting.app import create_app as create_reporting
 from shared.bootstrap import event_store
-from shared.config import Settings
+from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.embedded import _install_info_command
 from shared.eventstore import EventStore
 from tests.support import auth, grant_test_keys
+
+# Tests are development: the processes they start (workers, the suite on a test Redis) use the development keys.
+os.environ.update({name: os.environ.get(name, value) for name, value in DEVELOPMENT_SECRETS.items()})
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ import pytest
 import redis
 import yaml
 
-from shared.config import PLACEHOLDER, Settings
+from shared.config import DEVELOPMENT_SECRETS, PLACEHOLDER, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +108,27 @@ def test_a_deployment_names_its_own_secrets() -> None:
         with pytest.raises(ValueError, match=secret):
             Settings.from_env({secret: PLACEHOLDER})
     assert Settings.from_env({secret: "a-real-secret" for secret in SECRETS}).master_key == b"a-real-secret"
+
+
+def test_a_process_with_a_redis_of_its_own_refuses_to_start_on_the_development_keys(tmp_path: Path) -> None:
+    """Outside compose (systemd, Kubernetes), a service given REDIS_URL but no secrets would seal citizens' data
+    and pseudonymise CPR numbers with keys anyone can read here: it refuses, naming the secret, and so does the
+    local runner on a Redis of its own. Only where no Redis is configured (tests) are they the defaults."""
+    for store in ({"REDIS_URL": "redis://redis:6379/0"}, {"REDIS_SENTINELS": "sentinel:26379"}):
+        with pytest.raises(ValueError, match="CASEFLOW_CPR_SECRET is not set"):
+            Settings.from_env(store)
+        assert Settings.from_env(store | {s: "own" for s in SECRETS}).cpr_hmac_secret == b"own"
+        with pytest.raises(ValueError, match="CASEFLOW_MASTER_KEY is empty"):
+            Settings.from_env(store | {s: "own" for s in SECRETS} | {"CASEFLOW_MASTER_KEY": " "})
+    assert Settings.from_env({"REDIS_SENTINELS": ""}).master_key == DEVELOPMENT_SECRETS["CASEFLOW_MASTER_KEY"].encode()
+
+    bare = {k: v for k, v in os.environ.items() if k not in SECRETS} | {"REDIS_URL": "redis://127.0.0.1:1/0"}
+    for command in ("from services.intake.app import wsgi; wsgi()", "from shared.suite import main; main()"):
+        started = subprocess.run(
+            [sys.executable, "-c", command, "up"], env=bare, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert started.returncode != 0 and "CASEFLOW_CPR_SECRET is not set" in started.stderr, command
+    assert not (tmp_path / ".suite").exists()  # the runner started nothing
 
 
 def test_docker_compose_accepts_the_file() -> None:

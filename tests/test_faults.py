@@ -17,7 +17,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
-from shared.config import Settings
+from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.nudges import enqueue_sweeps, requeue_failed
 from shared.projections import ProjectionRunner, replay
 from tests.support import generate_log, run_workers, snapshot, spawn_worker, stop_workers
@@ -102,7 +102,7 @@ def test_a_redis_restart_under_load_loses_no_answered_request(tmp_path: Path) ->
     extra = ("--appendonly", "yes", "--appendfsync", "everysec")
     server, url = start_redis_server(tmp_path, *extra)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    settings = Settings.from_env({"REDIS_URL": url})
+    settings = Settings.from_env({**DEVELOPMENT_SECRETS, "REDIS_URL": url})
     connection = connect(settings)  # the services' own client: it retries through the restart
     store = event_store(connection, settings)
     grant_test_keys(store)

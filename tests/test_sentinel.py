@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from shared.bootstrap import connect, event_store
-from shared.config import Settings
+from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.domain.events import ReferralReceived
 from shared.events import NewEvent
 from shared.events.envelope import start_of_day
@@ -41,7 +41,11 @@ def test_the_log_works_through_sentinel(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "sentinel did not start"
                 time.sleep(0.1)
         settings = Settings.from_env(
-            {"REDIS_SENTINELS": f"127.0.0.1:{sentinel_port}", "REDIS_SENTINEL_SERVICE": "caseflow"}
+            {
+                **DEVELOPMENT_SECRETS,
+                "REDIS_SENTINELS": f"127.0.0.1:{sentinel_port}",
+                "REDIS_SENTINEL_SERVICE": "caseflow",
+            }
         )
         assert settings.redis_sentinels == (("127.0.0.1", sentinel_port),)
         store = event_store(connect(settings), settings)
