@@ -140,26 +140,78 @@ class Verification:
 
 
 def verify_log(store: EventStore, progress: Callable[[int], None] | None = None) -> Verification:
-    """Positions contiguous, stream positions contiguous, every payload valid under its schema, indexes agree."""
+    """Every event is in the partition its stream hashes to, at a position no other event holds, its stream's
+    next event, valid under its schema, and where the event-id index says; every stream's index lists exactly
+    its events' positions; the log holds exactly the positions 1 to its head. Read a partition at a time (a
+    stream lives in one), so what is held in memory is one partition's positions and a byte per position."""
     problems: list[str] = []
-    stream_versions: dict[str, int] = {}
+    head = store.head()
+    held = bytearray(head + 1)  # which positions some event holds
     count = 0
-    for count, raw in enumerate(_raw_events(store), start=1):
-        if raw["position"] != count:
-            problems.append(f"position {raw['position']} where {count} was expected")
-        stream, sp = raw["stream"], int(raw["sp"])
-        if sp != stream_versions.get(stream, 0) + 1:
-            problems.append(f"{stream}: event {sp} follows {stream_versions.get(stream, 0)}")
-        stream_versions[stream] = sp
-        try:
-            store.registry.load(raw["type"], int(raw["v"]), json.loads(raw["payload"]), validate=True)
-        except Exception as e:
-            problems.append(f"position {raw['position']}: {type(e).__name__}")
-        if progress:
-            progress(1)
-    if count != store.head():
-        problems.append(f"the log holds {count} events but its head says {store.head()}")
-    for stream, version in stream_versions.items():
-        if store.stream_version(stream) != version:
-            problems.append(f"{stream}: index lists {store.stream_version(stream)} events, the log {version}")
+    for partition in range(store.partitions):
+        positions: dict[str, list[int]] = {}  # each stream's events' positions, in stream order
+        for entries in store.scan_stored(0, None, [partition], batch_size=BATCH):
+            indexed: list[tuple[str, str]] = []
+            for entry_id, stored in entries:
+                count += 1
+                raw = {as_text(k): as_text(v) for k, v in stored.items()}
+                position, stream, sp = entry_position(entry_id), raw["stream"], int(raw["sp"])
+                problems += _placement_problems(store, held, partition, position, stream)
+                stream_positions = positions.setdefault(stream, [])
+                if sp != len(stream_positions) + 1:
+                    problems.append(f"{stream}: event {sp} follows {len(stream_positions)}")
+                stream_positions.append(position)
+                try:
+                    store.registry.load(raw["type"], int(raw["v"]), json.loads(raw["payload"]), validate=True)
+                except Exception as e:
+                    problems.append(f"position {position}: {type(e).__name__}")
+                indexed.append((raw["id"], f"{position}:{sp}"))
+            found = store.redis.hmget(store.keys.event_ids, [event_id for event_id, _ in indexed])
+            problems += [
+                f"event {event_id}: the event-id index says {as_text(at) if at else 'nothing'}, the log {expected}"
+                for (event_id, expected), at in zip(indexed, found, strict=True)
+                if at is None or as_text(at) != expected
+            ]
+            if progress:
+                progress(len(entries))
+        problems += _stream_index_problems(store, positions)
+    if missing := [p for p in range(1, head + 1) if not held[p]]:
+        problems.append(f"{len(missing)} position(s) up to the head hold no event, the first {missing[0]}")
+    if (ids := store.redis.hlen(store.keys.event_ids)) != count:
+        problems.append(f"the event-id index holds {ids} ids, the log {count} events")
     return Verification(count, problems)
+
+
+def _placement_problems(store: EventStore, held: bytearray, partition: int, position: int, stream: str) -> list[str]:
+    problems = []
+    if partition_of(stream, store.partitions) != partition:
+        problems.append(f"position {position}: {stream} is in partition {partition}, not its own")
+    if not 1 <= position < len(held):
+        problems.append(f"position {position} is beyond the head {len(held) - 1}")
+    elif held[position]:
+        problems.append(f"position {position} is held by two events")
+    else:
+        held[position] = 1
+    return problems
+
+
+def _stream_index_problems(store: EventStore, positions: dict[str, list[int]]) -> list[str]:
+    """Each stream's index (its list of positions, what reading a stream follows) against its events."""
+    problems = []
+    streams = list(positions)
+    for start in range(0, len(streams), BATCH):
+        chunk = streams[start : start + BATCH]
+        pipe = store.redis.pipeline(transaction=False)
+        for stream in chunk:
+            pipe.lrange(store.keys.stream(stream), 0, -1)
+        for stream, listed in zip(chunk, pipe.execute(), strict=True):
+            indexed, logged = [int(p) for p in listed], positions[stream]
+            if indexed != logged:
+                pairs = zip(indexed, logged, strict=False)  # the shorter's end is where they differ, if not before
+                n = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(indexed), len(logged)))
+                problems.append(
+                    f"{stream}: its index lists {len(indexed)} events, the log {len(logged)}; they differ from "
+                    f"event {n + 1} on (index: {indexed[n] if n < len(indexed) else 'none'}, "
+                    f"log: {logged[n] if n < len(logged) else 'none'})"
+                )
+    return problems

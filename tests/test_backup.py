@@ -200,34 +200,51 @@ def test_import_refuses_a_damaged_file_and_a_store_in_use(
     assert refused.exit_code == 1 and "checksum" in refused.output
 
 
-@pytest.mark.parametrize("damage", ["index", "schema"])
+def _first_entry(store: EventStore, stream: str) -> tuple[str, dict[Any, Any]]:
+    partition = store.keys.partition(partition_of(stream, store.partitions))
+    return partition, stream_entries(store.redis.xrange(partition, count=1))[0][1]
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        ("index shortened", "programme-demo-cph: its index lists 1 events, the log 2"),
+        ("index points elsewhere", "programme-demo-cph: its index lists 2 events, the log 2; they differ from event 1"),
+        ("schema", "CorruptEvent"),
+        ("event-id index", "the event-id index says 999:1"),
+        ("wrong partition", "is in partition"),
+        ("position twice", "is held by two events"),
+    ],
+)
 def test_verify_finds_a_damaged_log(
-    intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore, damage: str
+    intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore, damage: str, found: str
 ) -> None:
     stream = "programme-demo-cph"
-    if damage == "index":
+    assert (
+        intake.post("/programmes/demo-cph/changes", json={"funding_end": "2017-06-30"}, headers=STAFF).status_code
+        == 201
+    )
+    assert verify_log(store).problems == []  # undamaged
+    partition, fields = _first_entry(store, stream)
+    first = store.read_stream(stream)[0]
+    if damage == "index shortened":
         connection.rpop(store.keys.stream(stream))
+    elif damage == "index points elsewhere":  # as long as before: a check of lengths alone passes it
+        connection.lset(store.keys.stream(stream), 0, str(1 if first.global_position != 1 else 2))
+    elif damage == "schema":
+        connection.xadd(partition, {**fields, b"payload": b"{}"}, id=f"{store.head() + 1}-0")
+        connection.incr(store.keys.position)
+    elif damage == "event-id index":
+        connection.hset(store.keys.event_ids, first.event_id, "999:1")
+    elif damage == "wrong partition":
+        other = store.keys.partition((partition_of(stream, store.partitions) + 1) % store.partitions)
+        connection.xadd(other, fields, id=f"{store.head() + 1}-0")
+        connection.incr(store.keys.position)
     else:
-        partition = store.keys.partition(partition_of(stream, store.partitions))
-        entry_id = stream_entries(connection.xrange(partition, count=1))[0][0]
-        connection.xadd(
-            partition,
-            {
-                "id": "x",
-                "type": "ProgrammeDefined",
-                "v": "1",
-                "stream": "s",
-                "sp": "1",
-                "occurred_at": "x",
-                "recorded_at": "x",
-                "actor": "x",
-                "payload": "{}",
-                "meta": "{}",
-            },
-            id=f"{int(entry_id.split(b'-')[0]) + 10_000}-0",
-        )
+        another = next(p for p in range(store.partitions) if store.keys.partition(p) != partition)
+        connection.xadd(store.keys.partition(another), fields, id=f"{first.global_position}-0")
     result = create_intake(connection, Settings.from_env({})).test_cli_runner().invoke(args=["log", "verify"])
-    assert result.exit_code == 1 and "PROBLEM" in result.output
+    assert result.exit_code == 1 and "PROBLEM" in result.output and found in result.output, result.output
 
 
 def test_log_show_from_a_position(intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore) -> None:
