@@ -3,18 +3,19 @@
 Per process: requests by endpoint and status, latency histograms, events
 appended by type. Read from Redis at scrape time, so every process and host
 agrees: jobs queued and failed per queue, each read model's lag behind the log,
-and the log's length. (Under gunicorn, set PROMETHEUS_MULTIPROC_DIR for the
-per-process ones, as prometheus_client documents.)
+and the log's length. Under gunicorn with several workers (``shared.gunicorn_conf``), the per-process ones
+are added up over every worker at each scrape.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -69,5 +70,14 @@ def install_metrics(app: Flask, service: str, connection: Any) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        body = generate_latest(REGISTRY) + generate_latest(registry)
+        body = generate_latest(_per_process_metrics()) + generate_latest(registry)
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _per_process_metrics() -> CollectorRegistry:
+    """This process's counters, or every worker's added up when they are kept in files (gunicorn_conf)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    every_worker = CollectorRegistry()
+    multiprocess.MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
+    return every_worker

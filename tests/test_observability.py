@@ -5,7 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,8 +22,9 @@ from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.http import under_gunicorn
 from shared.logs import configure_logging
-from tests.conftest import PARTNER, referral_body
+from tests.conftest import PARTNER, free_port, referral_body
 from tests.support import run_workers
+from tests.test_deployment import ROOT, compose
 
 
 @pytest.fixture
@@ -105,3 +113,62 @@ def test_a_deployed_app_logs_json_lines_that_name_an_exception_but_never_repeat_
     assert any(line["service"] == "intake" and line["message"] == "GET /boom 500" for line in lines)
     assert any("KeyError" in json.dumps(line) for line in lines)
     assert "Maja" not in json.dumps(lines) and "0101901234" not in json.dumps(lines)
+
+
+@pytest.mark.slow
+def test_metrics_under_gunicorn_count_every_workers_requests_whichever_worker_answers(
+    real_redis_url: str, tmp_path: Path
+) -> None:
+    """Compose runs each HTTP service as gunicorn with two worker processes; a scrape is answered by one of them,
+    and must count the requests both served (prometheus_client's multiprocess mode, see shared.gunicorn_conf)."""
+    command = next(c for c in compose()["services"]["intake"]["command"] if c.endswith(":wsgi()"))
+    gunicorn_args = compose()["services"]["intake"]["command"][1:]
+    port = free_port()
+    args = [a if not a.startswith("0.0.0.0:") else f"127.0.0.1:{port}" for a in gunicorn_args]
+    assert command in args
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), *args],
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | {"REDIS_URL": real_redis_url},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{base}/healthz")
+        # A sync worker that has accepted a connection waits for its request: holding one connection open
+        # occupies one worker, so the other serves; then the other is held, and the first serves.
+        with socket.create_connection(("127.0.0.1", port)) as first_held:
+            time.sleep(0.3)
+            get_healthz(base, 20)
+            with socket.create_connection(("127.0.0.1", port)):
+                time.sleep(0.3)
+                first_held.close()
+                get_healthz(base, 20)
+        served = [requests_to_healthz(urllib.request.urlopen(f"{base}/metrics").read().decode()) for _ in range(6)]
+        assert served == [41] * 6  # the 40 and the one that found the server up, in every scrape
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def get_healthz(base: str, times: int) -> None:
+    assert [urllib.request.urlopen(f"{base}/healthz").status for _ in range(times)] == [200] * times
+
+
+def requests_to_healthz(metrics: str) -> int:
+    return sum(
+        int(float(line.split()[-1]))
+        for line in metrics.splitlines()
+        if line.startswith("caseflow_http_requests_total{") and 'endpoint="healthz"' in line
+    )
+
+
+def wait_until_answering(url: str) -> None:
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
