@@ -158,8 +158,8 @@ class Folds:
         append to check it, and another process may have written it since."""
         version, value = self._held.get(fold.stream_id, (0, fold.initial))
         if version == 0:
-            value = self.current(fold)[0]
-            version = self._held.get(fold.stream_id, (0, fold.initial))[0]
+            self.current(fold)
+            version, value = self._held.get(fold.stream_id, (0, fold.initial))  # a pair, even if a thread moved it
         return version, value
 
     def appended(self, fold: Fold[Any], expected_version: int, events: Sequence[DomainEvent], on: date) -> None:

@@ -97,8 +97,11 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
             raise BackupError("the target already holds events: import only into an empty store")
         if claim == "restoring":
             raise BackupError(INTERRUPTED)
-        store.redis.hset(store.keys.meta, "partitions", header["partitions"])
-        store.partitions = int(header["partitions"])
+        if int(header["partitions"]) != store.partitions:  # the services hold their count from their start
+            raise BackupError(
+                f"the file's log has {header['partitions']} partitions, this store {store.partitions}: set "
+                f"CASEFLOW_PARTITIONS={header['partitions']} for every service and worker, restart them, and import"
+            )
         batch: list[dict[str, Any]] = []
         for line in source:
             batch.append(json.loads(line))
@@ -143,14 +146,15 @@ def verify_log(store: EventStore, progress: Callable[[int], None] | None = None)
     """Every event is in the partition its stream hashes to, at a position no other event holds, its stream's
     next event, valid under its schema, and where the event-id index says; every stream's index lists exactly
     its events' positions; the log holds exactly the positions 1 to its head. Read a partition at a time (a
-    stream lives in one), so what is held in memory is one partition's positions and a byte per position."""
+    stream lives in one), so what is held in memory is one partition's positions and a byte per position.
+    The log is checked up to its head when the check begins: services may go on appending meanwhile."""
     problems: list[str] = []
     head = store.head()
     held = bytearray(head + 1)  # which positions some event holds
     count = 0
     for partition in range(store.partitions):
         positions: dict[str, list[int]] = {}  # each stream's events' positions, in stream order
-        for entries in store.scan_stored(0, None, [partition], batch_size=BATCH):
+        for entries in store.scan_stored(0, head, [partition], batch_size=BATCH):
             indexed: list[tuple[str, str]] = []
             for entry_id, stored in entries:
                 count += 1
@@ -174,11 +178,15 @@ def verify_log(store: EventStore, progress: Callable[[int], None] | None = None)
             ]
             if progress:
                 progress(len(entries))
-        problems += _stream_index_problems(store, positions)
+        problems += _stream_index_problems(store, positions, head)
     if missing := [p for p in range(1, head + 1) if not held[p]]:
         problems.append(f"{len(missing)} position(s) up to the head hold no event, the first {missing[0]}")
-    if (ids := store.redis.hlen(store.keys.event_ids)) != count:
-        problems.append(f"the event-id index holds {ids} ids, the log {count} events")
+    pipe = store.redis.pipeline(transaction=True)  # an append writes an id and moves the head at once
+    pipe.hlen(store.keys.event_ids)
+    pipe.get(store.keys.position)
+    ids, now = pipe.execute()
+    if ids != int(now or 0):
+        problems.append(f"the event-id index holds {ids} ids, the log {int(now or 0)} events")
     return Verification(count, problems)
 
 
@@ -195,8 +203,9 @@ def _placement_problems(store: EventStore, held: bytearray, partition: int, posi
     return problems
 
 
-def _stream_index_problems(store: EventStore, positions: dict[str, list[int]]) -> list[str]:
-    """Each stream's index (its list of positions, what reading a stream follows) against its events."""
+def _stream_index_problems(store: EventStore, positions: dict[str, list[int]], head: int) -> list[str]:
+    """Each stream's index (its list of positions, what reading a stream follows) against its events up to
+    the head the check began at (what is appended meanwhile is not checked)."""
     problems = []
     streams = list(positions)
     for start in range(0, len(streams), BATCH):
@@ -205,7 +214,7 @@ def _stream_index_problems(store: EventStore, positions: dict[str, list[int]]) -
         for stream in chunk:
             pipe.lrange(store.keys.stream(stream), 0, -1)
         for stream, listed in zip(chunk, pipe.execute(), strict=True):
-            indexed, logged = [int(p) for p in listed], positions[stream]
+            indexed, logged = [int(p) for p in listed if int(p) <= head], positions[stream]
             if indexed != logged:
                 pairs = zip(indexed, logged, strict=False)  # the shorter's end is where they differ, if not before
                 n = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(indexed), len(logged)))

@@ -3,7 +3,8 @@ them): a scrape of ``/metrics`` is answered by one worker process, and must coun
 
 prometheus_client keeps each process's counters in files in ``PROMETHEUS_MULTIPROC_DIR`` and adds them up at a
 scrape. It decides whether to at import, so the directory is named here, before any worker imports it: the
-operator's, emptied of an earlier run's files, or a fresh one of this server's own, removed when it stops.
+operator's, emptied of an earlier run's files, or a fresh one of this server's own, removed when it stops. One
+directory per server: two servers given the same one would empty each other's.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from services.intake.app import create_app as create_intake
 from shared import backup
 from shared.backup import export_log, import_log, verify_log
+from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore, partition_of
 from shared.redis_values import stream_entries
@@ -150,6 +151,36 @@ def test_nothing_is_appended_while_an_import_restores_the_log_and_an_interrupted
     )
     assert again.exit_code == 1 and "interrupted" in again.output
     assert store.head() == head
+
+
+def test_verify_checks_the_log_up_to_its_head_while_referrals_arrive(
+    intake: FlaskClient, cph: str, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backup, "BATCH", 2)
+    for _ in range(6):
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    head = store.head()
+
+    def meanwhile(_: int) -> None:
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+
+    result = verify_log(store, progress=meanwhile)
+    assert (result.events, result.problems) == (head, [])
+    assert store.head() > head
+
+
+def test_import_refuses_a_log_of_another_partition_count_than_the_services_use(
+    intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    exported = tmp_path / "log.jsonl.gz"
+    head = export_log(store, exported)[0]
+    connection.flushdb()
+    eight = event_store(connection, Settings.from_env({"CASEFLOW_PARTITIONS": "8"}))  # services started so
+    with pytest.raises(backup.BackupError, match=f"CASEFLOW_PARTITIONS={store.partitions}"):
+        import_log(eight, exported)
+    assert eight.head() == 0
+    connection.flushdb()
+    assert import_log(event_store(connection, Settings.from_env({})), exported) == head
 
 
 def test_restoring_old_keys_does_not_undo_an_erasure(
