@@ -92,16 +92,16 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
         header = json.loads(source.readline())
         if header.get("format") != FORMAT:
             raise BackupError("not a caseflow event log export")
-        claim = as_text(store.redis.eval(_CLAIM, 2, store.keys.meta, store.keys.position, path.name))
-        if claim == "in_use":
-            raise BackupError("the target already holds events: import only into an empty store")
-        if claim == "restoring":
-            raise BackupError(INTERRUPTED)
         if int(header["partitions"]) != store.partitions:  # the services hold their count from their start
             raise BackupError(
                 f"the file's log has {header['partitions']} partitions, this store {store.partitions}: set "
                 f"CASEFLOW_PARTITIONS={header['partitions']} for every service and worker, restart them, and import"
             )
+        claim = as_text(store.redis.eval(_CLAIM, 2, store.keys.meta, store.keys.position, path.name))
+        if claim == "in_use":
+            raise BackupError("the target already holds events: import only into an empty store")
+        if claim == "restoring":
+            raise BackupError(INTERRUPTED)
         batch: list[dict[str, Any]] = []
         for line in source:
             batch.append(json.loads(line))

@@ -179,6 +179,7 @@ def test_import_refuses_a_log_of_another_partition_count_than_the_services_use(
     with pytest.raises(backup.BackupError, match=f"CASEFLOW_PARTITIONS={store.partitions}"):
         import_log(eight, exported)
     assert eight.head() == 0
+    assert not connection.hexists(store.keys.meta, "restoring")  # refused before claiming: writes still go
     connection.flushdb()
     assert import_log(event_store(connection, Settings.from_env({})), exported) == head
 
