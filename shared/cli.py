@@ -152,11 +152,13 @@ jobs_commands = AppGroup("jobs", help="Jobs that failed after their retries: lis
 @jobs_commands.command("status")
 def jobs_status_command() -> None:
     """Queued and failed jobs per queue."""
-    for queue, counts in queue_health(current_app.extensions["redis"]).items():
+    prefix = Settings.from_env().key_prefix
+    for queue, counts in queue_health(current_app.extensions["redis"], prefix).items():
         click.echo(f"{queue}\tqueued {counts['queued']}\tfailed {counts['failed']}")
 
 
 @jobs_commands.command("requeue")
 def jobs_requeue_command() -> None:
     """Put every failed job back in its queue (after fixing what made it fail)."""
-    click.echo(f"{requeue_failed(current_app.extensions['redis'])} failed job(s) requeued")
+    requeued = requeue_failed(current_app.extensions["redis"], Settings.from_env().key_prefix)
+    click.echo(f"{requeued} failed job(s) requeued")

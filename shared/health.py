@@ -21,6 +21,6 @@ def readiness(connection: redis.Redis) -> tuple[bool, dict[str, Any]]:
         "log_head": store.head(),
         "projection_lag": lags,
         "max_lag": settings.ready_max_lag,
-        "queues": queue_health(connection),
+        "queues": queue_health(connection, settings.key_prefix),
     }
     return all(n <= settings.ready_max_lag for n in lags.values()), report

@@ -28,12 +28,20 @@ def retry_policy() -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
+def queue_name(prefix: str, queue: str) -> str:
+    """The RQ queue of this suite's ``queue`` ("caseflow", "reporting"). RQ keeps its own keys (``rq:queue:<name>``,
+    its registries) outside the suite's key prefix, so the name carries the prefix: two suites on one Redis (a
+    test and a production prefix, two programmes' operators) would otherwise take each other's jobs, each worker
+    catching up its own log on the other's nudge while the other's read models waited for the sweep."""
+    return f"{prefix}.{queue}"
+
+
 @dataclass(frozen=True)
 class Subscriber:
     """A projection kind that follows the log, and the queue its workers listen on."""
 
     projection: str
-    queue: str
+    queue: str  # within the suite: the RQ queue's name is ``queue_name(prefix, queue)``
     catch_up_job: str  # dotted path, so intake needs none of the worker's code
     sweep_job: str
 
@@ -55,7 +63,7 @@ def nudge_partition(
     flag = ProjectionKeys(prefix, subscriber.projection).nudge_pending(partition)
     if not connection.set(flag, 1, nx=True, ex=NUDGE_FLAG_TTL_S):
         return False
-    _enqueue(connection, subscriber, partition, request_id)
+    _enqueue(connection, prefix, subscriber, partition, request_id)
     return True
 
 
@@ -69,11 +77,11 @@ def nudge_flags(prefix: str, partitions: int, stream_ids: Iterable[str]) -> dict
 
 
 def enqueue_nudges(
-    connection: redis.Redis, flagged: Iterable[tuple[Subscriber, int]], request_id: str | None = None
+    connection: redis.Redis, prefix: str, flagged: Iterable[tuple[Subscriber, int]], request_id: str | None = None
 ) -> None:
     """A catch-up job for each flag just set (an append sets the flags with its events: ``EventStore.append_many``)."""
     for subscriber, partition in flagged:
-        _enqueue(connection, subscriber, partition, request_id)
+        _enqueue(connection, prefix, subscriber, partition, request_id)
 
 
 def nudge_streams(
@@ -86,12 +94,17 @@ def nudge_streams(
     for flag in flags:
         pipe.set(flag, 1, nx=True, ex=NUDGE_FLAG_TTL_S)
     enqueue_nudges(
-        connection, [flags[f] for f, newly_set in zip(flags, pipe.execute(), strict=True) if newly_set], request_id
+        connection,
+        prefix,
+        [flags[f] for f, newly_set in zip(flags, pipe.execute(), strict=True) if newly_set],
+        request_id,
     )
 
 
-def _enqueue(connection: redis.Redis, subscriber: Subscriber, partition: int, request_id: str | None) -> None:
-    Queue(subscriber.queue, connection=connection).enqueue(
+def _enqueue(
+    connection: redis.Redis, prefix: str, subscriber: Subscriber, partition: int, request_id: str | None
+) -> None:
+    Queue(queue_name(prefix, subscriber.queue), connection=connection).enqueue(
         subscriber.catch_up_job,
         partition,
         meta={"request_id": request_id} if request_id else {},
@@ -100,23 +113,28 @@ def _enqueue(connection: redis.Redis, subscriber: Subscriber, partition: int, re
     )
 
 
-def queue_health(connection: redis.Redis) -> dict[str, dict[str, int]]:
+def suite_queues(prefix: str) -> list[str]:
+    """The RQ queues of the suite under this key prefix."""
+    return sorted({queue_name(prefix, s.queue) for s in SUBSCRIBERS})
+
+
+def queue_health(connection: redis.Redis, prefix: str) -> dict[str, dict[str, int]]:
     """Each queue's waiting and failed jobs: failures are kept in RQ's failed registry until re-run."""
     from rq.registry import FailedJobRegistry
 
     health = {}
-    for name in sorted({s.queue for s in SUBSCRIBERS}):
+    for name in suite_queues(prefix):
         queue = Queue(name, connection=connection)
         health[name] = {"queued": queue.count, "failed": FailedJobRegistry(queue=queue).count}
     return health
 
 
-def requeue_failed(connection: redis.Redis) -> int:
-    """Put every failed job back in its queue (after the cause is fixed). Returns how many."""
+def requeue_failed(connection: redis.Redis, prefix: str) -> int:
+    """Put every failed job of the suite back in its queue (after the cause is fixed). Returns how many."""
     from rq.registry import FailedJobRegistry
 
     requeued = 0
-    for name in sorted({s.queue for s in SUBSCRIBERS}):
+    for name in suite_queues(prefix):
         registry = FailedJobRegistry(queue=Queue(name, connection=connection))
         for job_id in registry.get_job_ids():
             registry.requeue(job_id)
@@ -124,10 +142,10 @@ def requeue_failed(connection: redis.Redis) -> int:
     return requeued
 
 
-def enqueue_sweeps(connection: redis.Redis) -> None:
+def enqueue_sweeps(connection: redis.Redis, prefix: str) -> None:
     """Ask every projection kind to check all partitions (periodically, and at start-up)."""
     for subscriber in SUBSCRIBERS:
-        Queue(subscriber.queue, connection=connection).enqueue(
+        Queue(queue_name(prefix, subscriber.queue), connection=connection).enqueue(
             subscriber.sweep_job, description="sweep", retry=retry_policy()
         )
 
@@ -135,8 +153,8 @@ def enqueue_sweeps(connection: redis.Redis) -> None:
 OFFER_JOB = "services.caseflow.jobs.offer_free_slots"
 
 
-def enqueue_offers(connection: redis.Redis, programme_id: str) -> None:
+def enqueue_offers(connection: redis.Redis, prefix: str, programme_id: str) -> None:
     """A slot may have freed (or capacity grown): let a caseflow worker offer it to the waitlist."""
-    Queue("caseflow", connection=connection).enqueue(
+    Queue(queue_name(prefix, "caseflow"), connection=connection).enqueue(
         OFFER_JOB, programme_id, description="offer free slots", retry=retry_policy()
     )

@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.durability import warn_if_not_durable
 from shared.eventstore import EventStore
 from shared.logs import configure_logging
-from shared.nudges import SUBSCRIBERS, enqueue_sweeps
+from shared.nudges import SUBSCRIBERS, enqueue_sweeps, queue_name
 from shared.projections import Projection, ProjectionRunner
 
 SWEEP_INTERVAL_S = 30
@@ -52,34 +52,39 @@ def current_runner(projection: Projection) -> ProjectionRunner:
 
 
 def run_worker(queue: str, service: str) -> None:
+    """A worker on the suite's ``queue`` ("caseflow", "reporting") under the configured key prefix."""
     configure_logging(service)
-    connection = connect(Settings.from_env())
+    settings = Settings.from_env()
+    connection = connect(settings)
     warn_if_not_durable(connection, service)
-    enqueue_sweeps(connection)  # catch up on anything appended while no worker ran
-    SuiteWorker([queue], connection=connection).work(with_scheduler=True)  # moves retries due back to the queue
+    enqueue_sweeps(connection, settings.key_prefix)  # catch up on anything appended while no worker ran
+    worker = SuiteWorker([queue_name(settings.key_prefix, queue)], connection=connection)
+    worker.work(with_scheduler=True)  # the scheduler moves retries that are due back to the queue
 
 
 def run_scheduler() -> None:
     """RQ's cron scheduler: sweeps (a lost nudge waits at most one interval), waitlist offers, phase moves."""
     configure_logging("scheduler")
-    connection = connect(Settings.from_env())
+    settings = Settings.from_env()
+    connection = connect(settings)
+    caseflow = queue_name(settings.key_prefix, "caseflow")
     scheduler = CronScheduler(connection=connection)
     scheduler.register(
         _import("services.caseflow.jobs.offer_free_slots_everywhere"),
-        "caseflow",
+        caseflow,
         interval=OFFER_INTERVAL_S,
         name="offer-free-slots",
     )
     scheduler.register(
         _import("services.caseflow.jobs.emit_due_phase_moves"),
-        "caseflow",
+        caseflow,
         interval=PHASE_INTERVAL_S,
         name="phase-moves",
     )
     for subscriber in SUBSCRIBERS:
         scheduler.register(
             _import(subscriber.sweep_job),
-            subscriber.queue,
+            queue_name(settings.key_prefix, subscriber.queue),
             interval=SWEEP_INTERVAL_S,
             name=f"sweep-{subscriber.projection}",
         )

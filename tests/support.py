@@ -12,14 +12,16 @@ from datetime import date, timedelta
 from typing import Any, cast
 
 import redis
+from rq import Queue
 
+from shared.config import Settings
 from shared.domain.access import hash_secret, partner_stream
 from shared.domain.case import Refused, decide_decline, decide_start_assessment, decide_withdraw, evolve
 from shared.domain.events import ApiKeyIssued, PartnerRegistered, ReferralReceived
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
-from shared.nudges import nudge_streams
+from shared.nudges import nudge_streams, queue_name
 from shared.worker import SuiteWorker
 
 PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
@@ -92,9 +94,15 @@ def _new(stream: str, payload: DomainEvent) -> NewEvent:
 INTERNAL = (":checkpoint:", ":lease:", ":nudge-pending:")
 
 
+def suite_queue(connection: redis.Redis, queue: str) -> Queue:
+    """The suite's RQ queue ("caseflow", "reporting") under the key prefix of the tests' processes."""
+    return Queue(queue_name(Settings.from_env().key_prefix, queue), connection=connection)
+
+
 def run_workers(connection: redis.Redis, *queues: str) -> None:
     """Real RQ workers, in-process, in burst mode: they run every queued job, then return."""
-    SuiteWorker(list(queues or ("caseflow", "reporting")), connection=connection).work(burst=True)
+    names = [suite_queue(connection, q).name for q in queues or ("caseflow", "reporting")]
+    SuiteWorker(names, connection=connection).work(burst=True)
 
 
 def generate_log(store: EventStore, cases: int, seed: int = 1, nudge: bool = False, prefix: str = "cf") -> int:

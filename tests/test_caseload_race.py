@@ -12,7 +12,6 @@ from datetime import date
 
 import pytest
 import redis
-from rq import Queue
 
 from services.caseflow.projection import CaseflowProjection
 from services.intake.app import create_app
@@ -23,7 +22,7 @@ from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
 from shared.nudges import OFFER_JOB
 from shared.projections import ProjectionRunner, replay
 from tests.conftest import COPENHAGEN, STAFF, referral_body
-from tests.support import grant_test_keys, snapshot, stop_workers
+from tests.support import grant_test_keys, snapshot, stop_workers, suite_queue
 
 WORKERS = {"anna": 2, "bo": 2, "cy": 1}
 
@@ -77,7 +76,7 @@ def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
                 )
             statuses.append(response.status_code)
             # Extra offer jobs, so several caseflow workers race on the same waitlist.
-            Queue("caseflow", connection=real_connection).enqueue(OFFER_JOB, "demo-cph")
+            suite_queue(real_connection, "caseflow").enqueue(OFFER_JOB, "demo-cph")
 
     try:
         threads = [threading.Thread(target=partner_traffic, args=(seed,)) for seed in range(4)]
@@ -109,7 +108,7 @@ def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
             for event in store.read_stream(caseload_stream("demo-cph")):
                 caseload = evolve_caseload(caseload, event.payload, event.occurred_on)
             free = sum(cap - caseload.load(w) for w, cap in WORKERS.items())
-            queued = Queue("caseflow", connection=real_connection).count
+            queued = suite_queue(real_connection, "caseflow").count
             if queued == 0 and (free == 0 or not caseload.waitlist):
                 break
             assert time.monotonic() < deadline, f"waitlist {caseload.waitlist} with {free} free slots"

@@ -38,7 +38,7 @@ def test_racing_and_killed_workers_equal_one_in_order_replay(real_connection: re
         deadline = time.monotonic() + 120
         while not all(r.is_caught_up() for r in runners):
             assert time.monotonic() < deadline, "workers did not catch up within 120s"
-            enqueue_sweeps(real_connection)  # what the scheduler does: covers nudges the killed worker took
+            enqueue_sweeps(real_connection, "cf")  # what the scheduler does: covers nudges the killed worker took
             time.sleep(1)
         busy = [w for w in Worker.all(connection=real_connection) if w.successful_job_count > 0]
         assert len(busy) >= 3, "the live workers should all have taken part"

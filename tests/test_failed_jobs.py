@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import redis
 from flask.testing import FlaskClient
-from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from services.caseflow.projection import CaseflowProjection
@@ -14,7 +13,7 @@ from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.nudges import retry_policy
 from shared.projections import ProjectionRunner
-from tests.support import generate_log, run_workers
+from tests.support import generate_log, run_workers, suite_queue
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +27,7 @@ def busiest(store: EventStore) -> int:
 
 def test_a_transient_failure_is_retried_and_then_succeeds(store: EventStore, connection: redis.Redis) -> None:
     generate_log(store, cases=20)
-    queue = Queue("caseflow", connection=connection)
+    queue = suite_queue(connection, "caseflow")
     partition = busiest(store)
     job = queue.enqueue("tests.support.flaky_catch_up", partition, 2, retry=retry_policy())
     run_workers(connection, "caseflow")
@@ -44,7 +43,7 @@ def test_a_lasting_failure_is_kept_reported_and_rerun(
 ) -> None:
     generate_log(store, cases=20)
     head = store.head()
-    queue = Queue("caseflow", connection=connection)
+    queue = suite_queue(connection, "caseflow")
     partition = busiest(store)
     connection.set("test:broken", 1)
     job = queue.enqueue("tests.support.catch_up_unless_broken", partition, retry=retry_policy())
@@ -56,7 +55,7 @@ def test_a_lasting_failure_is_kept_reported_and_rerun(
     monkeypatch.setenv("CASEFLOW_READY_MAX_LAG", "0")
     ready = intake.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["status"] == "lagging"
-    assert ready.get_json()["queues"]["caseflow"]["failed"] == 1
+    assert ready.get_json()["queues"]["cf.caseflow"]["failed"] == 1
     assert ready.get_json()["projection_lag"]["caseflow"] > 0
 
     connection.delete("test:broken")  # the cause is fixed

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from services.caseflow.projection import CaseflowProjection
@@ -20,7 +19,7 @@ from shared.bootstrap import event_store
 from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.nudges import enqueue_sweeps, requeue_failed
 from shared.projections import ProjectionRunner, replay
-from tests.support import generate_log, run_workers, snapshot, spawn_worker, stop_workers
+from tests.support import generate_log, run_workers, snapshot, spawn_worker, stop_workers, suite_queue
 
 
 def spawn(kind: str, url: str) -> subprocess.Popen[bytes]:
@@ -32,7 +31,7 @@ def wait_caught_up(store: object, connection: redis.Redis, seconds: float = 120)
     deadline = time.monotonic() + seconds
     while not all(r.is_caught_up() for r in runners):
         assert time.monotonic() < deadline, "the workers did not catch up"
-        enqueue_sweeps(connection)  # what the scheduler does every 30 s
+        enqueue_sweeps(connection, "cf")  # what the scheduler does every 30 s
         time.sleep(0.5)
     return runners
 
@@ -73,12 +72,12 @@ def test_workers_killed_again_and_again_leave_exactly_the_replay_state(
     # them to the failed registry; re-running them is harmless, because the log, not the job, is the work.
     stale = 0
     for name in ("caseflow", "reporting"):
-        started = StartedJobRegistry(queue=Queue(name, connection=real_connection))
+        started = StartedJobRegistry(queue=suite_queue(real_connection, name))
         started.cleanup(int(time.time()) + 10_000)
-        stale += FailedJobRegistry(queue=Queue(name, connection=real_connection)).count
+        stale += FailedJobRegistry(queue=suite_queue(real_connection, name)).count
         assert started.count == 0, "no job is left stuck as started"
     assert stale <= kills
-    requeue_failed(real_connection)
+    requeue_failed(real_connection, "cf")
     run_workers(real_connection)
     for runner in runners:
         assert snapshot(real_connection, runner.namespace) == snapshot(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 from flask.testing import FlaskClient
 
+from shared.nudges import queue_health
 from tests.conftest import PARTNER, STAFF, referral_body
 from tests.support import auth, run_workers
 
@@ -63,3 +65,23 @@ def test_a_referrals_answer_is_the_case_as_read_back(intake: FlaskClient, cph: s
     replayed = intake.post("/referrals", json=referral_body(), headers=headers)
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert replayed.get_json()["status"] == "in_assessment"
+
+
+def test_two_suites_on_one_redis_each_run_their_own_jobs(
+    intake: FlaskClient, reporting: FlaskClient, connection: redis.Redis, cph: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CASEFLOW_KEY_PREFIX`` separates suites on one Redis (a training copy beside production, say): their
+    workers must not take each other's nudges, or one suite's read models wait for the sweep."""
+    intake.post("/referrals", json=referral_body(), headers=PARTNER)
+    ours = queue_health(connection, "cf")
+    assert [counts["queued"] >= 1 for counts in ours.values()] == [True, True]  # caseflow's and reporting's
+
+    monkeypatch.setenv("CASEFLOW_KEY_PREFIX", "training")  # the other suite's workers, on its own (empty) log
+    run_workers(connection)
+    assert queue_health(connection, "cf") == ours, "the other suite's workers left our jobs alone"
+    monkeypatch.delenv("CASEFLOW_KEY_PREFIX")
+
+    run_workers(connection)
+    report = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=STAFF).get_json()
+    assert report["caught_up"] is True and report["total"]["referrals"] == 1
+    assert all(counts["queued"] == 0 for counts in queue_health(connection, "cf").values())

@@ -78,7 +78,7 @@ def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection:
     assert 'status="422"' in before
     assert 'caseflow_events_appended_total{type="ReferralReceived"}' in before
     assert 'caseflow_http_request_seconds_bucket{endpoint="referrals.create_referral"' in before
-    assert 'caseflow_queue_jobs{queue="caseflow",state="queued"}' in before
+    assert 'caseflow_queue_jobs{queue="cf.caseflow",state="queued"}' in before
 
     def lag(text: str) -> float:
         line = next(x for x in text.splitlines() if x.startswith('caseflow_projection_lag{projection="caseflow"}'))

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import fakeredis
 import pytest
 import redis
-from rq import Queue
 
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection
@@ -28,7 +27,7 @@ from shared.projections import (
     replay,
     replay_into,
 )
-from tests.support import generate_log, run_workers, snapshot
+from tests.support import generate_log, run_workers, snapshot, suite_queue
 
 PROJECTIONS: list[Projection] = [CaseflowProjection(), ReportingProjection()]
 
@@ -121,7 +120,7 @@ def test_duplicate_and_reordered_nudges_through_rq_give_the_replay_state(
     generate_log(store, cases=80, nudge=True)
     rng = random.Random(7)
     for subscriber in SUBSCRIBERS:
-        queue = Queue(subscriber.queue, connection=connection)
+        queue = suite_queue(connection, subscriber.queue)
         partitions = [p for p in range(store.partitions) for _ in range(3)]
         rng.shuffle(partitions)
         for p in partitions:  # every partition nudged three times, in random order
@@ -137,7 +136,7 @@ def test_a_lost_nudge_is_caught_by_the_sweep(store: EventStore, connection: redi
     generate_log(store, cases=20, nudge=False)  # appended, but no job was ever enqueued
     runner = ProjectionRunner(store, CaseflowProjection())
     assert not runner.is_caught_up()
-    Queue("caseflow", connection=connection).enqueue("services.caseflow.jobs.sweep")
+    suite_queue(connection, "caseflow").enqueue("services.caseflow.jobs.sweep")
     run_workers(connection, "caseflow")
     assert runner.is_caught_up()
     assert live(runner) == reference(store, CaseflowProjection())

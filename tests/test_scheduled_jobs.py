@@ -7,14 +7,13 @@ from datetime import date
 import pytest
 import redis
 from flask.testing import FlaskClient
-from rq import Queue
 
 from services.caseflow import policies
 from services.caseflow.policies import emit_due_phase_moves
 from shared.aggregates import load_case
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
-from tests.support import run_workers
+from tests.support import run_workers, suite_queue
 from tests.test_course_api import enrolled, post, refused
 
 
@@ -33,7 +32,7 @@ def test_due_phase_moves_are_emitted_by_the_scheduled_job_once(
     early = enrolled(intake, on="2016-03-31")
     post(intake, f"/cases/{early}/phase", {"on": "2016-05-02", "phase": "phase_2", "reason": "housed early"})
     run_workers(connection, "caseflow")  # the job finds enrolled courses through the projection
-    queue = Queue("caseflow", connection=connection)
+    queue = suite_queue(connection, "caseflow")
     for _ in range(2):  # a second run, or a second scheduler, adds nothing
         queue.enqueue("services.caseflow.jobs.emit_due_phase_moves", "2016-11-01")
         run_workers(connection, "caseflow")

@@ -154,7 +154,7 @@ class Intake:
             if ctx.authority is not None and lost.stream_id == ctx.authority.stream_id:
                 raise AuthorityChanged(lost.stream_id) from None
             raise
-        enqueue_nudges(self.store.redis, [flags[flag] for flag in result.flags_set], ctx.request_id)
+        enqueue_nudges(self.store.redis, self.prefix, [flags[flag] for flag in result.flags_set], ctx.request_id)
         if not result.duplicate:
             for write in writes:
                 if write.events and (fold := fold_of(write.stream_id)) is not None:
@@ -162,7 +162,7 @@ class Intake:
                 for event in write.events:
                     EVENTS.labels(type(event).__name__).inc()
         if offers_for and not result.duplicate:
-            enqueue_offers(self.store.redis, offers_for)
+            enqueue_offers(self.store.redis, self.prefix, offers_for)
         return result
 
     def _append(
