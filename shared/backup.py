@@ -145,12 +145,14 @@ class Verification:
 def verify_log(store: EventStore, progress: Callable[[int], None] | None = None) -> Verification:
     """Every event is in the partition its stream hashes to, at a position no other event holds, its stream's
     next event, valid under its schema, and where the event-id index says; every stream's index lists exactly
-    its events' positions; the log holds exactly the positions 1 to its head. Read a partition at a time (a
-    stream lives in one), so what is held in memory is one partition's positions and a byte per position.
-    The log is checked up to its head when the check begins: services may go on appending meanwhile."""
+    its events' positions, and no stream without events has an index; the log holds exactly the positions 1 to
+    its head. Read a partition at a time (a stream lives in one), so what is held in memory is one partition's
+    positions, a byte per position and the streams' names. The log is checked up to its head when the check
+    begins: services may go on appending meanwhile."""
     problems: list[str] = []
     head = store.head()
     held = bytearray(head + 1)  # which positions some event holds
+    logged: set[str] = set()  # every stream that has an event
     count = 0
     for partition in range(store.partitions):
         positions: dict[str, list[int]] = {}  # each stream's events' positions, in stream order
@@ -179,6 +181,8 @@ def verify_log(store: EventStore, progress: Callable[[int], None] | None = None)
             if progress:
                 progress(len(entries))
         problems += _stream_index_problems(store, positions, head)
+        logged.update(positions)
+    problems += _indexes_without_events(store, logged, head)
     if missing := [p for p in range(1, head + 1) if not held[p]]:
         problems.append(f"{len(missing)} position(s) up to the head hold no event, the first {missing[0]}")
     pipe = store.redis.pipeline(transaction=True)  # an append writes an id and moves the head at once
@@ -223,4 +227,22 @@ def _stream_index_problems(store: EventStore, positions: dict[str, list[int]], h
                     f"event {n + 1} on (index: {indexed[n] if n < len(indexed) else 'none'}, "
                     f"log: {logged[n] if n < len(logged) else 'none'})"
                 )
+    return problems
+
+
+def _indexes_without_events(store: EventStore, logged: set[str], head: int) -> list[str]:
+    """An index of a stream that has no event would have the stream read as the events at other streams'
+    positions. (One whose positions all lie beyond the head is a stream begun since the check began.)"""
+    prefix = store.keys.stream("")
+    keys = store.redis.scan_iter(match=f"{prefix}*", count=BATCH)
+    unlogged = [key for key in keys if as_text(key)[len(prefix) :] not in logged]
+    problems = []
+    for start in range(0, len(unlogged), BATCH):
+        chunk = unlogged[start : start + BATCH]
+        pipe = store.redis.pipeline(transaction=False)
+        for key in chunk:
+            pipe.lindex(key, 0)
+        for key, first in zip(chunk, pipe.execute(), strict=True):
+            if first is not None and int(first) <= head:
+                problems.append(f"{as_text(key)[len(prefix) :]}: its index lists positions, the log no event of it")
     return problems

@@ -246,6 +246,7 @@ def _first_entry(store: EventStore, stream: str) -> tuple[str, dict[Any, Any]]:
         ("event-id index", "the event-id index says 999:1"),
         ("wrong partition", "is in partition"),
         ("position twice", "is held by two events"),
+        ("index of no events", "case-ghost: its index lists positions, the log no event of it"),
     ],
 )
 def test_verify_finds_a_damaged_log(
@@ -268,6 +269,8 @@ def test_verify_finds_a_damaged_log(
         connection.incr(store.keys.position)
     elif damage == "event-id index":
         connection.hset(store.keys.event_ids, first.event_id, "999:1")
+    elif damage == "index of no events":  # reading case-ghost would give the programme's first event
+        connection.rpush(store.keys.stream("case-ghost"), first.global_position)
     elif damage == "wrong partition":
         other = store.keys.partition((partition_of(stream, store.partitions) + 1) % store.partitions)
         connection.xadd(other, fields, id=f"{store.head() + 1}-0")
