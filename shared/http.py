@@ -115,7 +115,9 @@ def install(app: Flask) -> None:
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        log.info("%s %s %s", request.method, request.path, response.status_code)  # ids in paths, never names
+        # The route, not the path: a path is whatever the client typed, a name or a CPR number included.
+        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        log.info("%s %s %s", request.method, route, response.status_code)
         return response
 
     @app.errorhandler(ApiError)
@@ -197,4 +199,9 @@ def serve(app: Flask, port_variable: str, default_port: int) -> None:
     from shared.logs import configure_logging
 
     configure_logging(app.name)
-    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get(port_variable, default_port)))
+    # Werkzeug logs each request line as the client sent it (and a malformed one in its error): our own line,
+    # with the route, stands in for it.
+    logging.getLogger("werkzeug").disabled = True
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get(port_variable, default_port))
+    log.info("serving on http://%s:%s (Flask's development server)", host, port)
+    app.run(host=host, port=port)

@@ -172,3 +172,41 @@ def wait_until_answering(url: str) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"{url} never answered")
+
+
+def test_no_log_line_repeats_a_path_as_the_client_sent_it(real_redis_url: str) -> None:
+    """A client may type a name or a CPR number into a path (a case id by hand, a malformed request): the
+    service logs the route it matched, and Flask's own server, which logs every request line, says nothing."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from services.intake.app import main; main()"],
+        env={**os.environ, "REDIS_URL": real_redis_url, "INTAKE_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "intake did not start"
+                time.sleep(0.2)
+        statuses = []
+        for path in ("/cases/Maja-Hansen-0101901234", "/nowhere/Maja-Hansen-0101901234"):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+            except urllib.error.HTTPError as refused:
+                statuses.append(refused.code)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:  # a request line no server accepts
+            raw.sendall(b"GET /Maja Hansen 0101901234 HTTP/1.1\r\n\r\n")
+            assert b" 400 " in raw.recv(200)
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    assert statuses == [401, 404]
+    messages = [json.loads(line)["message"] for line in err.splitlines() if line.startswith("{")]
+    assert "GET /cases/<case_id> 401" in messages and "GET (no route) 404" in messages
+    assert "Maja" not in err and "0101901234" not in err
