@@ -30,6 +30,7 @@ PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
 KEYS = {
     "reden": ("reden", "referrer", None, None),
     "livarehab": ("livarehab", "referrer", None, None),
+    "kk-referrer": ("kk-socialforvaltning", "referrer", None, None),  # the municipality refers too
     "coordinator": ("kk-socialforvaltning", "coordinator", "demo-cph", None),
     "other-coordinator": ("kk-socialforvaltning", "coordinator", "other-programme", None),
     "anna": ("kk-socialforvaltning", "worker", "demo-cph", "anna"),

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from shared.eventstore import EventStore
 from tests.conftest import COPENHAGEN, PARTNER, STAFF, referral_body
-from tests.support import run_workers
+from tests.support import auth, run_workers
 
 
 def post(client: FlaskClient, path: str, body: dict[str, Any] | None = None, status: int = 201) -> dict[str, Any]:
@@ -160,9 +160,22 @@ def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, f"/cases/{case}/stars", {**star, "on": "2016-07-01"}, 409, "case_closed")
     refused(intake, f"/cases/{case}/closure", {"reason": "completed"}, 409, "case_closed")
     refused(intake, f"/cases/{case}/assignment", {"worker_id": "anna"}, 409, "case_closed")
+    refused(
+        intake,
+        f"/cases/{case}/reopen",
+        {"on": "2016-05-31", "consent": {"given": True}},
+        409,
+        "date_before_last_change",
+    )
     reopened = post(intake, f"/cases/{case}/reopen", {"on": "2016-07-01", "consent": {"given": True}})
     assert reopened["reopened_from"] == case and reopened["status"] == "referred"
     refused(intake, f"/cases/{case}/reopen", {"consent": {"given": True}}, 409, "already_reopened")
+    # The reopened course's source is the coordinator's organisation, which also refers: that makes it no referral
+    # of the municipality's referrers, who may neither read it nor withdraw it.
+    new = reopened["case_id"]
+    assert intake.get(f"/referrals/{new}", headers=auth("kk-referrer")).status_code == 404
+    withdrawal = intake.post(f"/referrals/{new}/withdraw", json={"reason": "x"}, headers=auth("kk-referrer"))
+    assert withdrawal.status_code == 404
 
 
 def test_invalid_measures_are_422_with_the_field_named(intake: FlaskClient, workers: str) -> None:

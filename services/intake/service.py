@@ -356,7 +356,7 @@ class Intake:
 
         def attempt() -> AppendResult:
             old = self.case(case_id)
-            decide_reopen(old)
+            decide_reopen(old, on)
             first = self.store.read_stream(case_id)[0].payload
             assert isinstance(first, ev.ReferralReceived)
             referral = replace(

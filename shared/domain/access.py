@@ -138,9 +138,10 @@ def sees_course(principal: Principal, case: Case, caseload: Caseload | None) -> 
 
 
 def sees_referral(principal: Principal, case: Case, caseload: Caseload | None) -> bool:
-    """The referral and its outcome: whoever sees the course, and the partner that made the referral."""
+    """The referral and its outcome: whoever sees the course, and the partner that made the referral. A reopened
+    course was not referred by a partner (its source is the coordinator's organisation, which may also refer)."""
     if principal.role is Role.REFERRER:
-        return case.source == principal.partner_id
+        return case.source == principal.partner_id and case.reopened_from is None
     return sees_course(principal, case, caseload)
 
 

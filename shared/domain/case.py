@@ -558,8 +558,11 @@ def voided_by_closure(moved_on: date, scheduled: bool, closed_on: date) -> bool:
     return scheduled and moved_on > closed_on
 
 
-def decide_reopen(case: Case) -> None:
+def decide_reopen(case: Case, on: date) -> None:
+    """The new course begins on ``on``: not before the closure, or a report on a date between would count the
+    citizen in two courses (or in a course referred before the referral that began it all)."""
     if case.status is not CaseStatus.CLOSED:
         raise Refused("not_closed", f"only a closed course can be reopened; this case is {case.status.value}")
     if case.reopened_as:
         raise Refused("already_reopened", f"this course was already reopened as {case.reopened_as}")
+    _require_after_last_change(case, on)
