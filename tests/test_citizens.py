@@ -303,3 +303,44 @@ def test_nothing_personal_reaches_a_log_line(
     assert caplog.records, "the flow should have logged something (workers, durability)"
     for secret in ("Maja", "Hansen", "0101901234", "010190-1234", "320190", "1990-01-01", "sister"):
         assert secret not in caplog.text, secret
+
+
+def test_the_evaluator_sees_fidelity_by_the_exports_pseudonyms_and_no_erased_course(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """The coordinator sees each course's id in the fidelity report; the evaluator, as in the export, its
+    pseudonym, and after an erasure not the course at all (its share still counts it, as every statistic)."""
+    intake.post(
+        f"/programmes/{cph}/workers", json={"worker_id": "anna", "method": "cti", "on": "2016-01-02"}, headers=STAFF
+    )
+    cases = []
+    for alias in ("Maja", "Ole"):
+        case = refer(intake, LIVA, alias=alias).get_json()["case_id"]
+        intake.post(f"/referrals/{case}/assessment", json={"on": "2016-01-21"}, headers=STAFF)
+        intake.post(f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
+        assert intake.post(f"/cases/{case}/assignment", json={"worker_id": "anna"}, headers=STAFF).status_code == 201
+        cases.append(case)
+    run_workers(connection)
+
+    def fidelity(key: dict[str, str]) -> dict[str, Any]:
+        response = reporting.get(f"/programmes/{cph}/statistics/fidelity?on=2016-03-01", headers=key)
+        assert response.status_code == 200
+        body: dict[str, Any] = response.get_json()
+        return body
+
+    [coordinators] = fidelity(STAFF)["workers"]
+    assert sorted(row["case_id"] for row in coordinators["courses"]) == sorted(cases)
+    [evaluators] = fidelity(auth("evaluator"))["workers"]
+    assert not any(case in json.dumps(evaluators) for case in cases)
+    exported = {row["course"] for row in export_rows(reporting, "courses")}
+    assert {row["course"] for row in evaluators["courses"]} == exported and len(exported) == 2
+    strip = [{k: v for k, v in row.items() if k not in ("case_id", "course")} for row in coordinators["courses"]]
+    assert [{k: v for k, v in row.items() if k != "course"} for row in evaluators["courses"]] in (strip, strip[::-1])
+
+    maja = staff_view(intake, cases[0])["citizen_id"]
+    erased = intake.post(f"/programmes/{cph}/citizens/{maja}/erasure", json={"requested_by": "citizen"}, headers=STAFF)
+    assert erased.status_code == 201
+    run_workers(connection)
+    [after] = fidelity(auth("evaluator"))["workers"]
+    assert {row["course"] for row in after["courses"]} == {row["course"] for row in export_rows(reporting, "courses")}
+    assert len(after["courses"]) == 1 and after["share_meeting"] == evaluators["share_meeting"]

@@ -21,7 +21,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from services.reporting.export import courses_csv, measurements_csv
+from services.reporting.export import courses_csv, measurements_csv, pseudonymised_fidelity
 from services.reporting.openapi import openapi
 from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range, outcomes_only
 from shared import http
@@ -141,9 +141,14 @@ def success_criteria(programme_id: str) -> Response:
 
 @bp.get("/programmes/<programme_id>/statistics/fidelity")
 def fidelity(programme_id: str) -> Response:
-    """CTI fidelity per worker and course, as of ?on= (default today) for courses still running."""
-    _statistics_caller(programme_id)
-    return jsonify(_reports().fidelity(programme_id, _date_arg("on")) | {"caught_up": _caught_up()})
+    """CTI fidelity per worker and course, as of ?on= (default today) for courses still running; the evaluator
+    sees each course by its pseudonym, as in the export."""
+    principal = _statistics_caller(programme_id)
+    reports = _reports()
+    report = reports.fidelity(programme_id, _date_arg("on"))
+    if principal.role is Role.EVALUATOR:
+        report = pseudonymised_fidelity(report, reports, programme_id, current_app.config["PSEUDONYM_SECRET"])
+    return jsonify(report | {"caught_up": _caught_up()})
 
 
 @bp.get("/programmes/<programme_id>/export/<any(courses, measurements):kind>.csv")

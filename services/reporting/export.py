@@ -60,17 +60,38 @@ def pseudonym(secret: bytes, kind: str, identifier: str) -> str:
     return hmac.new(secret, f"pseudonym:{kind}:{identifier}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def _courses(reports: Reports, programme_id: str, secret: bytes) -> list[tuple[str, str, dict[str, Any]]]:
-    """Each course of a citizen not erased: its citizen's pseudonym, its own, and its read-model document."""
+def _courses(reports: Reports, programme_id: str, secret: bytes) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Each course of a citizen not erased, by case id: its citizen's pseudonym, its own, and its read-model
+    document."""
     ids = sorted(as_text(m) for m in reports.redis.smembers(reports.key(programme_cases(programme_id))))
     raw = reports.redis.mget([reports.key(course_doc(c)) for c in ids]) if ids else []
     docs = [(case_id, json.loads(doc)) for case_id, doc in zip(ids, raw, strict=True) if doc is not None]
     citizens = _citizen_pseudonyms(reports, programme_id, {doc["citizen_id"] for _, doc in docs}, secret)
-    return [
-        (citizens[doc["citizen_id"]], pseudonym(secret, "course", case_id), doc)
+    return {
+        case_id: (citizens[doc["citizen_id"]], pseudonym(secret, "course", case_id), doc)
         for case_id, doc in docs
         if doc["citizen_id"] in citizens
+    }
+
+
+def pseudonymised_fidelity(
+    report: dict[str, Any], reports: Reports, programme_id: str, secret: bytes
+) -> dict[str, Any]:
+    """The fidelity report as the evaluator may see it: each course by its pseudonym in the export, none of an
+    erased citizen record. The shares, anonymous statistics, are those of every course, as the coordinator's."""
+    courses = _courses(reports, programme_id, secret)
+    workers = [
+        worker
+        | {
+            "courses": [
+                {"course": courses[row["case_id"]][1]} | {k: v for k, v in row.items() if k != "case_id"}
+                for row in worker["courses"]
+                if row["case_id"] in courses
+            ]
+        }
+        for worker in report["workers"]
     ]
+    return report | {"workers": workers}
 
 
 def _citizen_pseudonyms(reports: Reports, programme_id: str, citizen_ids: set[str], secret: bytes) -> dict[str, str]:
@@ -87,7 +108,7 @@ def _citizen_pseudonyms(reports: Reports, programme_id: str, citizen_ids: set[st
 def courses_csv(reports: Reports, programme_id: str, secret: bytes) -> str:
     programme = reports.programme(programme_id)
     rows = []
-    for citizen, course, doc in _courses(reports, programme_id, secret):
+    for citizen, course, doc in _courses(reports, programme_id, secret).values():
         dates = course_dates(programme, date.fromisoformat(doc["enrolled_on"])) if doc.get("enrolled_on") else None
         rows.append(
             {
@@ -112,7 +133,7 @@ def courses_csv(reports: Reports, programme_id: str, secret: bytes) -> str:
 
 def measurements_csv(reports: Reports, programme_id: str, secret: bytes) -> str:
     rows = []
-    for citizen, course, doc in _courses(reports, programme_id, secret):
+    for citizen, course, doc in _courses(reports, programme_id, secret).values():
         for on, measure, area, score in doc.get("measurements", []):
             rows.append(
                 {
