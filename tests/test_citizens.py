@@ -75,18 +75,24 @@ def test_one_cpr_number_is_one_citizen_and_each_partner_sees_its_own(intake: Fla
 def test_racing_referrals_of_one_new_cpr_number_make_one_citizen(
     connection: redis.Redis, cph: str, intake: FlaskClient
 ) -> None:
-    cases: list[str] = []
+    answers: list[TestResponse] = []
     app = create_app(connection, Settings.from_env({}))
 
     def send() -> None:
-        cases.append(refer(app.test_client(), PARTNER, cpr="121212-1212").get_json()["case_id"])
+        answers.append(
+            app.test_client().post("/referrals", json=referral_body(citizen={"cpr": "121212-1212"}), headers=PARTNER)
+        )
 
     threads = [threading.Thread(target=send) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len({staff_view(intake, c)["citizen_id"] for c in cases}) == 1
+    assert [a.status_code for a in answers] == [201] * 6, [a.get_json() for a in answers]  # none gives up racing
+    assert len({staff_view(intake, a.get_json()["case_id"])["citizen_id"] for a in answers}) == 1
+
+
+LINKS_METRIC = 'caseflow_events_appended_total{type="CprLinked"}'
 
 
 def test_a_partner_cannot_learn_whether_a_cpr_number_is_known(intake: FlaskClient, cph: str) -> None:
@@ -110,6 +116,19 @@ def test_a_partner_cannot_learn_whether_a_cpr_number_is_known(intake: FlaskClien
         return {k: v for k, v in r.get_json().items() if k != "case_id"}
 
     assert (read_known.status_code, strip(read_known)) == (read_unknown.status_code, strip(read_unknown))
+
+    def links_counted() -> float:
+        metrics = intake.get("/metrics").get_data(as_text=True).splitlines()  # /metrics asks for no key
+        return sum(float(line.split()[-1]) for line in metrics if line.startswith(LINKS_METRIC))
+
+    def footprint(cpr: str) -> tuple[int, float]:
+        """What else a partner sees of a referral: how far the log moved by its next referral's answer, and how
+        far /metrics' count of CPR links moved."""
+        counted = links_counted()
+        first = refer(intake, LIVA, cpr=cpr).get_json()["positions"][-1]
+        return refer(intake, LIVA).get_json()["positions"][-1] - first, links_counted() - counted
+
+    assert footprint("010190-1234") == footprint("040490-4567")
 
 
 def test_probable_matches_without_cpr_and_rejections_are_remembered(
@@ -344,3 +363,22 @@ def test_the_evaluator_sees_fidelity_by_the_exports_pseudonyms_and_no_erased_cou
     [after] = fidelity(auth("evaluator"))["workers"]
     assert {row["course"] for row in after["courses"]} == {row["course"] for row in export_rows(reporting, "courses")}
     assert len(after["courses"]) == 1 and after["share_meeting"] == evaluators["share_meeting"]
+
+
+def test_an_erased_record_is_not_proposed_as_a_match_of_a_new_referral(
+    intake: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """An erased person's match key stays in their events: referred again, they must not be recognised."""
+    maja = {"alias": "Maja", "birth_date": "1990-05-05"}
+    first = refer(intake, PARTNER, **maja).get_json()["case_id"]
+    run_workers(connection, "caseflow")
+    citizen = staff_view(intake, first)["citizen_id"]
+    erasure = {"requested_by": "citizen"}
+    assert intake.post(f"/programmes/{cph}/citizens/{citizen}/erasure", json=erasure, headers=STAFF).status_code == 201
+    again = refer(intake, LIVA, **maja).get_json()["case_id"]
+    run_workers(connection, "caseflow")
+    assert intake.get(f"/programmes/{cph}/probable-matches", headers=STAFF).get_json()["matches"] == []
+    pair = sorted([citizen, staff_view(intake, again)["citizen_id"]])
+    decision = {"citizen_a": pair[0], "citizen_b": pair[1], "decision": "confirm"}
+    refused = intake.post(f"/programmes/{cph}/matches", json=decision, headers=STAFF)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "not_proposed"

@@ -9,7 +9,7 @@ from services.caseflow.queries import ReadModel
 from services.intake import schemas as s
 from services.intake.service import NotFound, Write
 from services.intake.web import in_programme, intake, load, written
-from shared.aggregates import load_identity
+from shared.aggregates import erased_records, load_identity
 from shared.audit import access_log
 from shared.authn import caller
 from shared.domain.access import Role
@@ -40,10 +40,18 @@ def _citizen_cases(programme_id: str, citizen_id: str) -> list[Case]:
     return mine
 
 
+def _proposals(programme_id: str, identity: Identity) -> list[tuple[str, str]]:
+    """Probable matches among the records not erased: an erased person's match key is still in their events, and
+    must not recognise them when they are referred again (nor merge a new record into the erased one)."""
+    cases = _model().cases(programme_id)
+    erased = erased_records(intake().store, {case.citizen_id for case in cases})
+    return probable_matches([case for case in cases if case.citizen_id not in erased], identity)
+
+
 @bp.get("/programmes/<programme_id>/probable-matches")
 def list_probable_matches(programme_id: str) -> Response:
     in_programme(caller(Role.COORDINATOR), programme_id)
-    proposals = probable_matches(_model().cases(programme_id), _identity(programme_id))
+    proposals = _proposals(programme_id, _identity(programme_id))
     return jsonify(programme_id=programme_id, matches=[{"citizen_a": a, "citizen_b": b} for a, b in proposals])
 
 
@@ -54,7 +62,7 @@ def decide(programme_id: str) -> Response:
     in_programme(principal, programme_id)
     ctx, d = load(principal, s.MatchDecisionRequest)
     identity = _identity(programme_id)
-    proposals = probable_matches(_model().cases(programme_id), identity)
+    proposals = _proposals(programme_id, identity)
     event = decide_match(identity, proposals, d["citizen_a"], d["citizen_b"], d["decision"] == "confirm")
     result = intake().write(ctx, d["on"], [Write(identity_stream(programme_id), [event], identity.version)])
     view = {

@@ -32,7 +32,15 @@ from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
-from shared.eventstore import Alongside, AppendResult, EventStore, IdempotencyKey, StreamWrite, WrongExpectedVersion
+from shared.eventstore import (
+    ANY_VERSION,
+    Alongside,
+    AppendResult,
+    EventStore,
+    IdempotencyKey,
+    StreamWrite,
+    WrongExpectedVersion,
+)
 from shared.metrics import EVENTS
 from shared.nudges import NUDGE_FLAG_TTL_S, enqueue_nudges, enqueue_offers, nudge_flags
 from shared.vault import Vault
@@ -225,8 +233,14 @@ class Intake:
                 if known and self.is_erased(known):
                     known = None  # the citizen was erased: this referral makes a new one
             citizen_id = known or new_citizen_id()
-            if fingerprint and not known:
-                writes.append(Write(cpr_stream(fingerprint), [ev.CprLinked(citizen_id)], len(links)))
+            if fingerprint:
+                # Every referral with a number links it, a known number to its citizen again: a link only for a
+                # new number was one event more, which the next answer's log positions (or /metrics' count of
+                # CprLinked) showed to whoever referred, and told them whether the number was known. Only a new
+                # citizen's claim needs the stream as read (racing referrals of a new number agree on one
+                # citizen); a known one's link repeats the latest, so referrals of one person do not contend.
+                version = ANY_VERSION if known else len(links)
+                writes.append(Write(cpr_stream(fingerprint), [ev.CprLinked(citizen_id)], version))
             # A new citizen's key (if there is anything to seal) is made here and stored in the append's round
             # trip, just before the append.
             sealing = referral.alias is not None or born is not None

@@ -238,7 +238,8 @@ class ApiKeyRevoked(DomainEvent):
 
 @dataclass(frozen=True)
 class CprLinked(DomainEvent):
-    """On ``cpr-<fingerprint>``: referrals with this CPR number belong to this citizen (the latest link wins)."""
+    """On ``cpr-<fingerprint>``: referrals with this CPR number belong to this citizen (the latest link wins).
+    Appended with every referral that gives the number, a known one too (see ``Intake.refer``)."""
 
     citizen_id: str
 
