@@ -56,6 +56,13 @@ def test_invalid_fields_get_422_with_every_field_named(intake: FlaskClient, cph:
     assert set(error["fields"]) == {"programme_id", "referred_on", "consent", "citizen"}
     assert error["fields"]["consent"] == {"given": ["Missing data for required field."]}
     assert "320190" not in str(error)  # the CPR number is never echoed
+    for citizen in ({"cpr": "010110-4001"}, {"birth_date": "2010-01-01"}):  # a referral before the citizen was born
+        error = assert_error(
+            post(intake, "/referrals", referral_body(referred_on="2005-03-01", citizen=citizen)),
+            422,
+            "validation_failed",
+        )
+        assert error["fields"] == {"referred_on": ["is before the citizen's birth date"]}
     assert store.head() == head  # nothing half-written
 
 

@@ -87,6 +87,14 @@ class ReferralRequest(Schema):
     citizen = fields.Nested(CitizenSchema, load_default=dict)
     self_referral = JsonBoolean(load_default=False)
 
+    @validates_schema(skip_on_field_errors=True)
+    def _referred_after_birth(self, data: dict[str, Any], **_: Any) -> None:
+        """The age band at referral is worked out from the two dates: one before the other has none."""
+        citizen = data.get("citizen") or {}
+        born = parse_cpr(citizen["cpr"]).birth_date if citizen.get("cpr") else citizen.get("birth_date")
+        if born is not None and data["referred_on"] < born:
+            raise ValidationError("is before the citizen's birth date", "referred_on")
+
 
 class DatedRequest(Schema):
     on = EventDate(load_default=today)
