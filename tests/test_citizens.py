@@ -7,6 +7,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from datetime import date
 from typing import Any, cast
 
 import redis
@@ -14,7 +15,12 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from services.intake.app import create_app
+from services.intake.service import cpr_stream
 from shared.config import Settings
+from shared.domain.cpr import cpr_fingerprint, parse_cpr
+from shared.domain.events import CprLinked
+from shared.events import NewEvent
+from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
 from shared.redis_values import stream_entries
 from shared.vault import ERASED, Vault
@@ -382,3 +388,21 @@ def test_an_erased_record_is_not_proposed_as_a_match_of_a_new_referral(
     decision = {"citizen_a": pair[0], "citizen_b": pair[1], "decision": "confirm"}
     refused = intake.post(f"/programmes/{cph}/matches", json=decision, headers=STAFF)
     assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "not_proposed"
+
+
+def test_a_link_to_an_erased_citizen_appended_late_does_not_split_the_person_again(
+    intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore, settings: Settings
+) -> None:
+    """A referral that read the number's link just before an erasure appends it (to the erased citizen) after the
+    new citizen's claim: the next referral still finds the citizen who is not erased."""
+    case = refer(intake, PARTNER, cpr="010190-1234").get_json()["case_id"]
+    run_workers(connection, "caseflow")
+    erased = staff_view(intake, case)["citizen_id"]
+    erasure = {"requested_by": "citizen"}
+    assert intake.post(f"/programmes/{cph}/citizens/{erased}/erasure", json=erasure, headers=STAFF).status_code == 201
+    current = staff_view(intake, refer(intake, LIVA, cpr="010190-1234").get_json()["case_id"])["citizen_id"]
+    assert current != erased
+    stream = cpr_stream(cpr_fingerprint(parse_cpr("010190-1234"), settings.cpr_hmac_secret))
+    store.append(stream, [NewEvent(stream, CprLinked(erased), start_of_day(date(2016, 1, 2)), "test")])
+    again = staff_view(intake, refer(intake, PARTNER, cpr="010190-1234").get_json()["case_id"])["citizen_id"]
+    assert again == current

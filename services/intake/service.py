@@ -229,9 +229,12 @@ class Intake:
             known = None
             if fingerprint:
                 links = self.store.read_stream(cpr_stream(fingerprint))
-                known = links[-1].payload.citizen_id if links else None  # type: ignore[attr-defined]
-                if known and self.is_erased(known):
-                    known = None  # the citizen was erased: this referral makes a new one
+                # The latest linked citizen not erased (an erased one's referral makes a new one). Not simply the
+                # latest link: a referral that read the link just before an erasure may append it after the new
+                # citizen's claim.
+                linked = list(dict.fromkeys(link.payload.citizen_id for link in reversed(links)))  # type: ignore[attr-defined]
+                erased = erased_records(self.store, linked) if linked else set()
+                known = next((citizen for citizen in linked if citizen not in erased), None)
             citizen_id = known or new_citizen_id()
             if fingerprint:
                 # Every referral with a number links it, a known number to its citizen again: a link only for a
