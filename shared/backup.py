@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,22 +211,17 @@ def _stream_index_problems(store: EventStore, positions: dict[str, list[int]], h
     """Each stream's index (its list of positions, what reading a stream follows) against its events up to
     the head the check began at (what is appended meanwhile is not checked)."""
     problems = []
-    streams = list(positions)
-    for start in range(0, len(streams), BATCH):
-        chunk = streams[start : start + BATCH]
-        pipe = store.redis.pipeline(transaction=False)
-        for stream in chunk:
-            pipe.lrange(store.keys.stream(stream), 0, -1)
-        for stream, listed in zip(chunk, pipe.execute(), strict=True):
-            indexed, logged = [int(p) for p in listed if int(p) <= head], positions[stream]
-            if indexed != logged:
-                pairs = zip(indexed, logged, strict=False)  # the shorter's end is where they differ, if not before
-                n = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(indexed), len(logged)))
-                problems.append(
-                    f"{stream}: its index lists {len(indexed)} events, the log {len(logged)}; they differ from "
-                    f"event {n + 1} on (index: {indexed[n] if n < len(indexed) else 'none'}, "
-                    f"log: {logged[n] if n < len(logged) else 'none'})"
-                )
+    listings = _in_batches(store, [store.keys.stream(s) for s in positions], lambda pipe, key: pipe.lrange(key, 0, -1))
+    for stream, listed in zip(positions, listings, strict=True):
+        indexed, logged = [int(p) for p in listed if int(p) <= head], positions[stream]
+        if indexed != logged:
+            pairs = zip(indexed, logged, strict=False)  # the shorter's end is where they differ, if not before
+            n = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(indexed), len(logged)))
+            problems.append(
+                f"{stream}: its index lists {len(indexed)} events, the log {len(logged)}; they differ from "
+                f"event {n + 1} on (index: {indexed[n] if n < len(indexed) else 'none'}, "
+                f"log: {logged[n] if n < len(logged) else 'none'})"
+            )
     return problems
 
 
@@ -236,13 +231,20 @@ def _indexes_without_events(store: EventStore, logged: set[str], head: int) -> l
     prefix = store.keys.stream("")
     keys = store.redis.scan_iter(match=f"{prefix}*", count=BATCH)
     unlogged = [key for key in keys if as_text(key)[len(prefix) :] not in logged]
-    problems = []
-    for start in range(0, len(unlogged), BATCH):
-        chunk = unlogged[start : start + BATCH]
+    firsts = _in_batches(store, unlogged, lambda pipe, key: pipe.lindex(key, 0))
+    return [
+        f"{as_text(key)[len(prefix) :]}: its index lists positions, the log no event of it"
+        for key, first in zip(unlogged, firsts, strict=True)
+        if first is not None and int(first) <= head
+    ]
+
+
+def _in_batches(store: EventStore, keys: Sequence[Any], command: Callable[[Any, Any], object]) -> list[Any]:
+    """One command per key, pipelined a batch at a time; the replies in the keys' order."""
+    replies: list[Any] = []
+    for start in range(0, len(keys), BATCH):
         pipe = store.redis.pipeline(transaction=False)
-        for key in chunk:
-            pipe.lindex(key, 0)
-        for key, first in zip(chunk, pipe.execute(), strict=True):
-            if first is not None and int(first) <= head:
-                problems.append(f"{as_text(key)[len(prefix) :]}: its index lists positions, the log no event of it")
-    return problems
+        for key in keys[start : start + BATCH]:
+            command(pipe, key)
+        replies += pipe.execute()
+    return replies

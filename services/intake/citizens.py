@@ -83,10 +83,11 @@ def erase(programme_id: str, citizen_id: str) -> Response:
     ctx, d = load(principal, s.ErasureRequest)
     _citizen_cases(programme_id, citizen_id)
     records = sorted(_identity(programme_id).person_of(citizen_id))
+    erased = erased_records(intake().store, records)
     writes = [
         Write(citizen_stream(record), [CitizenErased(requested_by=d["requested_by"])], 0)
         for record in records
-        if not intake().is_erased(record)
+        if record not in erased
     ]
     if not writes:
         raise Refused("already_erased", "this citizen's personal data was erased before")

@@ -233,7 +233,7 @@ class Intake:
                 # latest link: a referral that read the link just before an erasure may append it after the new
                 # citizen's claim.
                 linked = list(dict.fromkeys(link.payload.citizen_id for link in reversed(links)))  # type: ignore[attr-defined]
-                erased = erased_records(self.store, linked) if linked else set()
+                erased = erased_records(self.store, linked)
                 known = next((citizen for citizen in linked if citizen not in erased), None)
             citizen_id = known or new_citizen_id()
             if fingerprint:
