@@ -31,11 +31,13 @@ KEYS = {
     "reden": ("reden", "referrer", None, None),
     "livarehab": ("livarehab", "referrer", None, None),
     "kk-referrer": ("kk-socialforvaltning", "referrer", None, None),  # the municipality refers too
+    "reden-other": ("reden", "referrer", "other-programme", None),  # a Reden key issued for another programme
     "coordinator": ("kk-socialforvaltning", "coordinator", "demo-cph", None),
     "other-coordinator": ("kk-socialforvaltning", "coordinator", "other-programme", None),
     "anna": ("kk-socialforvaltning", "worker", "demo-cph", "anna"),
     "bo": ("kk-socialforvaltning", "worker", "demo-cph", "bo"),
     "evaluator": ("vive", "evaluator", None, None),
+    "evaluator-other": ("vive", "evaluator", "other-programme", None),
     "admin": ("kk-socialforvaltning", "admin", None, None),
 }
 

@@ -1,7 +1,8 @@
 """Every endpoint x every role x own/other: 401, 403, 404 (never an existence leak) or success. Both backends.
 
-Pairs: Reden referred the case, LivaRehab did not; the worker anna has the course, bo does not; the
-coordinator's key is for this programme, the other coordinator's for another. The expected table is
+Pairs: Reden referred the case, LivaRehab did not (and one of Reden's keys is for another programme); the
+worker anna has the course, bo does not; the coordinator's key is for this programme, the other coordinator's
+for another (as is one of the evaluator's keys). The expected table is
 the access policy in one place: if any cell changes, the test fails with a diff of the table.
 """
 
@@ -21,12 +22,14 @@ ROLES = [
     "none",
     "bad-key",
     "reden",
+    "reden-other",
     "livarehab",
     "anna",
     "bo",
     "coordinator",
     "other-coordinator",
     "evaluator",
+    "evaluator-other",
     "admin",
 ]
 _counter = itertools.count()
@@ -128,8 +131,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "bad-key": {"*": 401},
     "admin": {"*": 403, "list partners": OK},
     "evaluator": {"*": 403},
+    "evaluator-other": {"*": 403},
     "reden": {"*": 403, "read referral": OK, "withdraw": OK, "refer": OK},
     "livarehab": {"*": 403, "read referral": 404, "withdraw": 404, "refer": OK},
+    # Reden's own referrals, but this key was issued for another programme: as if they did not exist, and a
+    # referral into this one is refused as into a programme that does not exist
+    "reden-other": {"*": 403, "read referral": 404, "withdraw": 404, "refer": 422},
     "anna": {
         "*": OK,
         **dict.fromkeys(["read referral", "start assessment", "decline", "withdraw", "refer on"], 404),
@@ -184,10 +191,12 @@ def test_reporting_for_every_role(world: World, reporting: FlaskClient) -> None:
         "anna": 403,
         "bo": 403,
         "reden": 200,
+        "reden-other": 404,
         "livarehab": 200,
         "coordinator": 200,
         "other-coordinator": 404,
         "evaluator": 200,
+        "evaluator-other": 404,
     }
     got = {
         role: reporting.get("/programmes/demo-cph/referrals-per-partner", headers=headers(role)).status_code

@@ -89,7 +89,11 @@ def partner_add(partner_id: str, name: str, kind: str) -> None:
 @admin.command("key-issue")
 @click.argument("partner_id")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
-@click.option("--programme", "programme_id", help="The programme a coordinator or worker works in.")
+@click.option(
+    "--programme",
+    "programme_id",
+    help="The programme a coordinator or worker works in; for a referrer or evaluator, the only one it reaches.",
+)
 @click.option("--worker", "worker_id", help="For a worker key: which relation worker.")
 @click.option("--label", default="", help="Who or what uses the key, e.g. a person's initials.")
 def key_issue(partner_id: str, role: str, programme_id: str | None, worker_id: str | None, label: str) -> None:

@@ -24,8 +24,8 @@ from services.intake.web import (
     written,
 )
 from shared.authn import caller
-from shared.domain.access import Principal, Role, referral_outcome
-from shared.domain.case import decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
+from shared.domain.access import Principal, Role, referral_outcome, within_key_scope
+from shared.domain.case import Invalid, decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
 from shared.domain.cpr import parse_cpr
 from shared.http import date_arg
 
@@ -47,6 +47,8 @@ def _refer(principal: Principal) -> Response:
     ctx, data = load(principal, ReferralRequest)
     if principal.role is not Role.REFERRER:
         in_programme(principal, data["programme_id"])
+    elif not within_key_scope(principal, data["programme_id"]):
+        raise Invalid({"programme_id": ["no such programme"]})  # as for one that does not exist
     citizen = data["citizen"]
     referral = Referral(
         programme_id=data["programme_id"],

@@ -29,7 +29,7 @@ from shared.authn import Authenticator, caller, keep_in_session, key_in_session
 from shared.bootstrap import connect, event_store
 from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
-from shared.domain.access import Principal, Role
+from shared.domain.access import Principal, Role, within_key_scope
 from shared.domain.calendar import EARLIEST_DATE, LATEST_PLANNING_DATE
 from shared.events.envelope import today
 from shared.eventstore import EventStore
@@ -58,9 +58,9 @@ def _caught_up() -> bool:
 
 
 def _statistics_caller(programme_id: str, *extra: Role) -> Principal:
-    """Coordinators see their programme, evaluators any (both pseudonymised); 404 outside the scope."""
+    """Coordinators see their programme, evaluators any their key reaches (both pseudonymised); 404 outside."""
     principal = caller(Role.COORDINATOR, Role.EVALUATOR, *extra)
-    if principal.role is Role.COORDINATOR and principal.programme_id != programme_id:
+    if not within_key_scope(principal, programme_id):  # a coordinator's key always names its programme
         raise ApiError(404, "not_found", "no such programme")
     if not _reports().has_programme(programme_id):  # every report alike: not 200 and zeros from some
         raise LookupError(programme_id)

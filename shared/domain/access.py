@@ -127,6 +127,12 @@ def sees_programme(principal: Principal, programme_id: str) -> bool:
     return principal.role in (Role.COORDINATOR, Role.WORKER) and principal.programme_id == programme_id
 
 
+def within_key_scope(principal: Principal, programme_id: str) -> bool:
+    """A key issued for a programme reaches that programme only; a referrer's or evaluator's key issued for none
+    reaches every programme (staff keys always name theirs)."""
+    return principal.programme_id in (None, programme_id)
+
+
 def sees_course(principal: Principal, case: Case, caseload: Caseload | None) -> bool:
     """Full course content: the programme's coordinators, and the worker the course is assigned to."""
     if principal.role is Role.COORDINATOR:
@@ -141,7 +147,11 @@ def sees_referral(principal: Principal, case: Case, caseload: Caseload | None) -
     """The referral and its outcome: whoever sees the course, and the partner that made the referral. A reopened
     course was not referred by a partner (its source is the coordinator's organisation, which may also refer)."""
     if principal.role is Role.REFERRER:
-        return case.source == principal.partner_id and case.reopened_from is None
+        return (
+            case.source == principal.partner_id
+            and case.reopened_from is None
+            and within_key_scope(principal, case.programme_id)
+        )
     return sees_course(principal, case, caseload)
 
 
