@@ -30,8 +30,8 @@ def test_a_referral_flows_to_caseflow_and_reporting(
     assert report["caught_up"] is True
     none = {"accepted": 0, "withdrawn": 0, "referred_on": 0, "enrolled": 0, "average_days_to_enrolment": None}
     assert report["partners"] == [
-        {"partner": "livarehab", "referrals": 1, "declined": 0, **none},
-        {"partner": "reden", "referrals": 2, "declined": 1, **none},
+        {"partner": "livarehab", "referrals": 1, "pending": 1, "declined": 0, **none},
+        {"partner": "reden", "referrals": 2, "pending": 1, "declined": 1, **none},
     ]
     assert report["total"]["referrals"] == 3
     own = reporting.get("/programmes/demo-cph/referrals-per-partner", headers=PARTNER).get_json()

@@ -100,6 +100,17 @@ def test_intake_per_month(reporting: FlaskClient, built: dict[str, str]) -> None
     assert [m["referrals"] for m in reden["months"]] == [2, 0, 0, 1, 0]
     assert reden["average_per_month"] == 0.6
     assert reporting.get("/programmes/demo-cph/statistics/intake?from=2016-13", headers=STAFF).status_code == 422
+    # One bound asked for: the other is the default's, but the period is never empty (recruitment ran to March).
+    after = get(reporting, "statistics/intake?from=2016-05")
+    assert (after["months"], after["filter"]["to"]) == ([{"month": "2016-05", "referrals": 0}], "2016-05")
+    before = get(reporting, "statistics/intake?to=2015-10")  # before the first referral and recruitment
+    assert (before["months"], before["filter"]["from"]) == ([{"month": "2015-10", "referrals": 0}], "2015-10")
+
+
+def test_a_period_that_ends_before_it_starts_is_refused(reporting: FlaskClient, built: dict[str, str]) -> None:
+    for report in ("statistics/intake", "statistics/caseloads", "referrals-per-partner"):
+        response = reporting.get(f"/programmes/demo-cph/{report}?from=2016-03&to=2016-01", headers=STAFF)
+        assert (response.status_code, response.get_json()["error"]["fields"]) == (422, {"to": ["not before from"]})
 
 
 def test_a_reopened_course_is_a_course_and_not_a_referral(
@@ -144,6 +155,7 @@ def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, bui
     assert rows["reden"] == {
         "partner": "reden",
         "referrals": 3,
+        "pending": 0,
         "accepted": 1,
         "declined": 1,
         "withdrawn": 0,
@@ -155,6 +167,7 @@ def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, bui
     assert rows["livarehab"] == {
         "partner": "livarehab",
         "referrals": 3,
+        "pending": 1,
         "accepted": 2,
         "declined": 0,
         "withdrawn": 0,
@@ -165,6 +178,7 @@ def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, bui
     assert rows["self"]["withdrawn"] == 1
     assert report["total"] == {
         "referrals": 7,
+        "pending": 1,
         "accepted": 3,
         "declined": 1,
         "withdrawn": 1,
@@ -179,6 +193,20 @@ def test_referrals_per_partner_and_time_to_enrolment(reporting: FlaskClient, bui
     assert [r["partner"] for r in own["partners"]] == ["reden"]
 
 
+def test_a_referral_declined_after_its_assessment_began_has_one_outcome(
+    intake: FlaskClient, reporting: FlaskClient, built: dict[str, str], connection: redis.Redis
+) -> None:
+    """D was accepted (its assessment began); declined after it, it counts as declined and no longer as accepted,
+    so each partner's outcomes add up to its referrals, as its own view of each referral does."""
+    post(intake, f"/referrals/{built['D']}/decline", {"on": "2016-02-01", "reason": "not in the target group"})
+    run_workers(connection)
+    livarehab = {r["partner"]: r for r in get(reporting, "referrals-per-partner")["partners"]}["livarehab"]
+    outcomes = [livarehab[k] for k in ("pending", "accepted", "declined", "withdrawn", "referred_on")]
+    assert (livarehab["referrals"], outcomes) == (3, [1, 1, 1, 0, 0])  # G pending, C accepted, D declined
+    seen_by_livarehab = get(reporting, "referrals-per-partner", auth("livarehab"))["partners"][0]
+    assert (seen_by_livarehab["accepted"], seen_by_livarehab["declined"]) == (1, 1)
+
+
 def test_caseloads_over_time_and_the_waitlist(reporting: FlaskClient, built: dict[str, str]) -> None:
     # anna: A from 15 Jan, C from 1 Feb, A released when it closed on 30 Jun.
     report = get(reporting, "statistics/caseloads?on=2016-07-01&from=2016-01&to=2016-07")
@@ -187,6 +215,8 @@ def test_caseloads_over_time_and_the_waitlist(reporting: FlaskClient, built: dic
     assert (report["waitlist"], report["served_from_waitlist"], report["average_wait_days"]) == (0, 0, None)
     march = get(reporting, "statistics/caseloads?on=2016-03-01")
     assert march["workers"][0]["load"] == 2 and march["over_time"][0]["month"] == "2016-01"
+    before = get(reporting, "statistics/caseloads?to=2015-12")  # before recruitment began: that month, not none
+    assert [m["month"] for m in before["over_time"]] == ["2015-12"]
 
 
 def test_the_waitlist_on_a_past_date_counts_the_waits_ended_by_then(

@@ -92,6 +92,14 @@ def _month_arg(name: str) -> str | None:
     return value
 
 
+def _period() -> tuple[str | None, str | None]:
+    """?from=YYYY-MM&to=YYYY-MM, either left out; a period that ends before it starts is refused, not empty."""
+    start, end = _month_arg("from"), _month_arg("to")
+    if start is not None and end is not None and end < start:
+        raise _invalid("to", "not before from")
+    return start, end
+
+
 @bp.get("/programmes/<programme_id>/statistics/status")
 def status(programme_id: str) -> Response:
     """Status on a date (default today): ?on=YYYY-MM-DD, and one of ?partner= or ?method=."""
@@ -104,7 +112,7 @@ def status(programme_id: str) -> Response:
 def intake(programme_id: str) -> Response:
     """Referrals per month and the average, ?from=YYYY-MM&to=YYYY-MM&partner=."""
     _statistics_caller(programme_id)
-    report = _reports().intake(programme_id, _month_arg("from"), _month_arg("to"), request.args.get("partner"))
+    report = _reports().intake(programme_id, *_period(), request.args.get("partner"))
     return jsonify(report | {"caught_up": _caught_up()})
 
 
@@ -112,9 +120,10 @@ def intake(programme_id: str) -> Response:
 def caseloads(programme_id: str) -> Response:
     """Caseload per worker on a day (?on=), month by month (?from=&to=, default: from recruitment start)."""
     _statistics_caller(programme_id)
-    reports, day = _reports(), _date_arg("on")
-    start = _month_arg("from") or reports.programme(programme_id).recruitment_start.isoformat()[:7]
-    months = month_range(start, _month_arg("to") or day.isoformat()[:7])
+    reports, day, (start, end) = _reports(), _date_arg("on"), _period()
+    recruited_from = reports.programme(programme_id).recruitment_start.isoformat()[:7]
+    first = start or (min(recruited_from, end) if end else recruited_from)
+    months = month_range(first, end or max(day.isoformat()[:7], first))
     return jsonify(reports.caseloads(programme_id, day, months) | {"caught_up": _caught_up()})
 
 
@@ -236,7 +245,7 @@ def get_referrals_per_partner(programme_id: str) -> Response:
     only the outcomes of its referrals."""
     principal = _statistics_caller(programme_id, Role.REFERRER)
     only = principal.partner_id if principal.role is Role.REFERRER else None
-    report = _reports().referrals_per_partner(programme_id, _month_arg("from"), _month_arg("to"), only_partner=only)
+    report = _reports().referrals_per_partner(programme_id, *_period(), only_partner=only)
     if principal.role is Role.REFERRER:
         report = outcomes_only(report)
     return jsonify(report | {"caught_up": _caught_up()})

@@ -189,8 +189,9 @@ class ReportingProjection:
     # 5: education-ready "within a year" counted in calendar months; 6: courses measured again, the denominator
     # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8-9: a reopened course is no
     # referral, nor in the coordinator's partner's figures; 10: courses, phases, success criteria and waits
-    # counted on the days they happened, for reports on past dates (rebuilt from the log on upgrade)
-    version = 10
+    # counted on the days they happened, for reports on past dates; 11: a referral declined, withdrawn or referred
+    # on after its assessment began is no longer counted as accepted too (rebuilt from the log on upgrade)
+    version = 11
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -300,9 +301,11 @@ class ReportingProjection:
         p = doc["programme_id"]
         if type(payload) in OUTCOMES:
             status, outcome = OUTCOMES[type(payload)]
-            self._move(state, doc, doc["status"], status, on)
             if cohort:
                 state.incr(cohorts(p), f"{cohort}|{outcome}")
+                if doc["status"] == "in_assessment":  # declined or withdrawn after its assessment began:
+                    state.incr(cohorts(p), f"{cohort}|accepted", -1)  # each referral has one outcome
+            self._move(state, doc, doc["status"], status, on)
         elif isinstance(payload, ev.CitizenEnrolled):
             doc.update(method=payload.method, enrolled_on=on.isoformat(), phase=payload.first_phase)
             self._move(state, doc, doc["status"], "enrolled", on)

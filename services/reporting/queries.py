@@ -52,6 +52,7 @@ DANISH = {
     "referred_on": "henvist videre",
 }
 COUNTERS = ("referrals", "accepted", "declined", "withdrawn", "referred_on", "enrolled")
+OUTCOMES = ("accepted", "declined", "withdrawn", "referred_on")  # a referral's outcome, once it has one
 
 
 def truncation_cutoff(programme: Programme) -> date:
@@ -337,8 +338,10 @@ class Reports:
             if counter == "referrals" and (partner is None or who == partner):
                 per_month[month] += value
         recruiting_until = min(danish_today(), programme.recruitment_end).isoformat()[:7]
-        first = start or min([programme.recruitment_start.isoformat()[:7], *per_month])
-        last = end or max([recruiting_until, *per_month])
+        # A bound asked for is kept; the other is the default's, but never beyond it (a period from a month
+        # after recruitment ended, or to one before it began, is that month, not no month at all).
+        first = start or min([programme.recruitment_start.isoformat()[:7], *per_month, *([end] if end else [])])
+        last = end or max([recruiting_until, *per_month, first])
         months = month_range(first, last)
         total = sum(per_month.values())
         return {
@@ -381,9 +384,17 @@ def outcomes_only(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _partner_row(partner: str, counts: dict[str, int]) -> dict[str, Any]:
+    """Each referral has one outcome now: pending, accepted, declined, withdrawn or referred on, which add up to the
+    referrals; enrolled is a part of the accepted."""
     enrolled = counts.get("enrolled", 0)
     average = round(counts.get("days_to_enrolment", 0) / enrolled, 1) if enrolled else None
-    return {"partner": partner} | {c: counts.get(c, 0) for c in COUNTERS} | {"average_days_to_enrolment": average}
+    row = {c: counts.get(c, 0) for c in COUNTERS}
+    pending = row["referrals"] - sum(row[c] for c in OUTCOMES)
+    return (
+        {"partner": partner, "referrals": row["referrals"], "pending": pending}
+        | row
+        | {"average_days_to_enrolment": average}
+    )
 
 
 SUCCESS_CRITERIA = (
