@@ -217,11 +217,22 @@ def test_out_of_scope_is_indistinguishable_from_missing(world: World) -> None:
 def test_every_case_access_is_logged_for_the_coordinator(world: World) -> None:
     case = world.case("enrolled")
     world.intake.get(f"/cases/{case}", headers=auth("anna"))
-    world.intake.get(f"/cases/{case}", headers=auth("bo"))  # refused, and logged as refused
+    world.intake.get(f"/cases/{case}", headers=auth("bo"))  # refused (not her course), and logged as refused
     world.intake.post(f"/cases/{case}/contacts", json={"kind": "phone", "on": "2016-04-01"}, headers=auth("anna"))
+    assert world.intake.get(f"/cases/{case}", headers=auth("evaluator")).status_code == 403  # never for its role
+    missing = "case-" + "0" * 32
+    assert world.intake.get(f"/cases/{missing}", headers=auth("evaluator")).status_code == 403
     log = world.intake.get(f"/cases/{case}/access-log", headers=STAFF).get_json()["entries"]
-    seen = [(e["partner"], e["role"], e["action"].split()[0], e["allowed"]) for e in log]
-    assert ("kk-socialforvaltning", "worker", "read", True) in seen
-    assert ("kk-socialforvaltning", "worker", "read", False) in seen
-    assert ("kk-socialforvaltning", "worker", "write", True) in seen
+    seen = [(e["partner"], e["role"], e["action"], e["allowed"]) for e in log]
+    # The referral that made the case comes first: its write is the case's first event, by Reden's key.
+    assert seen[0] == ("reden", "referrer", "write referrals.create_referral", True)
+    assert ("kk-socialforvaltning", "worker", "read referrals.get_case", True) in seen
+    assert ("kk-socialforvaltning", "worker", "read referrals.get_case", False) in seen
+    assert ("kk-socialforvaltning", "worker", "write courses.record_situation", True) in seen
+    assert seen[-2:] == [
+        ("vive", "evaluator", "read referrals.get_case", False),
+        ("kk-socialforvaltning", "coordinator", "read courses.get_access_log", True),
+    ]
     assert all(set(e) == {"case_id", "at", "partner", "key", "role", "action", "allowed"} for e in log)
+    assert world.intake.get(f"/cases/{missing}/access-log", headers=STAFF).status_code == 404  # no log made
+    assert not world.intake.application.extensions["intake"].store.redis.exists(f"cf:audit:case:{missing}")

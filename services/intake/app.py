@@ -13,7 +13,7 @@ from services.intake.openapi import openapi
 from services.intake.programmes import bp as programmes
 from services.intake.referrals import bp as referrals
 from services.intake.service import Intake
-from services.intake.web import install_errors
+from services.intake.web import install_errors, log_role_refusals
 from shared import http
 from shared.authn import Authenticator, confirm_before_answering
 from shared.bootstrap import connect, event_store
@@ -39,6 +39,7 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
     app.cli.add_command(jobs_commands)
     install_errors(app)
     confirm_before_answering(app)
+    log_role_refusals(app)
 
     @app.before_request
     def _remember_citizen_keys() -> None:

@@ -8,9 +8,8 @@ from services.caseflow.projection import citizen_index_name
 from services.caseflow.queries import ReadModel
 from services.intake import schemas as s
 from services.intake.service import NotFound, Write
-from services.intake.web import in_programme, intake, load, written
+from services.intake.web import case_access_log, in_programme, intake, load, written
 from shared.aggregates import erased_records, load_identity
-from shared.audit import access_log
 from shared.authn import caller
 from shared.domain.access import Role
 from shared.domain.case import Case, Refused
@@ -106,4 +105,4 @@ def citizen_access_log(programme_id: str, citizen_id: str) -> Response:
     """Who read or wrote any of the citizen's cases in this programme, and who tried."""
     in_programme(caller(Role.COORDINATOR), programme_id)
     cases = [c.case_id for c in _citizen_cases(programme_id, citizen_id)]
-    return jsonify(citizen_id=citizen_id, entries=access_log(intake().store.redis, intake().prefix, cases))
+    return jsonify(citizen_id=citizen_id, entries=case_access_log(cases))

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from services.intake import schemas as s
 from services.intake.web import (
+    case_access_log,
     case_command,
     case_view,
     intake,
@@ -17,7 +18,6 @@ from services.intake.web import (
     seal,
     written,
 )
-from shared.audit import access_log
 from shared.authn import caller
 from shared.domain import events as ev
 from shared.domain.access import Role
@@ -146,4 +146,4 @@ def reopen(case_id: str) -> Response:
 def get_access_log(case_id: str) -> Response:
     """Who read or wrote this case, and who tried: for the programme's coordinators."""
     scoped_case(caller(Role.COORDINATOR), case_id)
-    return jsonify(case_id=case_id, entries=access_log(intake().store.redis, intake().prefix, [case_id]))
+    return jsonify(case_id=case_id, entries=case_access_log([case_id]))

@@ -6,7 +6,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import date
+from contextlib import suppress
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
@@ -14,8 +15,9 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from marshmallow import Schema
 
 from services.intake.service import Context, Intake, NotFound
-from shared.audit import record_access
-from shared.authn import caller, confirmed_by
+from shared.audit import access_log, record_access
+from shared.authn import Authenticator, caller, confirmed_by
+from shared.domain import events as ev
 from shared.domain.access import Principal, Role, referral_outcome, sees_course, sees_programme, sees_referral
 from shared.domain.case import Case, Invalid, Refused
 from shared.domain.programme import Programme
@@ -42,8 +44,9 @@ def in_programme(principal: Principal, programme_id: str) -> None:
         raise NotFound("no such programme")
 
 
-def scoped_case(principal: Principal, case_id: str, *, referral: bool = False) -> Case:
-    """The case if the caller may see it (its referral only, with ``referral``); 404 otherwise. Logged either way."""
+def scoped_case(principal: Principal, case_id: str, *, referral: bool = False, allowed: bool | None = None) -> Case:
+    """The case if the caller may see it (its referral only, with ``referral``); 404 otherwise. Logged either way.
+    ``allowed=False``: a caller already refused (its role), logged as refused."""
     if not _CASE_ID.match(case_id):
         raise NotFound("no such case")
     service = intake()
@@ -51,13 +54,58 @@ def scoped_case(principal: Principal, case_id: str, *, referral: bool = False) -
         case = service.case(case_id)
     except NotFound:
         raise NotFound("no such case") from None
-    caseload = service.caseload(case.programme_id)
-    allowed = (sees_referral if referral else sees_course)(principal, case, caseload)
+    if allowed is None:
+        caseload = service.caseload(case.programme_id)
+        allowed = (sees_referral if referral else sees_course)(principal, case, caseload)
     action = "read" if request.method == "GET" else "write"
     record_access(service.store.redis, service.prefix, principal, case_id, f"{action} {request.endpoint}", allowed)
     if not allowed:
         raise NotFound("no such case")
     return case
+
+
+def log_role_refusals(app: Flask) -> None:
+    """A key whose role never serves an endpoint is refused (403) before its case is looked at; at a case that
+    exists, that refused attempt goes to the case's access log too."""
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        principal: Principal | None = g.get("principal")
+        case_id = (request.view_args or {}).get("case_id")
+        if response.status_code != 403 or principal is None or not isinstance(case_id, str):
+            return response
+        with suppress(NotFound):  # logged if the case exists; refused either way
+            scoped_case(principal, case_id, allowed=False)
+        return response
+
+
+def case_access_log(case_ids: list[str]) -> list[dict[str, Any]]:
+    """The cases' access log, with who created each case (a referral, a reopening): that write is the case's first
+    event, whose actor the log keeps, so it is not written a second time on the referral's path."""
+    service = intake()
+    entries = access_log(service.store.redis, service.prefix, case_ids)
+    if not case_ids:
+        return entries
+    authenticator: Authenticator = current_app.extensions["authenticator"]
+    for case_id, events in service.store.read_streams(dict.fromkeys(case_ids, 0)).events.items():
+        first = events[0]
+        partner_id, _, key_id = first.actor.partition(":")
+        partner = authenticator.partner(partner_id)
+        issued = partner.keys.get(key_id) if partner else None
+        reopened = isinstance(first.payload, ev.ReferralReceived) and first.payload.reopened_from
+        endpoint = "courses.reopen" if reopened else "referrals.create_referral"
+        entries.append(
+            {
+                "case_id": case_id,
+                "at": first.recorded_at.astimezone(UTC).isoformat(),
+                "partner": partner_id,
+                "key": key_id,
+                "role": issued.role.value if issued else "",
+                "action": f"write {endpoint}",
+                "allowed": True,
+            }
+        )
+    return sorted(entries, key=lambda e: datetime.fromisoformat(e["at"]))
 
 
 def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str, Any]]:
