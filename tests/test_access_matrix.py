@@ -162,7 +162,9 @@ def expected(role: str, endpoint: str, method: str) -> int:
 
 @pytest.fixture
 def world(intake: FlaskClient, cph: str) -> World:
-    for worker in ("anna", "bo"):  # room for every cell's fresh course
+    limit = {"caseload_limit": 100, "on": "2016-01-02"}  # room for every cell's fresh course
+    assert intake.post(f"/programmes/{cph}/changes", json=limit, headers=STAFF).status_code == 201
+    for worker in ("anna", "bo"):
         body = {"worker_id": worker, "method": "cti", "capacity": 100, "on": "2016-01-02"}
         assert intake.post(f"/programmes/{cph}/workers", json=body, headers=STAFF).status_code == 201
     other = {**COPENHAGEN, "programme_id": "other-programme"}

@@ -253,6 +253,10 @@ def test_programme_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, f"/programmes/{workers}/workers", {"worker_id": "anna", "method": "cti"}, 409, "worker_exists")
     refused(intake, f"/programmes/{workers}/workers", {"worker_id": "cy", "method": "icm"}, 422, "validation_failed")
     refused(intake, f"/programmes/{workers}/workers/zed/capacity", {"capacity": 3}, 409, "unknown_worker")
+    above_limit = refused(
+        intake, f"/programmes/{workers}/workers/bo/capacity", {"capacity": 11}, 422, "validation_failed"
+    )
+    assert list(above_limit["fields"]) == ["capacity"]  # the programme's caseload limit is 10 per worker
     case = enrolled(intake)
     post(intake, f"/cases/{case}/assignment", {"worker_id": "bo"})
     post(intake, f"/cases/{enrolled(intake)}/assignment", {"worker_id": "bo"})

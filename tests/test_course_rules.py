@@ -23,7 +23,7 @@ from shared.domain.case import (
 )
 from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
-from shared.domain.staffing import decide_capacity
+from shared.domain.staffing import decide_add_worker, decide_capacity
 from shared.domain.status import course_status, who5_scores
 from shared.events import DomainEvent
 
@@ -267,6 +267,31 @@ def test_capacity_and_the_waitlist() -> None:
     assert decide_release(load, "case-1", "course_closed", date(2016, 3, 1)) == [
         ev.CaseReleased("case-1", "anna", "course_closed")
     ]
+
+
+def test_a_workers_capacity_never_exceeds_the_programmes_caseload_limit() -> None:
+    """The limit (10 in Copenhagen) is per relation worker: a part-timer may have less, nobody more."""
+    p = programme(ev.WorkerJoined("anna", "cti", capacity=4))
+    with pytest.raises(Invalid) as above:
+        decide_add_worker(p, "bo", "cti", 11)
+    assert above.value.fields == {"capacity": ["at most the programme's caseload limit per worker, 10"]}
+    with pytest.raises(Invalid):
+        decide_capacity(p, Caseload("cph"), "anna", 11)
+    assert decide_capacity(p, Caseload("cph"), "anna", 10).capacity == 10
+    # A capacity above the limit from an older log, or a limit lowered later: the limit holds.
+    assert programme(ev.WorkerJoined("bo", "cti", capacity=15)).capacity_of("bo") == 10
+    lowered = programme(ev.WorkerJoined("anna", "cti", capacity=8), ev.ProgrammeChanged(caseload_limit=6))
+    assert lowered.capacity_of("anna") == 6
+
+
+def test_the_citizen_waiting_longest_is_offered_a_free_slot_first() -> None:
+    """By the date each began to wait, not the order the waitlistings were recorded in."""
+    p = programme(ev.WorkerJoined("anna", "cti", capacity=1))
+    load = Caseload("cph")
+    for case_id, since in (("case-late-recorded", date(2016, 2, 5)), ("case-waiting-longer", date(2016, 2, 1))):
+        load = evolve_caseload(load, ev.CaseWaitlisted(case_id), since)
+    assert [c for c, _ in load.longest_waiting_first()] == ["case-waiting-longer", "case-late-recorded"]
+    assert decide_offers(load, p) == [ev.CaseAssigned("case-waiting-longer", "anna", "waitlist")]
 
 
 def test_status_changes_come_in_date_order() -> None:

@@ -110,7 +110,7 @@ def get_caseload(programme_id: str) -> Response:
         }
         for worker_id in sorted(programme.workers)
     ]
-    waitlist = [{"case_id": c, "since": since.isoformat()} for c, since in caseload.waitlist]
+    waitlist = [{"case_id": c, "since": since.isoformat()} for c, since in caseload.longest_waiting_first()]
     return jsonify(programme_id=programme_id, workers=workers, waitlist=waitlist, version=caseload.version)
 
 

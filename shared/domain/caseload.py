@@ -28,7 +28,7 @@ def caseload_stream(programme_id: str) -> str:
 class Caseload:
     programme_id: str
     assignments: dict[str, str] = field(default_factory=dict)  # case id -> worker id
-    waitlist: tuple[tuple[str, date], ...] = ()  # (case id, waiting since), longest waiting first
+    waitlist: tuple[tuple[str, date], ...] = ()  # (case id, waiting since), in the order recorded
     version: int = 0
     # Every assignment a case has had, oldest first: [worker, from, until or None, via]. Reassignment keeps history.
     history: dict[str, tuple[tuple[str, str, str | None, str], ...]] = field(default_factory=dict)
@@ -41,6 +41,11 @@ class Caseload:
 
     def is_waitlisted(self, case_id: str) -> bool:
         return any(c == case_id for c, _ in self.waitlist)
+
+    def longest_waiting_first(self) -> list[tuple[str, date]]:
+        """The waitlist by the date each began to wait (a waitlisting may be recorded days after its date);
+        those of one date in the order recorded."""
+        return sorted(self.waitlist, key=lambda waiting: waiting[1])
 
 
 def caseload_to_doc(c: Caseload) -> dict[str, Any]:
@@ -136,7 +141,7 @@ def decide_release(caseload: Caseload, case_id: str, reason: str, on: date) -> l
 def decide_offers(caseload: Caseload, programme: Programme) -> list[DomainEvent]:
     """Offer every free slot to the longest-waiting citizen, in turn (workers in id order)."""
     load = Counter(caseload.assignments.values())
-    waiting = [case_id for case_id, _ in caseload.waitlist]
+    waiting = [case_id for case_id, _ in caseload.longest_waiting_first()]
     offers: list[DomainEvent] = []
     for worker_id in sorted(programme.workers):
         free = programme.capacity_of(worker_id) - load[worker_id]

@@ -68,8 +68,10 @@ class Programme:
     version: int = 0
 
     def capacity_of(self, worker_id: str) -> int:
+        """The worker's own capacity (a part-timer's, lower) or the programme's caseload limit, never above it: the
+        limit is per relation worker. A lowered limit lowers every capacity with it."""
         capacity = self.workers[worker_id].capacity
-        return self.caseload_limit if capacity is None else capacity
+        return self.caseload_limit if capacity is None else min(capacity, self.caseload_limit)
 
     def phase_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.phases)

@@ -25,6 +25,7 @@ def decide_add_worker(programme: Programme, worker_id: str, method: str, capacit
         raise Refused("worker_exists", f"{worker_id} is already a worker of this programme")
     if method not in programme.methods:
         raise Invalid({"method": [f"this programme offers {', '.join(programme.methods)}"]})
+    _within_caseload_limit(programme, capacity)
     return WorkerJoined(worker_id=worker_id, method=method, capacity=capacity)
 
 
@@ -33,11 +34,17 @@ def decide_capacity(
 ) -> WorkerCapacityChanged:
     if worker_id not in programme.workers:
         raise Refused("unknown_worker", f"{worker_id} is not a worker of this programme")
+    _within_caseload_limit(programme, capacity)
     after = replace(
         programme, workers={**programme.workers, worker_id: replace(programme.workers[worker_id], capacity=capacity)}
     )
     _never_over_capacity(after, caseload)
     return WorkerCapacityChanged(worker_id=worker_id, capacity=capacity)
+
+
+def _within_caseload_limit(programme: Programme, capacity: int | None) -> None:
+    if capacity is not None and capacity > programme.caseload_limit:
+        raise Invalid({"capacity": [f"at most the programme's caseload limit per worker, {programme.caseload_limit}"]})
 
 
 def _never_over_capacity(programme: Programme, caseload: Caseload) -> None:
