@@ -24,7 +24,7 @@ from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
 from shared.redis_values import stream_entries
 from shared.vault import ERASED, Vault
-from tests.conftest import PARTNER, STAFF, referral_body
+from tests.conftest import COPENHAGEN, PARTNER, STAFF, referral_body
 from tests.support import auth, run_workers
 
 LIVA = auth("livarehab")
@@ -406,3 +406,46 @@ def test_a_link_to_an_erased_citizen_appended_late_does_not_split_the_person_aga
     store.append(stream, [NewEvent(stream, CprLinked(erased), start_of_day(date(2016, 1, 2)), "test")])
     again = staff_view(intake, refer(intake, PARTNER, cpr="010190-1234").get_json()["case_id"])["citizen_id"]
     assert again == current
+
+
+def test_an_erasure_reaches_the_persons_records_confirmed_in_another_programme(
+    intake: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """Matches are confirmed per programme. Maja's record with her CPR number has cases in two programmes; in each
+    a coordinator confirmed it as one person with a record made without the number. Her erasure, asked of either
+    programme, makes every one of those records unreadable."""
+    other, other_staff = "other-programme", auth("other-coordinator")
+    programme = intake.post("/programmes", json={**COPENHAGEN, "programme_id": other}, headers=other_staff)
+    assert programme.status_code == 201
+    no_number, with_number = {"alias": "Maja", "birth_date": "1990-01-01"}, {"alias": "Maja", "cpr": "010190-1234"}
+    cases = {}
+    for name, programme_id, key, citizen in (
+        ("x", cph, PARTNER, no_number),
+        ("y", cph, LIVA, with_number),
+        ("y-other", other, PARTNER, with_number),
+        ("z", other, LIVA, no_number),
+    ):
+        body = referral_body(programme_id=programme_id, citizen=citizen)
+        response = intake.post("/referrals", json=body, headers=key)
+        assert response.status_code == 201, response.get_json()
+        cases[name] = response.get_json()["case_id"]
+    run_workers(connection, "caseflow")
+    for programme_id, staff in ((cph, STAFF), (other, other_staff)):
+        [match] = intake.get(f"/programmes/{programme_id}/probable-matches", headers=staff).get_json()["matches"]
+        confirm = match | {"decision": "confirm"}
+        assert intake.post(f"/programmes/{programme_id}/matches", json=confirm, headers=staff).status_code == 201
+
+    def view(case: str, staff: dict[str, str]) -> Any:
+        return intake.get(f"/cases/{case}", headers=staff).get_json()
+
+    assert view(cases["z"], other_staff)["citizen_alias"] == "Maja"
+    x = view(cases["x"], STAFF)["citizen_id"]
+    erased = intake.post(f"/programmes/{cph}/citizens/{x}/erasure", json={"requested_by": "citizen"}, headers=STAFF)
+    assert erased.status_code == 201, erased.get_json()
+    y = view(cases["y"], STAFF)["citizen_id"]
+    assert (erased.get_json()["records_erased"], erased.get_json()["records_erased_in_other_programmes"]) == (
+        sorted([x, y]),
+        1,  # z: its id is the other programme's to know
+    )
+    for case, staff in ((cases["x"], STAFF), (cases["y-other"], other_staff), (cases["z"], other_staff)):
+        assert view(case, staff)["citizen_alias"] == ERASED

@@ -39,6 +39,29 @@ def _citizen_cases(programme_id: str, citizen_id: str) -> list[Case]:
     return mine
 
 
+def _programmes_of(model: ReadModel, records: set[str]) -> dict[str, set[str]]:
+    """Each programme the records have a case in, with those records."""
+    case_ids = {case_id for record in records for case_id in model.members(citizen_index_name(record))}
+    programmes: dict[str, set[str]] = {}
+    for doc in model.docs([f"case:{c}" for c in case_ids]):
+        programmes.setdefault(doc["programme_id"], set()).add(doc["citizen_id"])
+    return programmes
+
+
+def _person_everywhere(citizen_id: str) -> set[str]:
+    """Every record confirmed to be this person in any programme: matches are decided per programme, and a record
+    with cases in two programmes (one CPR number) can join records confirmed in each, so an erasure reaches them
+    all. Grows until no programme of the records confirms another."""
+    model, records, identities = _model(), {citizen_id}, dict[str, Identity]()
+    while True:
+        for programme_id in _programmes_of(model, records).keys() - identities.keys():
+            identities[programme_id] = _identity(programme_id)
+        grown = records.union(*(identity.person_of(r) for identity in identities.values() for r in records))
+        if grown == records:
+            return records
+        records = grown
+
+
 def _proposals(programme_id: str, identity: Identity) -> list[tuple[str, str]]:
     """Probable matches among the records not erased: an erased person's match key is still in their events, and
     must not recognise them when they are referred again (nor merge a new record into the erased one)."""
@@ -81,7 +104,7 @@ def erase(programme_id: str, citizen_id: str) -> Response:
     in_programme(principal, programme_id)
     ctx, d = load(principal, s.ErasureRequest)
     _citizen_cases(programme_id, citizen_id)
-    records = sorted(_identity(programme_id).person_of(citizen_id))
+    records = sorted(_person_everywhere(citizen_id))
     erased = erased_records(intake().store, records)
     writes = [
         Write(citizen_stream(record), [CitizenErased(requested_by=d["requested_by"])], 0)
@@ -96,7 +119,15 @@ def erase(programme_id: str, citizen_id: str) -> Response:
         raise Refused("already_erased", "this citizen's personal data was erased before") from None
     for record in records:  # after the event: a crash between them leaves a recorded erasure to repeat
         intake().vault.erase(record)
-    view = {"citizen_id": citizen_id, "records_erased": records, "erased_on": d["on"].isoformat()}
+    # This programme's records by id; the person's records elsewhere only counted (another programme's ids are not
+    # this coordinator's to know).
+    here = _programmes_of(_model(), set(records)).get(programme_id, set())
+    view = {
+        "citizen_id": citizen_id,
+        "records_erased": [r for r in records if r in here],
+        "records_erased_in_other_programmes": sum(1 for r in records if r not in here),
+        "erased_on": d["on"].isoformat(),
+    }
     return written(result, lambda: view, f"/programmes/{programme_id}/citizens/{citizen_id}/access-log")
 
 
