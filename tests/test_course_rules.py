@@ -23,7 +23,7 @@ from shared.domain.case import (
 )
 from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
-from shared.domain.staffing import decide_add_worker, decide_capacity
+from shared.domain.staffing import decide_add_worker, decide_capacity, decide_programme_change
 from shared.domain.status import course_status, who5_scores
 from shared.events import DomainEvent
 
@@ -282,6 +282,14 @@ def test_a_workers_capacity_never_exceeds_the_programmes_caseload_limit() -> Non
     assert programme(ev.WorkerJoined("bo", "cti", capacity=15)).capacity_of("bo") == 10
     lowered = programme(ev.WorkerJoined("anna", "cti", capacity=8), ev.ProgrammeChanged(caseload_limit=6))
     assert lowered.capacity_of("anna") == 6
+    # Such an older log may hold anna with 11 citizens: that refuses no change that does not lower her capacity.
+    older = programme(ev.WorkerJoined("anna", "cti", capacity=12), ev.WorkerJoined("bo", "cti"))
+    load = Caseload("cph", assignments={f"case-{n}": "anna" for n in range(11)})
+    extension = ev.ProgrammeChanged(funding_end=date(2017, 6, 30))
+    assert decide_programme_change(older, load, extension) == extension
+    assert decide_capacity(older, load, "bo", 5).capacity == 5
+    with pytest.raises(Refused, match="anna works with 11"):
+        decide_programme_change(older, load, ev.ProgrammeChanged(caseload_limit=9))
 
 
 def test_the_citizen_waiting_longest_is_offered_a_free_slot_first() -> None:

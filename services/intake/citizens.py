@@ -119,13 +119,12 @@ def erase(programme_id: str, citizen_id: str) -> Response:
         raise Refused("already_erased", "this citizen's personal data was erased before") from None
     for record in records:  # after the event: a crash between them leaves a recorded erasure to repeat
         intake().vault.erase(record)
-    # This programme's records by id; the person's records elsewhere only counted (another programme's ids are not
-    # this coordinator's to know).
+    # This programme's records only: that the person is known in another programme (which may be an addiction
+    # programme's) is not this coordinator's to know, not even as a count. Each erasure is an event on its record.
     here = _programmes_of(_model(), set(records)).get(programme_id, set())
     view = {
         "citizen_id": citizen_id,
         "records_erased": [r for r in records if r in here],
-        "records_erased_in_other_programmes": sum(1 for r in records if r not in here),
         "erased_on": d["on"].isoformat(),
     }
     return written(result, lambda: view, f"/programmes/{programme_id}/citizens/{citizen_id}/access-log")

@@ -16,7 +16,7 @@ def decide_programme_change(programme: Programme, caseload: Caseload, change: Pr
         raise Invalid({"recruitment_end": ["must not be before recruitment_start"]})
     if after.funding_end < after.recruitment_end:  # or a course enrolled late in the window would end before it began
         raise Invalid({"funding_end": ["must not be before recruitment_end"]})
-    _never_over_capacity(after, caseload)
+    _never_over_capacity(programme, after, caseload)
     return change
 
 
@@ -38,7 +38,7 @@ def decide_capacity(
     after = replace(
         programme, workers={**programme.workers, worker_id: replace(programme.workers[worker_id], capacity=capacity)}
     )
-    _never_over_capacity(after, caseload)
+    _never_over_capacity(programme, after, caseload)
     return WorkerCapacityChanged(worker_id=worker_id, capacity=capacity)
 
 
@@ -47,10 +47,13 @@ def _within_caseload_limit(programme: Programme, capacity: int | None) -> None:
         raise Invalid({"capacity": [f"at most the programme's caseload limit per worker, {programme.caseload_limit}"]})
 
 
-def _never_over_capacity(programme: Programme, caseload: Caseload) -> None:
-    for worker_id in sorted(programme.workers):
-        load, capacity = caseload.load(worker_id), programme.capacity_of(worker_id)
-        if load > capacity:
+def _never_over_capacity(before: Programme, after: Programme, caseload: Caseload) -> None:
+    """A change may not lower a worker's capacity below their caseload. Only capacities it lowers are checked: a
+    log from before capacities were capped at the caseload limit may hold a worker above it, and that must not
+    refuse every other change (a funding extension, another worker's capacity) until they are reassigned."""
+    for worker_id in sorted(after.workers):
+        load, capacity = caseload.load(worker_id), after.capacity_of(worker_id)
+        if capacity < before.capacity_of(worker_id) and load > capacity:
             raise Refused(
                 "capacity_below_caseload",
                 f"{worker_id} works with {load} citizens: capacity cannot go below that (reassign first)",
