@@ -48,17 +48,18 @@ def _programmes_of(model: ReadModel, records: set[str]) -> dict[str, set[str]]:
     return programmes
 
 
-def _person_everywhere(citizen_id: str) -> set[str]:
-    """Every record confirmed to be this person in any programme: matches are decided per programme, and a record
-    with cases in two programmes (one CPR number) can join records confirmed in each, so an erasure reaches them
-    all. Grows until no programme of the records confirms another."""
+def _person_everywhere(citizen_id: str) -> tuple[set[str], dict[str, set[str]]]:
+    """Every record confirmed to be this person in any programme, and the programmes they have cases in: matches
+    are decided per programme, and a record with cases in two programmes (one CPR number) can join records
+    confirmed in each, so an erasure reaches them all. Grows until no programme of the records confirms another."""
     model, records, identities = _model(), {citizen_id}, dict[str, Identity]()
     while True:
-        for programme_id in _programmes_of(model, records).keys() - identities.keys():
+        programmes = _programmes_of(model, records)
+        for programme_id in programmes.keys() - identities.keys():
             identities[programme_id] = _identity(programme_id)
         grown = records.union(*(identity.person_of(r) for identity in identities.values() for r in records))
         if grown == records:
-            return records
+            return records, programmes
         records = grown
 
 
@@ -104,7 +105,8 @@ def erase(programme_id: str, citizen_id: str) -> Response:
     in_programme(principal, programme_id)
     ctx, d = load(principal, s.ErasureRequest)
     _citizen_cases(programme_id, citizen_id)
-    records = sorted(_person_everywhere(citizen_id))
+    everywhere, programmes = _person_everywhere(citizen_id)
+    records = sorted(everywhere)
     erased = erased_records(intake().store, records)
     writes = [
         Write(citizen_stream(record), [CitizenErased(requested_by=d["requested_by"])], 0)
@@ -121,10 +123,9 @@ def erase(programme_id: str, citizen_id: str) -> Response:
         intake().vault.erase(record)
     # This programme's records only: that the person is known in another programme (which may be an addiction
     # programme's) is not this coordinator's to know, not even as a count. Each erasure is an event on its record.
-    here = _programmes_of(_model(), set(records)).get(programme_id, set())
     view = {
         "citizen_id": citizen_id,
-        "records_erased": [r for r in records if r in here],
+        "records_erased": sorted(programmes[programme_id]),
         "erased_on": d["on"].isoformat(),
     }
     return written(result, lambda: view, f"/programmes/{programme_id}/citizens/{citizen_id}/access-log")

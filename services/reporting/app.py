@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from services.reporting.export import courses_csv, measurements_csv, pseudonymised_fidelity
 from services.reporting.openapi import openapi
-from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range, outcomes_only
+from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range, outcomes_only, period_months
 from shared import http
 from shared.authn import Authenticator, caller, keep_in_session, key_in_session
 from shared.bootstrap import connect, event_store
@@ -122,8 +122,7 @@ def caseloads(programme_id: str) -> Response:
     _statistics_caller(programme_id)
     reports, day, (start, end) = _reports(), _date_arg("on"), _period()
     recruited_from = reports.programme(programme_id).recruitment_start.isoformat()[:7]
-    first = start or (min(recruited_from, end) if end else recruited_from)
-    months = month_range(first, end or max(day.isoformat()[:7], first))
+    months = period_months(start, end, recruited_from, day.isoformat()[:7])
     return jsonify(reports.caseloads(programme_id, day, months) | {"caught_up": _caught_up()})
 
 

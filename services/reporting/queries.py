@@ -338,15 +338,12 @@ class Reports:
             if counter == "referrals" and (partner is None or who == partner):
                 per_month[month] += value
         recruiting_until = min(danish_today(), programme.recruitment_end).isoformat()[:7]
-        # A bound asked for is kept; the other is the default's, but never beyond it (a period from a month
-        # after recruitment ended, or to one before it began, is that month, not no month at all).
-        first = start or min([programme.recruitment_start.isoformat()[:7], *per_month, *([end] if end else [])])
-        last = end or max([recruiting_until, *per_month, first])
-        months = month_range(first, last)
+        earliest = min([programme.recruitment_start.isoformat()[:7], *per_month])
+        months = period_months(start, end, earliest, max([recruiting_until, *per_month]))
         total = sum(per_month.values())
         return {
             "programme_id": programme_id,
-            "filter": {"partner": partner, "from": first, "to": last},
+            "filter": {"partner": partner, "from": months[0], "to": months[-1]},
             "months": [{"month": m, "referrals": per_month.get(m, 0)} for m in months],
             "total": total,
             "average_per_month": round(total / len(months), 2) if months else 0,
@@ -535,6 +532,14 @@ def _share(count: int, n: int) -> float | None:
 def _month_end(month: str) -> date:
     year, number = int(month[:4]), int(month[5:7])
     return date(year, number, calendar.monthrange(year, number)[1])
+
+
+def period_months(start: str | None, end: str | None, earliest: str, latest: str) -> list[str]:
+    """The months of a period asked for by ``from`` and ``to`` (``to`` not before ``from``), either left out: then
+    the default's bound, but never past the one given (from a month after the default's last, or to one before its
+    first, is that month, not no month at all)."""
+    first = start or (min(earliest, end) if end else earliest)
+    return month_range(first, end or max(latest, first))
 
 
 def month_range(first: str, last: str) -> list[str]:
