@@ -250,9 +250,15 @@ def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
         intake.post(f"/referrals/{case}/assessment", json={"on": "2016-01-20"}, headers=STAFF)
         intake.post(f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
     intake.post(
-        f"/cases/{maja}/goals", json={"life_area": "network", "description": "call Maja's sister"}, headers=STAFF
+        f"/cases/{maja}/goals",
+        json={"on": "2016-02-01", "life_area": "network", "description": "call Maja's sister"},
+        headers=STAFF,
     )
-    intake.post(f"/cases/{maja}/phase", json={"phase": "phase_2", "reason": "housed in Valby"}, headers=STAFF)
+    intake.post(
+        f"/cases/{maja}/phase",
+        json={"on": "2016-03-01", "phase": "phase_2", "reason": "housed in Valby"},
+        headers=STAFF,
+    )
     run_workers(connection)
     before = staff_view(intake, maja)
     assert before["citizen_alias"] == "Maja Hansen" and before["goals"][0]["description"] == "call Maja's sister"
@@ -300,7 +306,9 @@ def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
 
     # Free text sent after the erasure is not stored: sealing it would make a new key, readable and unerasable.
     later = intake.post(
-        f"/cases/{maja}/goals", json={"life_area": "network", "description": "visit the sister in Valby"}, headers=STAFF
+        f"/cases/{maja}/goals",
+        json={"on": "2016-03-02", "life_area": "network", "description": "visit the sister in Valby"},
+        headers=STAFF,
     )
     assert later.status_code == 201 and later.get_json()["goals"][-1]["description"] == ERASED
     run_workers(connection)
@@ -316,9 +324,8 @@ def test_nothing_personal_reaches_a_log_line(
     case = refer(intake, PARTNER, alias="Maja Hansen", cpr="010190-1234").get_json()["case_id"]
     intake.post(f"/referrals/{case}/assessment", json={"on": "2016-01-20"}, headers=STAFF)
     intake.post(f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
-    intake.post(
-        f"/cases/{case}/goals", json={"life_area": "network", "description": "call Maja's sister"}, headers=STAFF
-    )
+    goal = {"on": "2016-02-01", "life_area": "network", "description": "call Maja's sister"}
+    assert intake.post(f"/cases/{case}/goals", json=goal, headers=STAFF).status_code == 201
     intake.post(
         "/referrals", json=referral_body(citizen={"cpr": "320190-1234", "alias": "Maja Hansen"}), headers=PARTNER
     )  # an invalid CPR: refused without repeating it
@@ -343,7 +350,8 @@ def test_the_evaluator_sees_fidelity_by_the_exports_pseudonyms_and_no_erased_cou
         case = refer(intake, LIVA, alias=alias).get_json()["case_id"]
         intake.post(f"/referrals/{case}/assessment", json={"on": "2016-01-21"}, headers=STAFF)
         intake.post(f"/cases/{case}/enrolment", json={"on": "2016-02-01", "scores": {"housing": 3}}, headers=STAFF)
-        assert intake.post(f"/cases/{case}/assignment", json={"worker_id": "anna"}, headers=STAFF).status_code == 201
+        assignment = {"worker_id": "anna", "on": "2016-02-01"}
+        assert intake.post(f"/cases/{case}/assignment", json=assignment, headers=STAFF).status_code == 201
         cases.append(case)
     run_workers(connection)
 

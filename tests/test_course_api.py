@@ -66,6 +66,7 @@ def test_a_complete_course(intake: FlaskClient, workers: str, connection: redis.
         "truncated": True,
         "planned_months": 12,
         "actual_months": 11.0,
+        "closure_overdue": True,  # recorded years later, and not yet closed
     }
     assert status["phase"] == "phase_1" and status["phase_da"].startswith("fase 1")
     assert status["next_phase"] == {"phase": "phase_2", "on": "2016-06-01"}
@@ -140,10 +141,13 @@ def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, f"/cases/{case}/stars", {**star, "on": "2016-01-31"}, 409, "date_before_enrolment")
     refused(intake, f"/cases/{case}/phase", {"phase": "phase_1", "reason": "x"}, 409, "same_phase")
     refused(intake, f"/cases/{case}/goals/goal-9/achieve", {}, 409, "unknown_goal")
-    post(intake, f"/cases/{case}/goals", {"life_area": "network", "description": "see my sister", "goal_id": "sister"})
+    goal = {"on": "2016-02-02", "life_area": "network", "description": "see my sister", "goal_id": "sister"}
+    post(intake, f"/cases/{case}/goals", goal)
     error = refused(intake, f"/cases/{case}/goals/sister/update", {}, 422, "validation_failed")
     assert set(error["fields"]) == {"description"}
-    post(intake, f"/cases/{case}/goals", {"life_area": "finances", "description": "budget", "goal_id": "budget"})
+    post(
+        intake, f"/cases/{case}/goals", {**goal, "life_area": "finances", "description": "budget", "goal_id": "budget"}
+    )
     refused(
         intake,
         f"/cases/{case}/goals",
@@ -151,7 +155,7 @@ def test_lifecycle_refusals(intake: FlaskClient, workers: str) -> None:
         409,
         "goal_exists",
     )
-    post(intake, f"/cases/{case}/goals/budget/drop", {})
+    post(intake, f"/cases/{case}/goals/budget/drop", {"on": "2016-02-03"})
     refused(intake, f"/cases/{case}/goals/budget/achieve", {}, 409, "goal_closed")
     refused(intake, f"/referrals/{case}/refer-on", {"to": "x"}, 409, "not_referred")
     refused(intake, f"/cases/{case}/reopen", {"consent": {"given": True}}, 409, "not_closed")
@@ -203,12 +207,14 @@ def test_invalid_measures_are_422_with_the_field_named(intake: FlaskClient, work
 
 def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, connection: redis.Redis) -> None:
     first, second, third = enrolled(intake), enrolled(intake), enrolled(intake)
-    post(intake, f"/cases/{first}/assignment", {"worker_id": "anna"})
+    post(intake, f"/cases/{first}/assignment", {"worker_id": "anna", "on": "2016-02-10"})
     refused(intake, f"/cases/{first}/assignment", {"worker_id": "anna"}, 409, "already_assigned")
     error = refused(intake, f"/cases/{second}/assignment", {"worker_id": "anna"}, 409, "worker_at_capacity")
     assert "1 of 1" in error["message"]
     refused(intake, f"/cases/{second}/assignment", {"worker_id": "zed"}, 422, "validation_failed")
-    waiting = post(intake, f"/cases/{second}/assignment", {"worker_id": "anna", "waitlist_if_full": True})
+    waiting = post(
+        intake, f"/cases/{second}/assignment", {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-02-10"}
+    )
     assert waiting["worker_id"] is None and waiting["waitlisted_since"]
     refused(
         intake,
@@ -218,12 +224,12 @@ def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, c
         "already_waitlisted",
     )
     # Reassigning keeps history and frees anna's slot, which a caseflow worker offers to the waitlist.
-    post(intake, f"/cases/{first}/assignment", {"worker_id": "bo"})
+    post(intake, f"/cases/{first}/assignment", {"worker_id": "bo", "on": "2016-02-15"})
     run_workers(connection, "caseflow")
     caseload = intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json()
     assert {w["worker_id"]: w["cases"] for w in caseload["workers"]} == {"anna": [second], "bo": [first]}
     assert caseload["waitlist"] == []
-    post(intake, f"/cases/{third}/assignment", {"worker_id": "bo"})
+    post(intake, f"/cases/{third}/assignment", {"worker_id": "bo", "on": "2016-02-15"})
     assert intake.get(f"/cases/{third}", headers=STAFF).get_json()["worker_id"] == "bo"
     history = intake.get(f"/cases/{first}", headers=STAFF).get_json()["assignments"]
     assert [(h["worker_id"], h["until"] is None) for h in history] == [("anna", False), ("bo", True)]
@@ -248,6 +254,37 @@ def test_a_waitlisted_case_is_not_assigned_or_released_on_a_date_before_it_began
     post(intake, f"/cases/{second}/assignment", {"worker_id": "bo", "on": "2016-03-10"})  # the same day will do
 
 
+def test_no_course_runs_past_the_funding_end(intake: FlaskClient, workers: str, store: EventStore) -> None:
+    """DOMAIN.md: funding ends on 2016-12-31 "and no course may run past it". Records dated after it were
+    accepted, and a course not closed stayed enrolled past it with nothing to show it was due for closure."""
+    case = enrolled(intake)
+    post(intake, f"/cases/{case}/contacts", {"on": "2016-12-31", "kind": "phone"})  # its last day
+    after = "2017-01-02"
+    head = store.head()
+    for path, body in (
+        ("stars", {"scores": {"housing": 4}}),
+        ("who5", {"items": [3, 3, 3, 3, 3]}),
+        ("contacts", {"kind": "phone"}),
+        ("goals", {"life_area": "network", "description": "see my sister"}),
+        ("phase", {"phase": "phase_2", "reason": "housed"}),
+        ("assignment", {"worker_id": "bo"}),
+        ("closure", {"reason": "funding_ended"}),
+    ):
+        error = refused(intake, f"/cases/{case}/{path}", {**body, "on": after}, 409, "after_funding_end")
+        assert "2016-12-31" in error["message"]
+    assert store.head() == head  # nothing written
+    view = intake.get(f"/cases/{case}", headers=STAFF).get_json()
+    assert view["status"] == "enrolled" and view["course"]["closure_overdue"]  # today is past 2016-12-31
+    # A referral not enrolled is no course: its outcome is still recorded.
+    post(intake, f"/referrals/{in_assessment(intake)}/decline", {"on": after, "reason": "no place"})
+    # A funding extension moves every course's last day.
+    post(intake, f"/programmes/{workers}/changes", {"funding_end": "2017-06-30"})
+    post(intake, f"/cases/{case}/contacts", {"on": after, "kind": "phone"})
+    closed = post(intake, f"/cases/{case}/closure", {"on": "2017-06-30", "reason": "funding_ended"})
+    assert closed["status"] == "closed" and not closed["course"]["closure_overdue"]
+    refused(intake, f"/cases/{case}/closure", {"on": "2017-07-01", "reason": "completed"}, 409, "case_closed")
+
+
 def test_programme_refusals(intake: FlaskClient, workers: str) -> None:
     refused(intake, "/programmes", COPENHAGEN, 409, "programme_exists")
     refused(intake, f"/programmes/{workers}/workers", {"worker_id": "anna", "method": "cti"}, 409, "worker_exists")
@@ -258,8 +295,8 @@ def test_programme_refusals(intake: FlaskClient, workers: str) -> None:
     )
     assert list(above_limit["fields"]) == ["capacity"]  # the programme's caseload limit is 10 per worker
     case = enrolled(intake)
-    post(intake, f"/cases/{case}/assignment", {"worker_id": "bo"})
-    post(intake, f"/cases/{enrolled(intake)}/assignment", {"worker_id": "bo"})
+    post(intake, f"/cases/{case}/assignment", {"worker_id": "bo", "on": "2016-02-10"})
+    post(intake, f"/cases/{enrolled(intake)}/assignment", {"worker_id": "bo", "on": "2016-02-10"})
     refused(intake, f"/programmes/{workers}/workers/bo/capacity", {"capacity": 1}, 409, "capacity_below_caseload")
     refused(intake, f"/programmes/{workers}/changes", {"caseload_limit": 1}, 409, "capacity_below_caseload")
     refused(intake, f"/programmes/{workers}/changes", {}, 422, "validation_failed")

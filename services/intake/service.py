@@ -26,7 +26,7 @@ from shared.aggregates import (
 )
 from shared.domain import events as ev
 from shared.domain.access import Authority
-from shared.domain.case import Case, Invalid, Refused, decide_reopen
+from shared.domain.case import Case, Invalid, Refused, decide_reopen, require_within_funding
 from shared.domain.caseload import Caseload, caseload_stream, decide_release
 from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
 from shared.domain.programme import Programme
@@ -295,8 +295,13 @@ class Intake:
 
         def attempt() -> AppendResult:
             case = unused.pop() if unused else self.case(case_id)
+            programme = self.programme(case.programme_id)
             events = decide(case)
-            writes = [Write(case_id, events, case.version)]
+            require_within_funding(case, programme, on)
+            writes = [
+                Write(case_id, events, case.version),
+                Write(programme_stream(programme.programme_id), [], programme.version),
+            ]
             ending = next((e for e in events if _ends_case(e)), None)
             if ending is None:
                 return self.write(ctx, on, writes, course_of=case.programme_id)
@@ -323,8 +328,10 @@ class Intake:
         def attempt() -> AppendResult:
             case = unused.pop() if unused else self.case(case_id)
             programme = self.programme(case.programme_id)
+            events = decide(case, programme)
+            require_within_funding(case, programme, on)
             writes = [
-                Write(case_id, decide(case, programme), case.version),
+                Write(case_id, events, case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
             ]
             return self.write(ctx, on, writes, course_of=programme.programme_id)
@@ -341,6 +348,7 @@ class Intake:
             programme = self.programme(case.programme_id)
             caseload = self.caseload(case.programme_id)
             events = decide(caseload, programme, case)
+            require_within_funding(case, programme, on)
             writes = [
                 Write(caseload_stream(programme.programme_id), events, caseload.version),
                 Write(case_id, [], case.version),

@@ -464,6 +464,18 @@ def require_in_date_order(last: date | None, on: date, what: str) -> None:
         raise Refused("date_before_last_record", f"{on.isoformat()} is before the last {what} ({last.isoformat()})")
 
 
+def require_within_funding(case: Case, programme: Programme, on: date) -> None:
+    """The programme's funding end is a course's last day ("no course may run past it", DOMAIN.md): nothing is
+    recorded on a course after it, so a course it cuts short is closed on or before it (reason
+    ``funding_ended``). A referral not yet enrolled is not a course: its outcome is still recorded."""
+    if case.enrolled_on is not None and on > programme.funding_end:
+        raise Refused(
+            "after_funding_end",
+            f"the programme's funding ended on {programme.funding_end.isoformat()} and no course runs past it: "
+            "date the record on or before it",
+        )
+
+
 def _require_enrolled(case: Case, on: date, action: str) -> None:
     _require(case, on, CaseStatus.ENROLLED, action=action)
     if case.enrolled_on and on < case.enrolled_on:

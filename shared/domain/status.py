@@ -58,6 +58,9 @@ def course_status(
         "truncated": dates.truncated,
         "planned_months": dates.planned_months,
         "actual_months": dates.actual_months,
+        # Past its planned end and not closed: a report counts it enrolled until its closure is recorded (dated on
+        # or before the funding end, when that cut it short).
+        "closure_overdue": case.status is CaseStatus.ENROLLED and today > dates.planned_end,
     }
     view["phase"] = case.phase
     view["phase_da"] = DANISH_PHASE_NAMES.get(case.phase or "", case.phase)
