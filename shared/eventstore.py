@@ -108,7 +108,7 @@ return reply
 # Returns the log's identity, then the stream's events from that index on.
 _READ_STREAM = """
 local out = {redis.call('HGET', KEYS[3], 'log_id') or ''}
-for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], -1)) do
+for i, pos in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2] or -1)) do
   out[i + 1] = redis.call('XRANGE', KEYS[1], pos .. '-0', pos .. '-0')[1]
 end
 return out
@@ -417,11 +417,20 @@ class EventStore:
         """A stream's events in order; only those after ``after_version`` when the reader has the rest."""
         return self.read_streams({stream_id: after_version}).events[stream_id]
 
-    def read_streams(self, after_versions: Mapping[str, int]) -> Streams:
-        """Several streams' events after known versions, in one round trip; with the log's identity, so a
-        reader holding state of another log (one restored into this Redis, or a flushed store) can tell."""
+    def first_events(self, stream_ids: Iterable[str]) -> dict[str, RecordedEvent]:
+        """Each stream's first event (who made it, and when), read without the rest; none for an empty stream."""
+        streams = self.read_streams(dict.fromkeys(stream_ids, 0), limit=1).events
+        return {stream_id: events[0] for stream_id, events in streams.items() if events}
+
+    def read_streams(self, after_versions: Mapping[str, int], limit: int | None = None) -> Streams:
+        """Several streams' events after known versions (at most ``limit`` of each), in one round trip; with the
+        log's identity, so a reader holding state of another log (one restored into this Redis, or a flushed
+        store) can tell."""
         calls = [
-            ([self.keys.partition(partition_of(s, self.partitions)), self.keys.stream(s), self.keys.meta], [after])
+            (
+                [self.keys.partition(partition_of(s, self.partitions)), self.keys.stream(s), self.keys.meta],
+                [after] if limit is None else [after, after + limit - 1],
+            )
             for s, after in after_versions.items()
         ]
         if len(calls) == 1:

@@ -317,6 +317,27 @@ def test_erasure_leaves_no_personal_byte_and_changes_no_statistic(
     assert not any(secret in chunk for chunk in everything for secret in (b"sister", b"Valby"))
 
 
+def test_a_refused_attempt_at_a_citizens_endpoint_is_logged_at_their_cases(
+    intake: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """A worker's or evaluator's key is refused (403) at a citizen's erasure and access log for its role, before the
+    citizen is looked at: the attempt was in no access log, unlike one at a case."""
+    case = refer(intake, PARTNER, alias="Maja").get_json()["case_id"]
+    run_workers(connection)
+    citizen = staff_view(intake, case)["citizen_id"]
+    erasure = intake.post(f"/programmes/{cph}/citizens/{citizen}/erasure", json={}, headers=auth("anna"))
+    assert erasure.status_code == 403
+    nobody = "citizen-" + "0" * 32
+    assert intake.get(f"/programmes/{cph}/citizens/{nobody}/access-log", headers=auth("evaluator")).status_code == 403
+    assert intake.get(f"/programmes/{cph}/citizens/{citizen}/access-log", headers=auth("evaluator")).status_code == 403
+    log = intake.get(f"/programmes/{cph}/citizens/{citizen}/access-log", headers=STAFF).get_json()["entries"]
+    assert [(e["case_id"], e["role"], e["action"], e["allowed"]) for e in log[-2:]] == [
+        (case, "worker", "write citizens.erase", False),
+        (case, "evaluator", "read citizens.citizen_access_log", False),
+    ]
+    assert staff_view(intake, case)["citizen_alias"] == "Maja"  # nothing erased
+
+
 def test_nothing_personal_reaches_a_log_line(
     intake: FlaskClient, cph: str, connection: redis.Redis, caplog: Any
 ) -> None:

@@ -55,6 +55,19 @@ def test_append_assigns_stream_and_global_positions(store: EventStore) -> None:
     assert store.head() == 4
 
 
+def test_a_reader_may_take_only_the_first_events_of_each_stream(store: EventStore) -> None:
+    """The access log names who made each case from its first event, without reading a year of course."""
+    store.append("case-a", [new("case-a"), new("case-a", AssessmentStarted()), new("case-a", ReferralDeclined("x"))])
+    store.append("case-b", [new("case-b")])
+    assert [e.stream_position for e in store.read_streams({"case-a": 1}, limit=1).events["case-a"]] == [2]
+    assert [e.stream_position for e in store.read_streams({"case-a": 0}, limit=5).events["case-a"]] == [1, 2, 3]
+    first = store.first_events(["case-a", "case-b", "case-none"])
+    assert {s: (e.stream_position, e.event_type) for s, e in first.items()} == {
+        "case-a": (1, "ReferralReceived"),
+        "case-b": (1, "ReferralReceived"),
+    }
+
+
 def test_a_stale_expected_version_is_a_conflict_and_writes_nothing(store: EventStore) -> None:
     store.append("case-a", [new("case-a")], expected_version=0)
     with pytest.raises(WrongExpectedVersion) as stale:

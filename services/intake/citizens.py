@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from contextlib import suppress
+
+from flask import Blueprint, Response, g, jsonify, request
 
 from services.caseflow.projection import citizen_index_name
 from services.caseflow.queries import ReadModel
 from services.intake import schemas as s
 from services.intake.service import NotFound, Write
-from services.intake.web import case_access_log, in_programme, intake, load, written
+from services.intake.web import case_access_log, in_programme, intake, load, log_case_access, written
 from shared.aggregates import erased_records, load_identity
 from shared.authn import caller
 from shared.domain.access import Role
@@ -37,6 +39,22 @@ def _citizen_cases(programme_id: str, citizen_id: str) -> list[Case]:
     if not mine:
         raise NotFound("no such citizen")
     return mine
+
+
+@bp.after_request
+def _log_role_refusals(response: Response) -> Response:
+    """As ``web.log_role_refusals`` for a case: a key whose role never serves a citizen's endpoint (an erasure, the
+    access log) is refused (403) before the citizen is looked at; that attempt goes to the access log of each of
+    the citizen's cases in the programme."""
+    principal = g.get("principal")
+    args = request.view_args or {}
+    programme_id, citizen_id = args.get("programme_id"), args.get("citizen_id")
+    if response.status_code != 403 or principal is None or programme_id is None or citizen_id is None:
+        return response
+    with suppress(NotFound):  # logged if the citizen has cases there; refused either way
+        for case in _citizen_cases(programme_id, citizen_id):
+            log_case_access(principal, case.case_id, allowed=False)
+    return response
 
 
 def _programmes_of(model: ReadModel, records: set[str]) -> dict[str, set[str]]:
