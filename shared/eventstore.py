@@ -419,13 +419,18 @@ class EventStore:
 
     def first_events(self, stream_ids: Iterable[str]) -> dict[str, RecordedEvent]:
         """Each stream's first event (who made it, and when), read without the rest; none for an empty stream."""
-        streams = self.read_streams(dict.fromkeys(stream_ids, 0), limit=1).events
+        ids = list(stream_ids)
+        if not ids:
+            return {}
+        streams = self.read_streams(dict.fromkeys(ids, 0), limit=1).events
         return {stream_id: events[0] for stream_id, events in streams.items() if events}
 
     def read_streams(self, after_versions: Mapping[str, int], limit: int | None = None) -> Streams:
         """Several streams' events after known versions (at most ``limit`` of each), in one round trip; with the
         log's identity, so a reader holding state of another log (one restored into this Redis, or a flushed
         store) can tell."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"a limit of {limit} events reads nothing")
         calls = [
             (
                 [self.keys.partition(partition_of(s, self.partitions)), self.keys.stream(s), self.keys.meta],

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 import redis
@@ -19,6 +19,7 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.domain import events as ev
 from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
+from shared.events.envelope import today
 from shared.nudges import OFFER_JOB
 from shared.projections import ProjectionRunner, replay
 from tests.conftest import COPENHAGEN, STAFF, referral_body
@@ -43,7 +44,9 @@ def test_racing_assignments_respect_capacity_and_keep_the_waitlist(
     grant_test_keys(event_store(real_connection, Settings.from_env({})))
     app = create_app(real_connection, Settings.from_env({}))
     client = app.test_client()
-    assert client.post("/programmes", json=COPENHAGEN, headers=STAFF).status_code == 201
+    # Funded past today: the caseflow workers offer free slots today, and none after the funding end.
+    funded = {**COPENHAGEN, "funding_end": (today() + timedelta(days=365)).isoformat()}
+    assert client.post("/programmes", json=funded, headers=STAFF).status_code == 201
     for worker, capacity in WORKERS.items():
         body = {"worker_id": worker, "method": "cti", "capacity": capacity, "on": "2016-01-02"}
         assert client.post("/programmes/demo-cph/workers", json=body, headers=STAFF).status_code == 201

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
+from shared.events.envelope import today
 from shared.eventstore import EventStore
 from tests.conftest import COPENHAGEN, PARTNER, STAFF, referral_body
 from tests.support import auth, run_workers
@@ -223,7 +225,9 @@ def test_caseload_refusals_and_the_waitlist(intake: FlaskClient, workers: str, c
         409,
         "already_waitlisted",
     )
-    # Reassigning keeps history and frees anna's slot, which a caseflow worker offers to the waitlist.
+    # Reassigning keeps history and frees anna's slot, which a caseflow worker offers to the waitlist (today: so
+    # only while the programme is funded, and this one is extended past today).
+    post(intake, f"/programmes/{workers}/changes", {"funding_end": (today() + timedelta(days=365)).isoformat()})
     post(intake, f"/cases/{first}/assignment", {"worker_id": "bo", "on": "2016-02-15"})
     run_workers(connection, "caseflow")
     caseload = intake.get(f"/programmes/{workers}/caseload", headers=STAFF).get_json()
@@ -258,6 +262,7 @@ def test_no_course_runs_past_the_funding_end(intake: FlaskClient, workers: str, 
     """DOMAIN.md: funding ends on 2016-12-31 "and no course may run past it". Records dated after it were
     accepted, and a course not closed stayed enrolled past it with nothing to show it was due for closure."""
     case = enrolled(intake)
+    post(intake, f"/cases/{case}/stars", {"on": "2016-12-01", "scores": {"housing": 4}})  # next due 2017-02-01
     post(intake, f"/cases/{case}/contacts", {"on": "2016-12-31", "kind": "phone"})  # its last day
     after = "2017-01-02"
     head = store.head()
@@ -275,6 +280,7 @@ def test_no_course_runs_past_the_funding_end(intake: FlaskClient, workers: str, 
     assert store.head() == head  # nothing written
     view = intake.get(f"/cases/{case}", headers=STAFF).get_json()
     assert view["status"] == "enrolled" and view["course"]["closure_overdue"]  # today is past 2016-12-31
+    assert view["next_assessment_due"] is None and not view["assessment_overdue"]  # no star can be recorded
     # A referral not enrolled is no course: its outcome is still recorded.
     post(intake, f"/referrals/{in_assessment(intake)}/decline", {"on": after, "reason": "no place"})
     # A funding extension moves every course's last day.
@@ -283,6 +289,31 @@ def test_no_course_runs_past_the_funding_end(intake: FlaskClient, workers: str, 
     closed = post(intake, f"/cases/{case}/closure", {"on": "2017-06-30", "reason": "funding_ended"})
     assert closed["status"] == "closed" and not closed["course"]["closure_overdue"]
     refused(intake, f"/cases/{case}/closure", {"on": "2017-07-01", "reason": "completed"}, 409, "case_closed")
+
+
+def test_no_course_is_left_without_a_date_it_can_be_closed_on(
+    intake: FlaskClient, workers: str, connection: redis.Redis
+) -> None:
+    """Two ways the funding-end rule left a course open for good (found by a review): a waitlist offer dated
+    today, after the funding end, which its closure could be dated neither before nor after; and a funding end
+    moved back before a worker's own phase move, which its closure could not be dated before."""
+    first, second = enrolled(intake), enrolled(intake)
+    post(intake, f"/cases/{first}/assignment", {"worker_id": "anna", "on": "2016-02-10"})
+    post(intake, f"/cases/{second}/assignment", {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-02-10"})
+    post(intake, f"/cases/{first}/closure", {"on": "2016-12-20", "reason": "completed"})  # recorded years later
+    run_workers(connection, "caseflow")
+    waiting = intake.get(f"/cases/{second}", headers=STAFF).get_json()
+    assert waiting["worker_id"] is None and waiting["waitlisted_since"] == "2016-02-10"  # no offer after the end
+    post(intake, f"/cases/{second}/closure", {"on": "2016-12-31", "reason": "funding_ended"})
+
+    case = enrolled(intake)
+    post(intake, f"/cases/{case}/phase", {"on": "2016-09-01", "phase": "phase_2", "reason": "housed"})
+    post(intake, f"/cases/{case}/contacts", {"on": "2016-10-01", "kind": "phone"})
+    post(intake, f"/programmes/{workers}/changes", {"funding_end": "2016-06-30"})  # a cut
+    refused(intake, f"/cases/{case}/contacts", {"on": "2016-10-02", "kind": "phone"}, 409, "after_funding_end")
+    refused(intake, f"/cases/{case}/closure", {"on": "2016-10-01", "reason": "funding_ended"}, 409, "after_funding_end")
+    closed = post(intake, f"/cases/{case}/closure", {"on": "2016-09-01", "reason": "funding_ended"})
+    assert closed["status"] == "closed" and closed["closed_on"] == "2016-09-01"
 
 
 def test_programme_refusals(intake: FlaskClient, workers: str) -> None:

@@ -262,7 +262,8 @@ def test_capacity_and_the_waitlist() -> None:
         decide_capacity(p, load, "anna", 0)
     assert lower.value.code == "capacity_below_caseload"
     # Only anna's slot counts: bo is free, so the waitlisted citizen is offered to bo at once.
-    assert decide_offers(load, p) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
+    assert decide_offers(load, p, date(2016, 2, 3)) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
+    assert decide_offers(load, p, date(2017, 1, 1)) == []  # after the funding end: no course runs, none is offered
     # Closing anna's course frees her slot in the same append.
     assert decide_release(load, "case-1", "course_closed", date(2016, 3, 1)) == [
         ev.CaseReleased("case-1", "anna", "course_closed")
@@ -299,7 +300,7 @@ def test_the_citizen_waiting_longest_is_offered_a_free_slot_first() -> None:
     for case_id, since in (("case-late-recorded", date(2016, 2, 5)), ("case-waiting-longer", date(2016, 2, 1))):
         load = evolve_caseload(load, ev.CaseWaitlisted(case_id), since)
     assert [c for c, _ in load.longest_waiting_first()] == ["case-waiting-longer", "case-late-recorded"]
-    assert decide_offers(load, p) == [ev.CaseAssigned("case-waiting-longer", "anna", "waitlist")]
+    assert decide_offers(load, p, date(2016, 2, 5)) == [ev.CaseAssigned("case-waiting-longer", "anna", "waitlist")]
 
 
 def test_status_changes_come_in_date_order() -> None:

@@ -66,6 +66,9 @@ def test_a_reader_may_take_only_the_first_events_of_each_stream(store: EventStor
         "case-a": (1, "ReferralReceived"),
         "case-b": (1, "ReferralReceived"),
     }
+    assert store.first_events([]) == {}
+    with pytest.raises(ValueError):  # it would read the whole stream from version 0, and nothing from 1
+        store.read_streams({"case-a": 0}, limit=0)
 
 
 def test_a_stale_expected_version_is_a_conflict_and_writes_nothing(store: EventStore) -> None:

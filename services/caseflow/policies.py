@@ -41,7 +41,7 @@ def offer_free_slots(store: EventStore, prefix: str, programme_id: str, on: date
         except NotFound:
             return 0
         caseload = load_caseload(store, programme_id)
-        offers = decide_offers(caseload, programme)
+        offers = decide_offers(caseload, programme, on)
         if not offers:
             return 0
         stream = caseload_stream(programme_id)

@@ -26,8 +26,8 @@ from shared.aggregates import (
 )
 from shared.domain import events as ev
 from shared.domain.access import Authority
-from shared.domain.case import Case, Invalid, Refused, decide_reopen, require_within_funding
-from shared.domain.caseload import Caseload, caseload_stream, decide_release
+from shared.domain.case import Case, Invalid, Refused, decide_reopen, earliest_closure, require_within_funding
+from shared.domain.caseload import Caseload, caseload_stream, decide_release, last_assignment_change
 from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
@@ -297,15 +297,17 @@ class Intake:
             case = unused.pop() if unused else self.case(case_id)
             programme = self.programme(case.programme_id)
             events = decide(case)
-            require_within_funding(case, programme, on)
             writes = [
                 Write(case_id, events, case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
             ]
             ending = next((e for e in events if _ends_case(e)), None)
             if ending is None:
+                require_within_funding(case, programme, on)
                 return self.write(ctx, on, writes, course_of=case.programme_id)
             caseload = self.caseload(case.programme_id)
+            floor = earliest_closure(case, last_assignment_change(caseload, case_id))
+            require_within_funding(case, programme, on, earliest_closure=floor)
             release = decide_release(caseload, case_id, ENDINGS[type(ending)], on)
             if release:
                 writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))

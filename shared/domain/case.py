@@ -464,11 +464,14 @@ def require_in_date_order(last: date | None, on: date, what: str) -> None:
         raise Refused("date_before_last_record", f"{on.isoformat()} is before the last {what} ({last.isoformat()})")
 
 
-def require_within_funding(case: Case, programme: Programme, on: date) -> None:
+def require_within_funding(case: Case, programme: Programme, on: date, earliest_closure: date | None = None) -> None:
     """The programme's funding end is a course's last day ("no course may run past it", DOMAIN.md): nothing is
     recorded on a course after it, so a course it cuts short is closed on or before it (reason
-    ``funding_ended``). A referral not yet enrolled is not a course: its outcome is still recorded."""
-    if case.enrolled_on is not None and on > programme.funding_end:
+    ``funding_ended``). A referral not yet enrolled is not a course: its outcome is still recorded.
+
+    ``earliest_closure``, for a closure: the first day the closure's other rules allow. A funding end moved back
+    before a course's records (a cut) leaves it that day, not a course that can never be closed."""
+    if case.enrolled_on is not None and on > max(programme.funding_end, earliest_closure or programme.funding_end):
         raise Refused(
             "after_funding_end",
             f"the programme's funding ended on {programme.funding_end.isoformat()} and no course runs past it: "
@@ -543,6 +546,13 @@ def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: 
     if case.phases and on < case.phases[-1].on:
         raise Refused("date_before_last_phase", "a phase move cannot be dated before the last one")
     return ev.PhaseEntered(phase=phase, reason=reason, scheduled=False)
+
+
+def earliest_closure(case: Case, last_assignment_change: date | None) -> date:
+    """The first day a closure may be dated: not before the last status change, a worker's own phase move, or the
+    last change of relation worker or of the waitlist (``decide_close``, ``decide_release``)."""
+    moves = [p.on for p in case.phases if not p.scheduled]
+    return max([case.history[-1].on, *moves, *([last_assignment_change] if last_assignment_change else [])])
 
 
 def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:

@@ -94,10 +94,15 @@ def _require_after_last_assignment_change(caseload: Caseload, case_id: str, on: 
     """A case's assignments and its place on the waitlist change in date order: one dated before its last start
     or end, or before it joined the waitlist, would count a caseload or the waitlist below zero on the dates
     between, or a wait of negative days (and the report for those dates would say so)."""
+    if (last := last_assignment_change(caseload, case_id)) is not None:
+        require_in_date_order(last, on, "change of relation worker or of the waitlist")
+
+
+def last_assignment_change(caseload: Caseload, case_id: str) -> date | None:
+    """The date of the case's last assignment, reassignment, release or waitlisting, if it had one."""
     changes = [date.fromisoformat(until or start) for _, start, until, _ in caseload.history.get(case_id, ())[-1:]]
     changes += [since for waiting, since in caseload.waitlist if waiting == case_id]
-    if changes:
-        require_in_date_order(max(changes), on, "change of relation worker or of the waitlist")
+    return max(changes, default=None)
 
 
 def decide_assignment(
@@ -138,8 +143,11 @@ def decide_release(caseload: Caseload, case_id: str, reason: str, on: date) -> l
     return events
 
 
-def decide_offers(caseload: Caseload, programme: Programme) -> list[DomainEvent]:
-    """Offer every free slot to the longest-waiting citizen, in turn (workers in id order)."""
+def decide_offers(caseload: Caseload, programme: Programme, on: date) -> list[DomainEvent]:
+    """Offer every free slot to the longest-waiting citizen, in turn (workers in id order). None after the
+    funding end: no course runs past it, and an assignment dated then would leave a course no closure date."""
+    if on > programme.funding_end:
+        return []
     load = Counter(caseload.assignments.values())
     waiting = [case_id for case_id, _ in caseload.longest_waiting_first()]
     offers: list[DomainEvent] = []

@@ -25,7 +25,8 @@ def who5_scores(items: tuple[int, ...] | list[int]) -> dict[str, int]:
 def next_assessment_due(case: Case, programme: Programme) -> date | None:
     if case.status is not CaseStatus.ENROLLED or case.last_star_on is None:
         return None
-    return add_months(case.last_star_on, programme.assessment_interval_months)
+    due = add_months(case.last_star_on, programme.assessment_interval_months)
+    return due if due <= programme.funding_end else None  # none can be recorded after it: closure is due instead
 
 
 def course_status(
