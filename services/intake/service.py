@@ -284,19 +284,21 @@ class Intake:
         ctx: Context,
         case_id: str,
         on: date,
-        decide: Callable[[Case], Sequence[DomainEvent]],
+        decide: Callable[[Case, Programme], Sequence[DomainEvent]],
         read: Case | None = None,
     ) -> AppendResult:
-        """A command on one case. When it ends the case, the worker's slot frees in the same append.
+        """A command on one case, decided on the case and its programme's rules (the funding end for every one;
+        the recruitment window, the phase plan, the scale for some), read-checking both. When it ends the case,
+        the worker's slot frees in the same append.
 
-        ``read``: the case as the caller just folded it (for the scope check), used by the first attempt; the
-        append's expected version still refuses it if the case moved on, and a retry reads it afresh."""
-        unused = [read] if read is not None else []  # the caller's read serves the first attempt only
+        ``read``: the case as the caller just folded it for the scope check (``course``, which read its programme
+        in the same round trip), used by the first attempt; the append's read-checks still refuse either if it
+        moved on, and a retry reads both afresh."""
+        first = [(read, self._programme_read_with(read))] if read is not None else []
 
         def attempt() -> AppendResult:
-            case = unused.pop() if unused else self.case(case_id)
-            programme = self.programme(case.programme_id)
-            events = decide(case)
+            case, programme = first.pop() if first else self.course(case_id)[:2]
+            events = decide(case, programme)
             writes = [
                 Write(case_id, events, case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
@@ -316,29 +318,11 @@ class Intake:
 
         return self.retrying(attempt)
 
-    def on_case_with_programme(
-        self,
-        ctx: Context,
-        case_id: str,
-        on: date,
-        decide: Callable[[Case, Programme], Sequence[DomainEvent]],
-        read: Case | None = None,
-    ) -> AppendResult:
-        """A command whose rules come from the programme (e.g. enrolment in the recruitment window)."""
-        unused = [read] if read is not None else []  # the caller's read serves the first attempt only
-
-        def attempt() -> AppendResult:
-            case = unused.pop() if unused else self.case(case_id)
-            programme = self.programme(case.programme_id)
-            events = decide(case, programme)
-            require_within_funding(case, programme, on)
-            writes = [
-                Write(case_id, events, case.version),
-                Write(programme_stream(programme.programme_id), [], programme.version),
-            ]
-            return self.write(ctx, on, writes, course_of=programme.programme_id)
-
-        return self.retrying(attempt)
+    def _programme_read_with(self, case: Case) -> Programme:
+        """The programme as ``course`` read it with the case a moment ago: held, not read again. Never an older
+        one (which could refuse what a funding extension allows), as ``course`` read it afresh."""
+        _, programme = self.folds.held(programme_fold(case.programme_id))
+        return found(programme, "no such programme")
 
     def on_caseload(
         self, ctx: Context, case_id: str, on: date, decide: Callable[[Caseload, Programme, Case], Sequence[DomainEvent]]

@@ -51,11 +51,10 @@ def scoped_case(principal: Principal, case_id: str, *, referral: bool = False, a
         raise NotFound("no such case")
     service = intake()
     try:
-        case = service.case(case_id)
+        case, _, caseload = service.course(case_id)  # one round trip; the command reuses the programme
     except NotFound:
         raise NotFound("no such case") from None
     if allowed is None:
-        caseload = service.caseload(case.programme_id)
         allowed = (sees_referral if referral else sees_course)(principal, case, caseload)
     log_case_access(principal, case_id, allowed)
     if not allowed:
@@ -196,7 +195,7 @@ def case_command(
     checked = scoped_case(principal, case_id, referral=referral)
     ctx, data = load(principal, schema)
     try:
-        result = intake().on_case(ctx, case_id, data["on"], lambda case: decide(case, data), read=checked)
+        result = intake().on_case(ctx, case_id, data["on"], lambda case, _: decide(case, data), read=checked)
     except Refused:
         if principal.role is Role.REFERRER:
             raise referrer_refusal(case_id) from None
@@ -220,9 +219,7 @@ def programme_case_command(
     principal = caller(*STAFF)
     checked = scoped_case(principal, case_id)
     ctx, data = load(principal, schema)
-    result = intake().on_case_with_programme(
-        ctx, case_id, data["on"], lambda case, p: decide(case, p, data), read=checked
-    )
+    result = intake().on_case(ctx, case_id, data["on"], lambda case, p: decide(case, p, data), read=checked)
     return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")
 
 

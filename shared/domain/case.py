@@ -471,7 +471,8 @@ def require_within_funding(case: Case, programme: Programme, on: date, earliest_
 
     ``earliest_closure``, for a closure: the first day the closure's other rules allow. A funding end moved back
     before a course's records (a cut) leaves it that day, not a course that can never be closed."""
-    if case.enrolled_on is not None and on > max(programme.funding_end, earliest_closure or programme.funding_end):
+    last_day = max(programme.funding_end, earliest_closure) if earliest_closure else programme.funding_end
+    if case.enrolled_on is not None and on > last_day:
         raise Refused(
             "after_funding_end",
             f"the programme's funding ended on {programme.funding_end.isoformat()} and no course runs past it: "
@@ -551,8 +552,10 @@ def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: 
 def earliest_closure(case: Case, last_assignment_change: date | None) -> date:
     """The first day a closure may be dated: not before the last status change, a worker's own phase move, or the
     last change of relation worker or of the waitlist (``decide_close``, ``decide_release``)."""
-    moves = [p.on for p in case.phases if not p.scheduled]
-    return max([case.history[-1].on, *moves, *([last_assignment_change] if last_assignment_change else [])])
+    dates = [case.history[-1].on, *(p.on for p in case.phases if not p.scheduled)]
+    if last_assignment_change is not None:
+        dates.append(last_assignment_change)
+    return max(dates)
 
 
 def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
