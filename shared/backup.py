@@ -10,6 +10,7 @@ an erased citizen's data stays erased in every backup.
 
 from __future__ import annotations
 
+import collections
 import gzip
 import hashlib
 import itertools
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from shared.eventstore import EventStore, partition_of
 from shared.redis_values import as_text, entry_position
@@ -63,19 +66,18 @@ def _sha256(path: Path, *, gzip_content: bool) -> str:
     return digest.hexdigest()
 
 
-# KEYS: the log's meta, its position counter. ARGV: what the claim records. An empty log is claimed for one
-# import, atomically: every append refuses while ``restoring`` is set (see ``shared.eventstore``).
+# KEYS: the log's meta, its position counter. ARGV: the claim (which file). An empty log is claimed for one
+# import, atomically: every append refuses while ``restoring`` is set (see ``shared.eventstore``). Returns
+# 'claimed', 'in_use', or 'restoring' and the claim an earlier import left.
 _CLAIM = """
-if redis.call('HEXISTS', KEYS[1], 'restoring') == 1 then return 'restoring' end
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return 'in_use' end
+local claim = redis.call('HGET', KEYS[1], 'restoring')
+if claim then return {'restoring', claim} end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return {'in_use'} end
 redis.call('HSET', KEYS[1], 'restoring', ARGV[1])
-return 'claimed'
+return {'claimed'}
 """
 
-INTERRUPTED = (
-    "an import into this store is running or was interrupted, and the store holds part of a log: if none is "
-    "running, empty the store (every key under the suite's prefix) and import again"
-)
+START_OVER = "to start over instead, empty the store (every key under the suite's prefix) and import"
 
 
 def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> int:
@@ -83,11 +85,12 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
 
     The store is claimed first, so nothing is appended while the import writes (an append meanwhile would take
     a position the file holds); it is released only when every event announced is restored. An interrupted
-    import leaves it claimed, and refusing every write: a partial log must not take new events."""
+    import leaves it claimed, and refusing every write: a partial log must not take new events. Importing the
+    same file again finishes it: each batch is written whole or not at all, so the store holds the file's
+    first events, and the import goes on after them."""
     expected = Path(f"{path}.sha256").read_text().split()[0]
     if expected != _sha256(path, gzip_content=False) and expected != _sha256(path, gzip_content=True):
         raise BackupError("checksum mismatch: the file is damaged or not the one exported")
-    restored = 0
     with gzip.open(path, "rb") as source:
         header = json.loads(source.readline())
         if header.get("format") != FORMAT:
@@ -97,42 +100,79 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
                 f"the file's log has {header['partitions']} partitions, this store {store.partitions}: set "
                 f"CASEFLOW_PARTITIONS={header['partitions']} for every service and worker, restart them, and import"
             )
-        claim = as_text(store.redis.eval(_CLAIM, 2, store.keys.meta, store.keys.position, path.name))
-        if claim == "in_use":
+        claim = json.dumps({"file": path.name, "sha256": expected}, sort_keys=True)
+        outcome, *earlier = (
+            as_text(v) for v in store.redis.eval(_CLAIM, 2, store.keys.meta, store.keys.position, claim)
+        )
+        if outcome == "in_use":
             raise BackupError("the target already holds events: import only into an empty store")
-        if claim == "restoring":
-            raise BackupError(INTERRUPTED)
-        batch: list[dict[str, Any]] = []
-        for line in source:
-            batch.append(json.loads(line))
-            if len(batch) == BATCH:
-                restored += _restore(store, batch, restored)
-                if progress:
-                    progress(len(batch))
-                batch = []
-        restored += _restore(store, batch, restored)
-        if progress:
-            progress(len(batch))
+        restored = 0 if outcome == "claimed" else _resumable(store, earlier[0], claim)
+        records = (json.loads(line) for line in source)
+        if restored:
+            _check_restored(store, itertools.islice(records, restored), restored)
+            if progress:
+                progress(restored)
+        for batch in _batches(records, BATCH):
+            restored += _restore(store, batch, restored)
+            if progress:
+                progress(len(batch))
     if restored != header["head"]:
-        raise BackupError(f"the export announced {header['head']} events but held {restored}; {INTERRUPTED}")
+        raise BackupError(
+            f"the export announced {header['head']} events but held {restored}: the store stays claimed, "
+            f"refusing writes; {START_OVER}"
+        )
     store.redis.hdel(store.keys.meta, "restoring")
     return restored
 
 
+def _resumable(store: EventStore, earlier: str, claim: str) -> int:
+    """How many events an interrupted import of this same file wrote; refuses another file's claim."""
+    held = int(store.redis.get(store.keys.position) or 0)
+    if earlier != claim:
+        file = json.loads(earlier)["file"] if earlier.startswith("{") else earlier
+        raise BackupError(
+            f"an import of another file ({file}) holds this store, with {held} events written: if it is not "
+            f"running, import that file again to finish it; {START_OVER}"
+        )
+    return held
+
+
+def _check_restored(store: EventStore, records: Iterator[dict[str, Any]], restored: int) -> None:
+    """The store holds the file's first ``restored`` events: its last one is the file's at that position."""
+    last = next(iter(collections.deque(records, maxlen=1)), None)
+    if last is None or last["position"] != restored:
+        raise BackupError(f"the store holds {restored} events, more than the file; {START_OVER}")
+    if as_text(store.redis.hget(store.keys.event_ids, last["id"]) or b"") != f"{restored}:{last['sp']}":
+        raise BackupError(f"the store's event at position {restored} is not the file's; {START_OVER}")
+
+
+def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(itertools.islice(records, size)):
+        yield batch
+
+
 def _restore(store: EventStore, batch: list[dict[str, Any]], before: int) -> int:
-    pipe = store.redis.pipeline(transaction=True)
-    for offset, event in enumerate(batch, start=1):
-        position = event.pop("position")
-        if position != before + offset:
-            raise BackupError(f"positions are not contiguous at {position}; {INTERRUPTED}")
-        fields: dict[str | bytes, str | bytes] = {k: str(v) for k, v in event.items()}
-        partition = store.keys.partition(partition_of(event["stream"], store.partitions))
-        pipe.xadd(partition, fields, id=f"{position}-0")  # type: ignore[arg-type]
-        pipe.rpush(store.keys.stream(event["stream"]), position)
-        pipe.hset(store.keys.event_ids, event["id"], f"{position}:{event['sp']}")
-    if batch:
+    """Write one batch in one transaction, only while the log's head is where this import left it: a second
+    import of the same file, started while this one runs, makes one of them stop rather than both write."""
+    with store.redis.pipeline(transaction=True) as pipe:
+        pipe.watch(store.keys.position)  # type: ignore[no-untyped-call]
+        if int(pipe.get(store.keys.position) or 0) != before:
+            raise BackupError("another import is writing this log; this one stops")
+        pipe.multi()
+        for offset, event in enumerate(batch, start=1):
+            position = event.pop("position")
+            if position != before + offset:
+                raise BackupError(f"positions are not contiguous at {position}: the store stays claimed; {START_OVER}")
+            fields: dict[str | bytes, str | bytes] = {k: str(v) for k, v in event.items()}
+            partition = store.keys.partition(partition_of(event["stream"], store.partitions))
+            pipe.xadd(partition, fields, id=f"{position}-0")  # type: ignore[arg-type]
+            pipe.rpush(store.keys.stream(event["stream"]), position)
+            pipe.hset(store.keys.event_ids, event["id"], f"{position}:{event['sp']}")
         pipe.set(store.keys.position, before + len(batch))
-    pipe.execute()
+        try:
+            pipe.execute()
+        except redis.WatchError:
+            raise BackupError("another import is writing this log; this one stops") from None
     return len(batch)
 
 

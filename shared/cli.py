@@ -96,7 +96,8 @@ def export_command(path: Path) -> None:
 @log_commands.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_command(path: Path) -> None:
-    """Restore PATH into an empty store (checksum checked first); then rebuild the read models."""
+    """Restore PATH into an empty store (checksum checked first), or finish an interrupted import of PATH; then
+    rebuild the read models."""
     store, _ = _store()
     try:
         with click.progressbar(length=0, label="importing") as bar:

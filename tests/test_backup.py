@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,14 @@ def test_an_export_taken_while_referrals_arrive_holds_the_log_up_to_its_head_and
     assert verify_log(store).problems == []
 
 
-def test_nothing_is_appended_while_an_import_restores_the_log_and_an_interrupted_import_keeps_refusing(
+def _referrals_exported(intake: FlaskClient, store: EventStore, path: Path, referrals: int) -> int:
+    """Post ``referrals`` referrals and export the log to ``path``; returns its head."""
+    for _ in range(referrals):
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    return export_log(store, path)[0]
+
+
+def test_nothing_is_appended_while_an_import_restores_the_log_nor_after_it_was_interrupted(
     intake: FlaskClient,
     cph: str,
     connection: redis.Redis,
@@ -112,10 +120,8 @@ def test_nothing_is_appended_while_an_import_restores_the_log_and_an_interrupted
 ) -> None:
     """A referral appended during an import would take a position the file holds: the import claims the empty
     store, every append is refused (503, and retried later) until the last event is restored."""
-    for _ in range(5):
-        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
     exported = tmp_path / "log.jsonl.gz"
-    head = export_log(store, exported)[0]
+    head = _referrals_exported(intake, store, exported, 5)
     connection.flushdb()
     monkeypatch.setattr(backup, "BATCH", 3)
     restored: list[int] = []
@@ -146,11 +152,82 @@ def test_nothing_is_appended_while_an_import_restores_the_log_and_an_interrupted
         import_log(store, exported, progress=crash_before_release)
     refused = intake.post("/referrals", json=referral_body(), headers=STAFF)
     assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "log_restoring"
-    again = (
-        create_intake(connection, Settings.from_env({})).test_cli_runner().invoke(args=["log", "import", str(exported)])
-    )
-    assert again.exit_code == 1 and "interrupted" in again.output
     assert store.head() == head
+    assert connection.hexists(store.keys.meta, "restoring")
+
+
+def test_an_interrupted_import_is_finished_by_importing_the_same_file_again(
+    intake: FlaskClient,
+    cph: str,
+    connection: redis.Redis,
+    store: EventStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each batch is written whole or not at all, so a store an import left holds the file's first events: the
+    same file imported again goes on after them; another file is refused, naming the one to finish."""
+    exported, other = tmp_path / "log.jsonl.gz", tmp_path / "other.jsonl.gz"
+    head = _referrals_exported(intake, store, exported, 7)
+    entries = [store.redis.xrange(store.keys.partition(p)) for p in range(store.partitions)]
+    _referrals_exported(intake, store, other, 1)
+    connection.flushdb()
+    monkeypatch.setattr(backup, "BATCH", 3)
+
+    def crash_after_two_batches(_: int) -> None:
+        if store.head() == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_log(store, exported, progress=crash_after_two_batches)
+    assert store.head() == 6 and head > 6
+    runner = create_intake(connection, Settings.from_env({})).test_cli_runner()
+    refused = runner.invoke(args=["log", "import", str(other)])
+    assert refused.exit_code == 1 and "another file (log.jsonl.gz)" in refused.output and "6 events" in refused.output
+    finished = runner.invoke(args=["log", "import", str(exported)])
+    assert finished.exit_code == 0, finished.output
+    assert f"{head} events restored" in finished.output
+    assert store.head() == head and not connection.hexists(store.keys.meta, "restoring")
+    assert verify_log(store).problems == []
+    assert [
+        store.redis.xrange(store.keys.partition(p)) for p in range(store.partitions)
+    ] == entries  # the log as exported, nothing written twice
+    assert intake.post("/referrals", json=referral_body(), headers=STAFF).get_json()["positions"] == [head + 1]
+
+    connection.flushdb()
+    with pytest.raises(KeyboardInterrupt):
+        import_log(store, exported, progress=crash_after_two_batches)
+    with gzip.open(exported) as lines:
+        sixth = json.loads(lines.readlines()[6])
+    connection.hset(store.keys.event_ids, sixth["id"], "1:1")
+    with pytest.raises(backup.BackupError, match="at position 6 is not the file's"):
+        import_log(store, exported)
+    assert store.head() == 6
+
+
+def test_of_two_imports_of_one_file_at_once_one_stops_and_the_log_is_whole(
+    intake: FlaskClient,
+    cph: str,
+    connection: redis.Redis,
+    store: EventStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator who imports again while the first import still runs: both would write the same positions.
+    Each batch is written only while the head is where its import left it, so one of them stops."""
+    exported = tmp_path / "log.jsonl.gz"
+    head = _referrals_exported(intake, store, exported, 7)
+    connection.flushdb()
+    monkeypatch.setattr(backup, "BATCH", 3)
+    second: list[int] = []
+
+    def second_import_meanwhile(_: int) -> None:
+        if not second:
+            second.append(import_log(store, exported))
+
+    with pytest.raises(backup.BackupError, match="another import is writing this log"):
+        import_log(store, exported, progress=second_import_meanwhile)
+    assert second == [head] and store.head() == head
+    assert verify_log(store).problems == []
 
 
 def test_verify_checks_the_log_up_to_its_head_while_referrals_arrive(
