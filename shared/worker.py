@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 from typing import Any
 
-from rq import get_current_job
+import redis
+from rq import Queue, get_current_job
 from rq.cron import CronScheduler
 from rq.worker import SimpleWorker
 
 from shared.bootstrap import connect, event_store, projection_runner
-from shared.config import Settings
+from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.durability import warn_if_not_durable
 from shared.eventstore import EventStore
 from shared.logs import configure_logging
@@ -19,6 +23,11 @@ from shared.projections import Projection, ProjectionRunner
 SWEEP_INTERVAL_S = 30
 OFFER_INTERVAL_S = 60
 PHASE_INTERVAL_S = 3600
+# RQ keeps an idle worker's registration this long past its last heartbeat (+60 s), and an idle worker
+# heartbeats every WORKER_TTL_S - 15 s: one that hangs drops out of the registry within two minutes (RQ's
+# default, 420 s, would take eight), which is what ``caseflow-alive`` looks at. A busy worker's registration
+# lasts its job's timeout and a minute.
+WORKER_TTL_S = 60
 
 
 class SuiteWorker(SimpleWorker):
@@ -51,6 +60,10 @@ def current_runner(projection: Projection) -> ProjectionRunner:
     return projection_runner(job.connection, Settings.from_env(), projection)
 
 
+def suite_worker(connection: redis.Redis, prefix: str, queue: str) -> SuiteWorker:
+    return SuiteWorker([queue_name(prefix, queue)], connection=connection, worker_ttl=WORKER_TTL_S)
+
+
 def run_worker(queue: str, service: str) -> None:
     """A worker on the suite's ``queue`` ("caseflow", "reporting") under the configured key prefix."""
     configure_logging(service)
@@ -58,7 +71,7 @@ def run_worker(queue: str, service: str) -> None:
     connection = connect(settings)
     warn_if_not_durable(connection, service)
     enqueue_sweeps(connection, settings.key_prefix)  # catch up on anything appended while no worker ran
-    worker = SuiteWorker([queue_name(settings.key_prefix, queue)], connection=connection)
+    worker = suite_worker(connection, settings.key_prefix, queue)
     worker.work(with_scheduler=True)  # the scheduler moves retries that are due back to the queue
 
 
@@ -94,3 +107,36 @@ def run_scheduler() -> None:
 def _import(path: str) -> Any:
     module, _, name = path.rpartition(".")
     return getattr(__import__(module, fromlist=[name]), name)
+
+
+def alive_here(connection: redis.Redis, prefix: str, role: str, hostname: str | None = None) -> bool:
+    """Whether this host (a container) runs a live ``role``: a "caseflow" or "reporting" worker, or the
+    "scheduler". Alive is registered with RQ: a registration lapses when its heartbeats stop, and a process
+    that stops cleanly removes its own."""
+    hostname = hostname or socket.gethostname()
+    if role == "scheduler":
+        return any(s.hostname == hostname for s in CronScheduler.all(connection, cleanup=False))
+    workers = SuiteWorker.all(queue=Queue(queue_name(prefix, role), connection=connection))
+    return any(w.hostname == hostname for w in workers)
+
+
+ROLES = ("caseflow", "reporting", "scheduler")
+
+
+def alive_main(argv: list[str] | None = None) -> int:
+    """``caseflow-alive caseflow|reporting|scheduler``: exit 0 if this host's process of that role is alive
+    (a container healthcheck), 1 with a line saying why not."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in ROLES:
+        print(f"usage: caseflow-alive {'|'.join(ROLES)}", file=sys.stderr)
+        return 2
+    # The check seals nothing and pseudonymises nothing: it needs Redis, not the deployment's secrets.
+    settings = Settings.from_env({**DEVELOPMENT_SECRETS, **os.environ})
+    try:
+        alive = alive_here(connect(settings), settings.key_prefix, args[0])
+    except redis.RedisError as e:
+        print(f"cannot ask Redis: {type(e).__name__}", file=sys.stderr)
+        return 1
+    if not alive:
+        print(f"no live {args[0]} process registered from {socket.gethostname()}", file=sys.stderr)
+    return 0 if alive else 1

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from rq.cron import CronScheduler
 
 from shared.config import DEVELOPMENT_SECRETS, PLACEHOLDER, Settings
+from shared.worker import ROLES, WORKER_TTL_S, alive_here, alive_main, suite_worker
+from tests.support import spawn_worker, stop_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +78,62 @@ def test_each_http_service_is_checked_by_its_own_healthz(connection: redis.Redis
         server.shutdown()
     unreachable = subprocess.run([sys.executable, "-c", check], capture_output=True, timeout=30)
     assert unreachable.returncode != 0
+
+
+def test_each_worker_and_the_scheduler_is_checked_by_its_own_registration(connection: redis.Redis) -> None:
+    """A worker's or the scheduler's healthcheck asks RQ whether a process of its role is registered from its
+    own container (host): a registration that stopped heartbeating lapses, and one that stopped cleanly is gone."""
+    services, scripts = compose()["services"], console_scripts()
+    for name, role in (("caseflow", "caseflow"), ("reporting-worker", "reporting"), ("scheduler", "scheduler")):
+        assert services[name]["healthcheck"]["test"] == ["CMD", "caseflow-alive", role], name
+    assert resolve(scripts["caseflow-alive"]) is alive_main
+    prefix = Settings.from_env({}).key_prefix
+
+    def roles() -> set[str]:
+        return {role for role in ROLES if alive_here(connection, prefix, role)}
+
+    assert roles() == set()
+    worker = suite_worker(connection, prefix, "caseflow")
+    worker.register_birth()  # type: ignore[no-untyped-call]
+    worker.heartbeat()
+    assert roles() == {"caseflow"} and not alive_here(connection, prefix, "caseflow", hostname="another-container")
+    assert 0 < connection.ttl(worker.key) <= WORKER_TTL_S + 60  # a hung worker lapses within two minutes
+    worker.register_death()  # type: ignore[no-untyped-call]
+    assert roles() == set()
+
+    hung = suite_worker(connection, prefix, "reporting")
+    hung.register_birth()  # type: ignore[no-untyped-call]
+    assert roles() == {"reporting"}
+    connection.pexpire(hung.key, 1)  # its heartbeats stopped: the registration lapses
+    time.sleep(0.05)
+    assert roles() == set()
+
+    scheduler = CronScheduler(connection=connection)
+    scheduler.register_birth()
+    assert roles() == {"scheduler"}
+    connection.pexpire(scheduler.key, 1)
+    time.sleep(0.05)
+    assert roles() == set()
+    assert alive_main(["nothing"]) == 2
+
+
+def test_a_running_worker_process_is_alive_and_one_stopped_is_not(
+    real_connection: redis.Redis, real_redis_url: str
+) -> None:
+    """``caseflow-alive`` as the container runs it, beside a real worker process."""
+    environment = {**os.environ, "REDIS_URL": real_redis_url}
+    alive = [sys.executable, "-c", "import sys; from shared.worker import alive_main; sys.exit(alive_main())"]
+    worker = spawn_worker("caseflow", real_redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([*alive, "caseflow"], env=environment, capture_output=True).returncode != 0:
+            assert worker.poll() is None and time.monotonic() < deadline, "the worker never registered"
+            time.sleep(0.2)
+        missing = subprocess.run([*alive, "scheduler"], env=environment, capture_output=True, text=True)
+        assert missing.returncode == 1 and "no live scheduler process" in missing.stderr
+    finally:
+        stop_workers([worker])
+    assert subprocess.run([*alive, "caseflow"], env=environment, capture_output=True).returncode == 1
 
 
 def test_redis_keeps_the_log_on_disk() -> None:
