@@ -23,6 +23,8 @@ class Settings:
     session_secret: str = field(repr=False)
     retry_intervals: tuple[int, ...]  # seconds between a failed job's retries; their number is the bound
     ready_max_lag: int  # /readyz answers 503 when a projection is further behind the log than this
+    # When set, /metrics answers only ``Authorization: Bearer <token>`` (Prometheus' ``authorization``).
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -45,6 +47,7 @@ class Settings:
             session_secret=_secret(env, "CASEFLOW_SESSION_SECRET"),
             retry_intervals=tuple(int(s) for s in env.get("CASEFLOW_RETRY_INTERVALS", "2,10,30").split(",") if s),
             ready_max_lag=int(env.get("CASEFLOW_READY_MAX_LAG", "1000")),
+            metrics_token=_metrics_token(env),
         )
 
 
@@ -57,6 +60,14 @@ DEVELOPMENT_SECRETS = {
     "CASEFLOW_MASTER_KEY": "dev-only-master-key",
     "CASEFLOW_SESSION_SECRET": "dev-only-session-secret",
 }
+
+
+def _metrics_token(env: Mapping[str, str]) -> str:
+    """Unset or empty, /metrics asks for no token (compose requires one); the example's placeholder is refused."""
+    value = env.get("CASEFLOW_METRICS_TOKEN", "").strip()
+    if value == PLACEHOLDER:
+        raise ValueError(f"CASEFLOW_METRICS_TOKEN is still the example's placeholder ({PLACEHOLDER!r}): set your own")
+    return value
 
 
 def _secret(env: Mapping[str, str], name: str) -> str:

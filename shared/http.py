@@ -20,6 +20,7 @@ from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from shared.config import Settings
 from shared.domain.calendar import EARLIEST_DATE, LATEST_PLANNING_DATE
 
 log = logging.getLogger(__name__)
@@ -140,17 +141,17 @@ def install(app: Flask) -> None:
         return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
-def service_app(name: str, connection: Any, key_prefix: str, *blueprints: Blueprint) -> Flask:
+def service_app(name: str, connection: Any, settings: Settings, *blueprints: Blueprint) -> Flask:
     """A service's Flask app with the shared error handling, request ids and health endpoints."""
     from shared.durability import warn_if_not_durable
     from shared.metrics import install_metrics
 
     app = Flask(name)
-    app.config.update(KEY_PREFIX=key_prefix)
+    app.config.update(KEY_PREFIX=settings.key_prefix)
     app.extensions["redis"] = connection
     install(app)
     install_health(app, connection)
-    install_metrics(app, name, connection)
+    install_metrics(app, name, connection, settings.metrics_token)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     warn_if_not_durable(connection, name)

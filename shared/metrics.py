@@ -9,6 +9,7 @@ are added up over every worker at each scrape.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from shared.http import error_response
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("caseflow_http_requests", "HTTP requests", ["service", "endpoint", "status"], registry=REGISTRY)
@@ -53,7 +56,9 @@ class RedisCollector(Collector):
         yield GaugeMetricFamily("caseflow_log_head", "Events in the log", value=report["log_head"])
 
 
-def install_metrics(app: Flask, service: str, connection: Any) -> None:
+def install_metrics(app: Flask, service: str, connection: Any, token: str = "") -> None:
+    """``token``, when set, is asked of every scrape: the counts say how busy a programme is, which is for
+    the operators, not for whoever reaches the port."""
     registry = CollectorRegistry()
     registry.register(RedisCollector(connection))
 
@@ -70,6 +75,9 @@ def install_metrics(app: Flask, service: str, connection: Any) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token and not hmac.compare_digest(sent.encode(), token.encode()):
+            return error_response(401, "unauthenticated", "send the metrics token: Authorization: Bearer <token>")
         body = generate_latest(_per_process_metrics()) + generate_latest(registry)
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
 

@@ -164,6 +164,7 @@ def test_a_deployment_names_its_own_secrets() -> None:
         environment = compose()["services"][name]["environment"]
         for secret in SECRETS:
             assert environment[secret].startswith(f"${{{secret}:?"), (name, secret)
+        assert environment["CASEFLOW_METRICS_TOKEN"].startswith("${CASEFLOW_METRICS_TOKEN:?"), name
     for secret in SECRETS:
         with pytest.raises(ValueError, match=secret):
             Settings.from_env({secret: PLACEHOLDER})
@@ -199,7 +200,8 @@ def test_docker_compose_accepts_the_file() -> None:
         return  # the YAML checks above still ran; the client is optional on a developer machine
     bare = {k: v for k, v in os.environ.items() if k not in SECRETS}
     config = [docker, "compose", "--env-file", os.devnull, "config", "--quiet"]
-    set_up = subprocess.run(config, cwd=ROOT, capture_output=True, text=True, env=bare | dict.fromkeys(SECRETS, "s"))
+    given = dict.fromkeys((*SECRETS, "CASEFLOW_METRICS_TOKEN"), "s")
+    set_up = subprocess.run(config, cwd=ROOT, capture_output=True, text=True, env=bare | given)
     assert set_up.returncode == 0, set_up.stderr
     missing = subprocess.run(config, cwd=ROOT, capture_output=True, text=True, env=bare)
     assert missing.returncode != 0 and "CASEFLOW_CPR_SECRET" in missing.stderr

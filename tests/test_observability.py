@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.http import under_gunicorn
 from shared.logs import configure_logging
-from tests.conftest import PARTNER, free_port, referral_body
+from tests.conftest import PARTNER, STAFF, free_port, referral_body
 from tests.support import run_workers
 from tests.test_deployment import ROOT, compose
 
@@ -89,6 +90,26 @@ def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection:
     assert lag(intake.get("/metrics").get_data(as_text=True)) == 0
 
 
+def test_metrics_ask_for_the_token_when_one_is_set(connection: redis.Redis, keys: None) -> None:
+    """The counts say how busy each programme is: for the operators' Prometheus, not for whoever reaches the
+    port. Compose requires a token; without one (the local suite, tests) /metrics asks for none."""
+    from services.intake.app import create_app as create_intake
+    from services.reporting.app import create_app as create_reporting
+
+    settings = Settings.from_env({"CASEFLOW_METRICS_TOKEN": "scrape-token"})
+    for create in (create_intake, create_reporting):
+        client = create(connection, settings).test_client()
+        for refused in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer "}, STAFF):
+            response = client.get("/metrics", headers=refused)
+            assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthenticated"
+            assert "caseflow_" not in response.get_data(as_text=True)
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+        assert scraped.status_code == 200 and "caseflow_log_head" in scraped.get_data(as_text=True)
+        assert create(connection, Settings.from_env({})).test_client().get("/metrics").status_code == 200
+    with pytest.raises(ValueError, match="CASEFLOW_METRICS_TOKEN is still the example's placeholder"):
+        Settings.from_env({"CASEFLOW_METRICS_TOKEN": "change-me"})
+
+
 def test_a_deployed_app_logs_json_lines_that_name_an_exception_but_never_repeat_its_message(
     connection: redis.Redis, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -128,7 +149,8 @@ def test_metrics_under_gunicorn_count_every_workers_requests_whichever_worker_an
     assert command in args
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), *args],
-        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | {"REDIS_URL": real_redis_url},
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        | {"REDIS_URL": real_redis_url, "CASEFLOW_METRICS_TOKEN": "scrape-token"},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -145,8 +167,12 @@ def test_metrics_under_gunicorn_count_every_workers_requests_whichever_worker_an
                 time.sleep(0.3)
                 first_held.close()
                 get_healthz(base, 20)
-        served = [requests_to_healthz(urllib.request.urlopen(f"{base}/metrics").read().decode()) for _ in range(6)]
+        scrape = urllib.request.Request(f"{base}/metrics", headers={"Authorization": "Bearer scrape-token"})
+        served = [requests_to_healthz(urllib.request.urlopen(scrape).read().decode()) for _ in range(6)]
         assert served == [41] * 6  # the 40 and the one that found the server up, in every scrape
+        with pytest.raises(urllib.error.HTTPError) as unauthenticated:
+            urllib.request.urlopen(f"{base}/metrics")
+        assert unauthenticated.value.code == 401
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -25,9 +25,7 @@ from shared.vault import Vault
 def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
-    app = http.service_app(
-        "intake", connection, settings.key_prefix, programmes, referrals, courses, citizens, admin_api
-    )
+    app = http.service_app("intake", connection, settings, programmes, referrals, courses, citizens, admin_api)
     store = event_store(connection, settings)
     vault = Vault(connection, settings.key_prefix, settings.master_key)
     app.extensions["intake"] = Intake(store, settings.key_prefix, vault, settings.cpr_hmac_secret)

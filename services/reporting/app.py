@@ -253,7 +253,7 @@ def get_referrals_per_partner(programme_id: str) -> Response:
 def create_app(connection: redis.Redis | None = None, settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     connection = connection if connection is not None else connect(settings)
-    app = http.service_app("reporting", connection, settings.key_prefix, bp)
+    app = http.service_app("reporting", connection, settings, bp)
     app.config.update(
         PSEUDONYM_SECRET=settings.cpr_hmac_secret,
         SECRET_KEY=settings.session_secret,
