@@ -16,6 +16,7 @@ from werkzeug.test import TestResponse
 
 from services.intake.app import create_app
 from services.intake.service import cpr_stream
+from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.domain.cpr import cpr_fingerprint, parse_cpr
 from shared.domain.events import CprLinked
@@ -25,7 +26,7 @@ from shared.eventstore import EventStore
 from shared.redis_values import stream_entries
 from shared.vault import ERASED, Vault
 from tests.conftest import COPENHAGEN, PARTNER, STAFF, referral_body
-from tests.support import auth, run_workers
+from tests.support import auth, grant_test_keys, run_workers
 
 LIVA = auth("livarehab")
 
@@ -336,6 +337,38 @@ def test_a_refused_attempt_at_a_citizens_endpoint_is_logged_at_their_cases(
         (case, "evaluator", "read citizens.citizen_access_log", False),
     ]
     assert staff_view(intake, case)["citizen_alias"] == "Maja"  # nothing erased
+
+
+def test_a_refusal_stays_a_refusal_when_its_access_log_cannot_be_written(
+    real_connection: redis.Redis, caplog: Any
+) -> None:
+    """Redis refusing writes (out of memory here) while a refused attempt is logged: the answer was a 500, and the
+    attempt in no log. Now it stays the 403, and the service's own log says which key's attempt is missing."""
+    settings = Settings.from_env({})
+    grant_test_keys(event_store(real_connection, settings))
+    intake = create_app(real_connection, settings).test_client()
+    assert intake.post("/programmes", json=COPENHAGEN, headers=STAFF).status_code == 201
+    case = refer(intake, PARTNER, alias="Maja").get_json()["case_id"]
+    run_workers(real_connection)
+    citizen = staff_view(intake, case)["citizen_id"]
+    before = {str(k): str(v) for k, v in real_connection.config_get("maxmemory*").items()}
+    real_connection.config_set("maxmemory-policy", "noeviction")
+    real_connection.config_set("maxmemory", 1)
+    try:
+        contact = intake.post(f"/cases/{case}/contacts", json={"on": "2016-02-01"}, headers=auth("evaluator"))
+        access_log = intake.get(f"/programmes/demo-cph/citizens/{citizen}/access-log", headers=auth("evaluator"))
+    finally:
+        real_connection.config_set("maxmemory", before["maxmemory"])
+        real_connection.config_set("maxmemory-policy", before["maxmemory-policy"])
+    for refused in (contact, access_log):
+        assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden"
+    missing = [r.getMessage() for r in caplog.records if "is not in the access log" in r.getMessage()]
+    _, partner, key_id, _ = auth("evaluator")["Authorization"].split(".")
+    assert missing == [
+        f"a refused attempt by {partner}:{key_id} at {endpoint} is not in the access log: OutOfMemoryError"
+        for endpoint in ("courses.record_situation", "citizens.citizen_access_log")
+    ]
+    assert case not in caplog.text and citizen not in caplog.text and "Maja" not in caplog.text
 
 
 def test_nothing_personal_reaches_a_log_line(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 from flask import Blueprint, Response, g, jsonify, request
 
 from services.caseflow.projection import citizen_index_name
 from services.caseflow.queries import ReadModel
 from services.intake import schemas as s
 from services.intake.service import NotFound, Write
-from services.intake.web import case_access_log, in_programme, intake, load, log_case_access, written
+from services.intake.web import (
+    case_access_log,
+    in_programme,
+    intake,
+    load,
+    log_case_access,
+    logged_refusal,
+    written,
+)
 from shared.aggregates import erased_records, load_identity
 from shared.authn import caller
 from shared.domain.access import Role
@@ -51,10 +57,12 @@ def _log_role_refusals(response: Response) -> Response:
     programme_id, citizen_id = args.get("programme_id"), args.get("citizen_id")
     if response.status_code != 403 or principal is None or programme_id is None or citizen_id is None:
         return response
-    with suppress(NotFound):  # logged if the citizen has cases there; refused either way
+
+    def record() -> None:
         for case in _citizen_cases(programme_id, citizen_id):
             log_case_access(principal, case.case_id, allowed=False)
-    return response
+
+    return logged_refusal(response, principal, record)
 
 
 def _programmes_of(model: ReadModel, records: set[str]) -> dict[str, set[str]]:

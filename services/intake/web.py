@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
+import redis
 from flask import Flask, Response, current_app, g, jsonify, request
 from marshmallow import Schema
 
@@ -28,6 +30,7 @@ from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused
 from shared.http import ApiError, error_response, json_body
 from shared.vault import ERASED
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_FORMAT = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CASE_ID = re.compile(r"^case-[0-9a-f]{32}$")
 STAFF = (Role.COORDINATOR, Role.WORKER)
@@ -79,9 +82,25 @@ def log_role_refusals(app: Flask) -> None:
         case_id = (request.view_args or {}).get("case_id")
         if response.status_code != 403 or principal is None or not isinstance(case_id, str):
             return response
-        with suppress(NotFound):  # logged if the case exists; refused either way
-            scoped_case(principal, case_id, allowed=False)
-        return response
+        return logged_refusal(response, principal, lambda: scoped_case(principal, case_id, allowed=False))
+
+
+def logged_refusal(response: Response, principal: Principal, record: Callable[[], object]) -> Response:
+    """A refused attempt, written to the access log by ``record`` (if its case or citizen exists; refused either
+    way). Should Redis fail meanwhile, the answer is still the refusal, and the attempt goes to the service's
+    log instead (ids of the key, never of the citizen; the request id links it to the request's own line)."""
+    try:
+        with suppress(NotFound):
+            record()
+    except redis.RedisError as e:
+        log.error(
+            "a refused attempt by %s:%s at %s is not in the access log: %s",
+            principal.partner_id,
+            principal.key_id,
+            request.endpoint,
+            type(e).__name__,
+        )
+    return response
 
 
 def case_access_log(case_ids: list[str]) -> list[dict[str, Any]]:
