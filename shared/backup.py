@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from shared.eventstore import EventStore, partition_of
 from shared.redis_values import as_text, entry_position
 
@@ -68,16 +66,50 @@ def _sha256(path: Path, *, gzip_content: bool) -> str:
 
 # KEYS: the log's meta, its position counter. ARGV: the claim (which file). An empty log is claimed for one
 # import, atomically: every append refuses while ``restoring`` is set (see ``shared.eventstore``). Returns
-# 'claimed', 'in_use', or 'restoring' and the claim an earlier import left.
+# 'claimed', 'in_use', or 'restoring' with the claim an earlier import left and the events it wrote.
 _CLAIM = """
 local claim = redis.call('HGET', KEYS[1], 'restoring')
-if claim then return {'restoring', claim} end
+if claim then return {'restoring', claim, redis.call('GET', KEYS[2]) or '0'} end
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return {'in_use'} end
 redis.call('HSET', KEYS[1], 'restoring', ARGV[1])
 return {'claimed'}
 """
 
+# KEYS: the log's meta, its position counter, the event-id index, then per event its partition's stream and its
+#       stream's position list. ARGV: the claim, the position the batch follows, the number of events, then per
+#       event: its position, id, stream position, number of fields, and the fields (name, value, ...).
+# Writes the batch only while the claim is this import's and the log ends where it left it: an import that
+# hung and woke after the store was emptied and claimed by another, or a second import of the same file, stops
+# ('not_ours', 'moved') instead of writing among another's events. Returns 'ok' or why not.
+_RESTORE = """
+if redis.call('HGET', KEYS[1], 'restoring') ~= ARGV[1] then return 'not_ours' end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 'moved' end
+local at = 4
+for e = 1, tonumber(ARGV[3]) do
+  local position, id, sp, n = ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
+  redis.call('XADD', KEYS[2 + 2 * e], position .. '-0', unpack(ARGV, at + 4, at + 3 + 2 * n))
+  redis.call('RPUSH', KEYS[3 + 2 * e], position)
+  redis.call('HSET', KEYS[3], id, position .. ':' .. sp)
+  at = at + 4 + 2 * n
+end
+redis.call('SET', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
+return 'ok'
+"""
+
+# KEYS: the log's meta, its position counter. ARGV: the claim, the file's head. The claim is released only by
+# the import that holds it, with every event of its file written.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'restoring') ~= ARGV[1] then return 'not_ours' end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 'moved' end
+redis.call('HDEL', KEYS[1], 'restoring')
+return 'ok'
+"""
+
 START_OVER = "to start over instead, empty the store (every key under the suite's prefix) and import"
+STOPPED = {
+    "not_ours": "another import holds this store now, or has finished it; this one stops",
+    "moved": "another import is writing this log; this one stops",
+}
 
 
 def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> int:
@@ -86,8 +118,9 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
     The store is claimed first, so nothing is appended while the import writes (an append meanwhile would take
     a position the file holds); it is released only when every event announced is restored. An interrupted
     import leaves it claimed, and refusing every write: a partial log must not take new events. Importing the
-    same file again finishes it: each batch is written whole or not at all, so the store holds the file's
-    first events, and the import goes on after them."""
+    same file again finishes it: each batch is one script, written only while the claim is this file's and
+    the log ends where the batch begins, so the store holds the file's first events, and the import goes on
+    after them."""
     expected = Path(f"{path}.sha256").read_text().split()[0]
     if expected != _sha256(path, gzip_content=False) and expected != _sha256(path, gzip_content=True):
         raise BackupError("checksum mismatch: the file is damaged or not the one exported")
@@ -106,14 +139,17 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
         )
         if outcome == "in_use":
             raise BackupError("the target already holds events: import only into an empty store")
-        restored = 0 if outcome == "claimed" else _resumable(store, earlier[0], claim)
+        restored = 0
+        if outcome == "restoring":
+            restored = int(earlier[1])
+            claim = _resumable(earlier[0], claim, path.name, restored)
         records = (json.loads(line) for line in source)
         if restored:
             _check_restored(store, itertools.islice(records, restored), restored)
             if progress:
                 progress(restored)
         for batch in _batches(records, BATCH):
-            restored += _restore(store, batch, restored)
+            restored += _restore(store, claim, batch, restored)
             if progress:
                 progress(len(batch))
     if restored != header["head"]:
@@ -121,20 +157,25 @@ def import_log(store: EventStore, path: Path, progress: Callable[[int], None] | 
             f"the export announced {header['head']} events but held {restored}: the store stays claimed, "
             f"refusing writes; {START_OVER}"
         )
-    store.redis.hdel(store.keys.meta, "restoring")
+    released = as_text(store.redis.eval(_RELEASE, 2, store.keys.meta, store.keys.position, claim, restored))
+    if released != "ok":
+        raise BackupError(STOPPED[released])
     return restored
 
 
-def _resumable(store: EventStore, earlier: str, claim: str) -> int:
-    """How many events an interrupted import of this same file wrote; refuses another file's claim."""
-    held = int(store.redis.get(store.keys.position) or 0)
-    if earlier != claim:
-        file = json.loads(earlier)["file"] if earlier.startswith("{") else earlier
-        raise BackupError(
-            f"an import of another file ({file}) holds this store, with {held} events written: if it is not "
-            f"running, import that file again to finish it; {START_OVER}"
-        )
-    return held
+def _resumable(earlier: str, claim: str, file: str, written: int) -> str:
+    """The claim an interrupted import of this same file left (an import before claims held checksums claimed
+    with the file's name: its events are checked against the file all the same); refuses another file's."""
+    if earlier in (claim, file):
+        return earlier
+    try:
+        other = json.loads(earlier)["file"]
+    except (ValueError, TypeError, KeyError):
+        other = earlier
+    raise BackupError(
+        f"an import of another file ({other}) holds this store, with {written} events written: if it is not "
+        f"running, import that file again to finish it; {START_OVER}"
+    )
 
 
 def _check_restored(store: EventStore, records: Iterator[dict[str, Any]], restored: int) -> None:
@@ -151,28 +192,23 @@ def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict
         yield batch
 
 
-def _restore(store: EventStore, batch: list[dict[str, Any]], before: int) -> int:
-    """Write one batch in one transaction, only while the log's head is where this import left it: a second
-    import of the same file, started while this one runs, makes one of them stop rather than both write."""
-    with store.redis.pipeline(transaction=True) as pipe:
-        pipe.watch(store.keys.position)  # type: ignore[no-untyped-call]
-        if int(pipe.get(store.keys.position) or 0) != before:
-            raise BackupError("another import is writing this log; this one stops")
-        pipe.multi()
-        for offset, event in enumerate(batch, start=1):
-            position = event.pop("position")
-            if position != before + offset:
-                raise BackupError(f"positions are not contiguous at {position}: the store stays claimed; {START_OVER}")
-            fields: dict[str | bytes, str | bytes] = {k: str(v) for k, v in event.items()}
-            partition = store.keys.partition(partition_of(event["stream"], store.partitions))
-            pipe.xadd(partition, fields, id=f"{position}-0")  # type: ignore[arg-type]
-            pipe.rpush(store.keys.stream(event["stream"]), position)
-            pipe.hset(store.keys.event_ids, event["id"], f"{position}:{event['sp']}")
-        pipe.set(store.keys.position, before + len(batch))
-        try:
-            pipe.execute()
-        except redis.WatchError:
-            raise BackupError("another import is writing this log; this one stops") from None
+def _restore(store: EventStore, claim: str, batch: list[dict[str, Any]], before: int) -> int:
+    keys: list[str] = [store.keys.meta, store.keys.position, store.keys.event_ids]
+    args: list[str | int] = [claim, before, len(batch)]
+    for offset, event in enumerate(batch, start=1):
+        position = event.pop("position")
+        if position != before + offset:
+            raise BackupError(f"positions are not contiguous at {position}: the store stays claimed; {START_OVER}")
+        keys += [
+            store.keys.partition(partition_of(event["stream"], store.partitions)),
+            store.keys.stream(event["stream"]),
+        ]
+        args += [position, event["id"], event["sp"], len(event)]
+        for name, value in event.items():
+            args += [name, str(value)]
+    outcome = as_text(store.redis.eval(_RESTORE, len(keys), *keys, *args))
+    if outcome != "ok":
+        raise BackupError(STOPPED[outcome])
     return len(batch)
 
 

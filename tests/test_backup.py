@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from shared.config import Settings
 from shared.eventstore import EventStore, partition_of
 from shared.redis_values import stream_entries
 from tests import scenario
-from tests.conftest import STAFF, referral_body
-from tests.support import auth, run_workers
+from tests.conftest import COPENHAGEN, STAFF, referral_body
+from tests.support import auth, grant_test_keys, run_workers
 
 REPORTS = [
     "statistics/status?on=2015-11-30",
@@ -164,8 +165,8 @@ def test_an_interrupted_import_is_finished_by_importing_the_same_file_again(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each batch is written whole or not at all, so a store an import left holds the file's first events: the
-    same file imported again goes on after them; another file is refused, naming the one to finish."""
+    """Each batch is one script, so a store an import left holds the file's first events: the same file
+    imported again goes on after them; another file is refused, naming the one to finish."""
     exported, other = tmp_path / "log.jsonl.gz", tmp_path / "other.jsonl.gz"
     head = _referrals_exported(intake, store, exported, 7)
     entries = [store.redis.xrange(store.keys.partition(p)) for p in range(store.partitions)]
@@ -204,7 +205,7 @@ def test_an_interrupted_import_is_finished_by_importing_the_same_file_again(
     assert store.head() == 6
 
 
-def test_of_two_imports_of_one_file_at_once_one_stops_and_the_log_is_whole(
+def test_an_import_stops_rather_than_write_among_another_imports_events(
     intake: FlaskClient,
     cph: str,
     connection: redis.Redis,
@@ -212,21 +213,68 @@ def test_of_two_imports_of_one_file_at_once_one_stops_and_the_log_is_whole(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An operator who imports again while the first import still runs: both would write the same positions.
-    Each batch is written only while the head is where its import left it, so one of them stops."""
+    """An import that still runs (or hung and woke) while the operator imports again: a batch is written only
+    while the claim is its import's and the log ends where the batch begins, so it stops instead of writing
+    its events after another's, or the same positions twice."""
+    exported, other = tmp_path / "log.jsonl.gz", tmp_path / "other.jsonl.gz"
+    head = _referrals_exported(intake, store, exported, 7)
+    connection.flushdb()  # another log, of other events
+    other_store = event_store(connection, Settings.from_env({}))
+    grant_test_keys(other_store)
+    other_intake = create_intake(connection, Settings.from_env({})).test_client()
+    assert other_intake.post("/programmes", json=COPENHAGEN, headers=STAFF).status_code == 201
+    other_head = _referrals_exported(other_intake, other_store, other, 3)
+    monkeypatch.setattr(backup, "BATCH", 3)
+
+    def interrupted_after_one_batch(_: int) -> None:
+        raise KeyboardInterrupt
+
+    def meanwhile(path: Path) -> Callable[[int], None]:
+        """After the first import's first batch: the same file's import, interrupted there too (same claim, the
+        log moved on); or the store emptied and another file's import, interrupted (the claim not ours)."""
+
+        def run_once(_: int) -> None:
+            if store.head() == 3 and not started:
+                started.append(path)
+                if path == other:
+                    connection.flushdb()
+                with pytest.raises(KeyboardInterrupt):
+                    import_log(
+                        store, path, progress=lambda _: None if store.head() < 6 else interrupted_after_one_batch(0)
+                    )
+
+        return run_once
+
+    for path, stopped in ((exported, "another import is writing this log"), (other, "another import holds this store")):
+        started: list[Path] = []
+        connection.flushdb()
+        with pytest.raises(backup.BackupError, match=stopped):
+            import_log(store, exported, progress=meanwhile(path))
+        assert started == [path]
+        assert import_log(store, path) == (head if path == exported else other_head)  # the other one finishes
+        assert verify_log(store).problems == []
+        with gzip.open(path) as lines:
+            events = [json.loads(line)["id"] for line in lines.readlines()[1:]]
+        assert [e.event_id for e in store.read_all()] == events  # that file's log, nothing else
+
+
+def test_an_import_interrupted_before_claims_held_a_checksum_is_finished_too(
+    intake: FlaskClient,
+    cph: str,
+    connection: redis.Redis,
+    store: EventStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The previous version claimed the store with the file's name: importing that file again finishes it."""
     exported = tmp_path / "log.jsonl.gz"
     head = _referrals_exported(intake, store, exported, 7)
     connection.flushdb()
     monkeypatch.setattr(backup, "BATCH", 3)
-    second: list[int] = []
-
-    def second_import_meanwhile(_: int) -> None:
-        if not second:
-            second.append(import_log(store, exported))
-
-    with pytest.raises(backup.BackupError, match="another import is writing this log"):
-        import_log(store, exported, progress=second_import_meanwhile)
-    assert second == [head] and store.head() == head
+    with pytest.raises(KeyboardInterrupt):
+        import_log(store, exported, progress=lambda _: (_ for _ in ()).throw(KeyboardInterrupt))
+    connection.hset(store.keys.meta, "restoring", exported.name)  # as the previous version left it
+    assert import_log(store, exported) == head and not connection.hexists(store.keys.meta, "restoring")
     assert verify_log(store).problems == []
 
 
