@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app, g, request, session
 from shared.aggregates import Folds, partner_fold
 from shared.domain.access import Authority, Partner, Principal, Role, authenticate, parse_api_key, partner_stream
 from shared.eventstore import AppendResult, EventStore
-from shared.http import ApiError, error_response
+from shared.http import ApiError, bearer, error_response
 
 
 class Authenticator:
@@ -52,9 +52,8 @@ class Authenticator:
 
 
 def _parsed(authorization: str | None) -> tuple[str, str, str] | None:
-    if not authorization or not authorization.startswith("Bearer "):
-        return None
-    return parse_api_key(authorization.removeprefix("Bearer ").strip())
+    credentials = bearer(authorization)
+    return parse_api_key(credentials) if credentials else None
 
 
 def caller(*roles: Role, checked_by_append: bool = False) -> Principal:

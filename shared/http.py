@@ -7,6 +7,7 @@ so no personal data reaches a response body or a log line through an error.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import uuid
@@ -57,6 +58,19 @@ def date_arg(name: str) -> date | None:
         span = f"between {EARLIEST_DATE.isoformat()} and {LATEST_PLANNING_DATE.isoformat()}"
         raise ApiError(422, "validation_failed", "the request has invalid fields", {name: [span]})
     return day
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <credentials>`` header (the scheme in any case), or None."""
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    return (credentials.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def sends_operator_token(token: str) -> bool:
+    """Whether the request carries the operators' token (any request does when none is set): the figures of
+    /metrics and /readyz say how much the suite does, for the operators, not for whoever reaches the port."""
+    sent = bearer(request.headers.get("Authorization")) or ""
+    return not token or hmac.compare_digest(sent.encode(), token.encode())
 
 
 def json_body() -> dict[str, Any]:
@@ -150,7 +164,7 @@ def service_app(name: str, connection: Any, settings: Settings, *blueprints: Blu
     app.config.update(KEY_PREFIX=settings.key_prefix)
     app.extensions["redis"] = connection
     install(app)
-    install_health(app, connection)
+    install_health(app, connection, settings.metrics_token)
     install_metrics(app, name, connection, settings.metrics_token)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -158,8 +172,9 @@ def service_app(name: str, connection: Any, settings: Settings, *blueprints: Blu
     return app
 
 
-def install_health(app: Flask, connection: Any) -> None:
-    """``/healthz``: the process answers. ``/readyz``: Redis answers, with the log's durability."""
+def install_health(app: Flask, connection: Any, token: str = "") -> None:
+    """``/healthz``: the process answers. ``/readyz``: Redis answers, with the log's durability; its figures only
+    with the operators' ``token`` when one is set (a load balancer needs the status code alone)."""
     from shared.durability import check_durability
 
     @app.get("/healthz")
@@ -177,9 +192,11 @@ def install_health(app: Flask, connection: Any) -> None:
             ready, report = readiness(connection)
         except Exception:  # Redis unreachable: not ready, and say so without a stack trace
             return error_response(503, "redis_unreachable", "the event log cannot be reached")
-        response = jsonify(
-            status="ready" if ready else "lagging", durable=durability.durable, durability=durability.detail, **report
-        )
+        status = "ready" if ready else "lagging"
+        if sends_operator_token(token):
+            response = jsonify(status=status, durable=durability.durable, durability=durability.detail, **report)
+        else:
+            response = jsonify(status=status)
         response.status_code = 200 if ready else 503
         return response
 

@@ -9,7 +9,6 @@ are added up over every worker at each scrape.
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.http import error_response
+from shared.http import error_response, sends_operator_token
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("caseflow_http_requests", "HTTP requests", ["service", "endpoint", "status"], registry=REGISTRY)
@@ -57,8 +56,7 @@ class RedisCollector(Collector):
 
 
 def install_metrics(app: Flask, service: str, connection: Any, token: str = "") -> None:
-    """``token``, when set, is asked of every scrape: the counts say how busy a programme is, which is for
-    the operators, not for whoever reaches the port."""
+    """``token``, when set, is asked of every scrape (``shared.http.sends_operator_token``)."""
     registry = CollectorRegistry()
     registry.register(RedisCollector(connection))
 
@@ -75,9 +73,10 @@ def install_metrics(app: Flask, service: str, connection: Any, token: str = "") 
 
     @app.get("/metrics")
     def metrics() -> Response:
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if token and not hmac.compare_digest(sent.encode(), token.encode()):
-            return error_response(401, "unauthenticated", "send the metrics token: Authorization: Bearer <token>")
+        if not sends_operator_token(token):
+            refused = error_response(401, "unauthenticated", "send the metrics token: Authorization: Bearer <token>")
+            refused.headers["WWW-Authenticate"] = "Bearer"
+            return refused
         body = generate_latest(_per_process_metrics()) + generate_latest(registry)
         return Response(body, mimetype=CONTENT_TYPE_LATEST)
 

@@ -130,12 +130,12 @@ def alive_main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0] not in ROLES:
         print(f"usage: caseflow-alive {'|'.join(ROLES)}", file=sys.stderr)
         return 2
-    # The check seals nothing and pseudonymises nothing: it needs Redis, not the deployment's secrets.
-    settings = Settings.from_env({**DEVELOPMENT_SECRETS, **os.environ})
     try:
+        # The check seals nothing and pseudonymises nothing: it needs Redis, not the deployment's secrets.
+        settings = Settings.from_env({**DEVELOPMENT_SECRETS, **os.environ})
         alive = alive_here(connect(settings), settings.key_prefix, args[0])
-    except redis.RedisError as e:
-        print(f"cannot ask Redis: {type(e).__name__}", file=sys.stderr)
+    except (redis.RedisError, RuntimeError, ValueError) as e:
+        print(f"cannot ask Redis: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if not alive:
         print(f"no live {args[0]} process registered from {socket.gethostname()}", file=sys.stderr)

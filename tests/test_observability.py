@@ -90,22 +90,35 @@ def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection:
     assert lag(intake.get("/metrics").get_data(as_text=True)) == 0
 
 
-def test_metrics_ask_for_the_token_when_one_is_set(connection: redis.Redis, keys: None) -> None:
-    """The counts say how busy each programme is: for the operators' Prometheus, not for whoever reaches the
-    port. Compose requires a token; without one (the local suite, tests) /metrics asks for none."""
+def test_metrics_and_readiness_figures_ask_for_the_token_when_one_is_set(connection: redis.Redis, keys: None) -> None:
+    """The figures say how much the suite does (events by type, requests, jobs, lag, the log's length): for the
+    operators' Prometheus, not for whoever reaches the port. /readyz still gives a load balancer its status.
+    Compose requires a token; without one (the local suite, tests) neither asks for one."""
     from services.intake.app import create_app as create_intake
     from services.reporting.app import create_app as create_reporting
 
     settings = Settings.from_env({"CASEFLOW_METRICS_TOKEN": "scrape-token"})
     for create in (create_intake, create_reporting):
         client = create(connection, settings).test_client()
-        for refused in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer "}, STAFF):
+        refusals: tuple[dict[str, str], ...] = (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Bearer "},
+            STAFF,
+        )
+        for refused in (*refusals, {"Authorization": "scrape-token"}):
             response = client.get("/metrics", headers=refused)
             assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthenticated"
+            assert response.headers["WWW-Authenticate"] == "Bearer"
             assert "caseflow_" not in response.get_data(as_text=True)
-        scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
-        assert scraped.status_code == 200 and "caseflow_log_head" in scraped.get_data(as_text=True)
-        assert create(connection, Settings.from_env({})).test_client().get("/metrics").status_code == 200
+            assert client.get("/readyz", headers=refused).get_json() == {"status": "ready"}
+        for scheme in ("Bearer", "bearer"):
+            token = {"Authorization": f"{scheme} scrape-token"}
+            scraped = client.get("/metrics", headers=token)
+            assert scraped.status_code == 200 and "caseflow_log_head" in scraped.get_data(as_text=True)
+            assert "log_head" in client.get("/readyz", headers=token).get_json()
+        untokened = create(connection, Settings.from_env({})).test_client()
+        assert untokened.get("/metrics").status_code == 200 and "log_head" in untokened.get("/readyz").get_json()
     with pytest.raises(ValueError, match="CASEFLOW_METRICS_TOKEN is still the example's placeholder"):
         Settings.from_env({"CASEFLOW_METRICS_TOKEN": "change-me"})
 
