@@ -80,7 +80,8 @@ return {'claimed'}
 #       event: its position, id, stream position, number of fields, and the fields (name, value, ...).
 # Writes the batch only while the claim is this import's and the log ends where it left it: an import that
 # hung and woke after the store was emptied and claimed by another, or a second import of the same file, stops
-# ('not_ours', 'moved') instead of writing among another's events. Returns 'ok' or why not.
+# ('not_ours', 'moved') instead of writing among another's events. Returns 'ok' or why not. (Lua's unpack takes
+# some thousands of values: an event has the ten fields the append writes.)
 _RESTORE = """
 if redis.call('HGET', KEYS[1], 'restoring') ~= ARGV[1] then return 'not_ours' end
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 'moved' end

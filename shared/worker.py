@@ -133,8 +133,13 @@ def alive_main(argv: list[str] | None = None) -> int:
     try:
         # The check seals nothing and pseudonymises nothing: it needs Redis, not the deployment's secrets.
         settings = Settings.from_env({**DEVELOPMENT_SECRETS, **os.environ})
-        alive = alive_here(connect(settings), settings.key_prefix, args[0])
-    except (redis.RedisError, RuntimeError, ValueError) as e:
+        connection = connect(settings)
+    except (RuntimeError, ValueError) as e:
+        print(f"configuration: {e}", file=sys.stderr)
+        return 1
+    try:
+        alive = alive_here(connection, settings.key_prefix, args[0])
+    except redis.RedisError as e:
         print(f"cannot ask Redis: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if not alive:

@@ -362,10 +362,11 @@ def test_a_refusal_stays_a_refusal_when_its_access_log_cannot_be_written(
         real_connection.config_set("maxmemory-policy", before["maxmemory-policy"])
     for refused in (contact, access_log):
         assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden"
-    missing = [r.getMessage() for r in caplog.records if "is not in the access log" in r.getMessage()]
+    missing = [r.getMessage() for r in caplog.records if "is missing from the access log" in r.getMessage()]
     _, partner, key_id, _ = auth("evaluator")["Authorization"].split(".")
     assert missing == [
-        f"a refused attempt by {partner}:{key_id} at {endpoint} is not in the access log: OutOfMemoryError"
+        f"a refused attempt by {partner}:{key_id} at {endpoint} is missing from the access log (of its case, or "
+        "some of its citizen's): OutOfMemoryError"
         for endpoint in ("courses.record_situation", "citizens.citizen_access_log")
     ]
     assert case not in caplog.text and citizen not in caplog.text and "Maja" not in caplog.text

@@ -94,7 +94,8 @@ def logged_refusal(response: Response, principal: Principal, record: Callable[[]
             record()
     except redis.RedisError as e:
         log.error(
-            "a refused attempt by %s:%s at %s is not in the access log: %s",
+            "a refused attempt by %s:%s at %s is missing from the access log (of its case, or some of its "
+            "citizen's): %s",
             principal.partner_id,
             principal.key_id,
             request.endpoint,
