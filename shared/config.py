@@ -23,7 +23,8 @@ class Settings:
     session_secret: str = field(repr=False)
     retry_intervals: tuple[int, ...]  # seconds between a failed job's retries; their number is the bound
     ready_max_lag: int  # /readyz answers 503 when a projection is further behind the log than this
-    # When set, /metrics answers only ``Authorization: Bearer <token>`` (Prometheus' ``authorization``).
+    # When set, /metrics and /readyz's figures answer only ``Authorization: Bearer <token>`` (Prometheus'
+    # ``authorization``).
     metrics_token: str = field(default="", repr=False)
 
     @classmethod
