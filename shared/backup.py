@@ -75,6 +75,13 @@ redis.call('HSET', KEYS[1], 'restoring', ARGV[1])
 return {'claimed'}
 """
 
+# KEYS[1], KEYS[2]: the log's meta, its position counter. ARGV[1], ARGV[2]: the claim, the position the import
+# has reached. Before an import writes or releases, the claim is still its own and the log ends where it left it.
+_STILL_OURS = """
+if redis.call('HGET', KEYS[1], 'restoring') ~= ARGV[1] then return 'not_ours' end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 'moved' end
+"""
+
 # KEYS: the log's meta, its position counter, the event-id index, then per event its partition's stream and its
 #       stream's position list. ARGV: the claim, the position the batch follows, the number of events, then per
 #       event: its position, id, stream position, number of fields, and the fields (name, value, ...).
@@ -82,9 +89,9 @@ return {'claimed'}
 # hung and woke after the store was emptied and claimed by another, or a second import of the same file, stops
 # ('not_ours', 'moved') instead of writing among another's events. Returns 'ok' or why not. (Lua's unpack takes
 # some thousands of values: an event has the ten fields the append writes.)
-_RESTORE = """
-if redis.call('HGET', KEYS[1], 'restoring') ~= ARGV[1] then return 'not_ours' end
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 'moved' end
+_RESTORE = (
+    _STILL_OURS
+    + """
 local at = 4
 for e = 1, tonumber(ARGV[3]) do
   local position, id, sp, n = ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
@@ -96,15 +103,17 @@ end
 redis.call('SET', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 return 'ok'
 """
+)
 
 # KEYS: the log's meta, its position counter. ARGV: the claim, the file's head. The claim is released only by
 # the import that holds it, with every event of its file written.
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'restoring') ~= ARGV[1] then return 'not_ours' end
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return 'moved' end
+_RELEASE = (
+    _STILL_OURS
+    + """
 redis.call('HDEL', KEYS[1], 'restoring')
 return 'ok'
 """
+)
 
 START_OVER = "to start over instead, empty the store (every key under the suite's prefix) and import"
 STOPPED = {
