@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 
 from services.caseflow import policies
 from services.caseflow.policies import emit_due_phase_moves
-from shared.aggregates import load_case
+from shared.aggregates import load_case, load_programme
+from shared.domain.programme import Programme
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
 from tests.support import run_workers, suite_queue
@@ -113,3 +114,28 @@ def test_overdue_assessments_are_listed_per_worker(intake: FlaskClient, cph: str
     assert intake.get(url, headers=STAFF).get_json()["overdue"] == []
     bad = intake.get(f"/programmes/{cph}/workers/anna/overdue-assessments?on=soon", headers=STAFF)
     assert bad.status_code == 422 and bad.get_json()["error"]["fields"] == {"on": ["not a date"]}
+
+
+def test_a_funding_end_cut_while_the_scheduler_decides_lets_no_move_after_it_in(
+    intake: FlaskClient, cph: str, store: EventStore, connection: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler read the programme; before its append a coordinator cut the funding end to 31 August. The
+    append read-checks the programme, as intake's commands do, so no move dated after the new end gets in: the
+    course it was deciding waits for the next run, and the courses after it are decided on the new end."""
+    courses = [enrolled(intake, on="2016-02-29") for _ in range(2)]  # plan 4/4/4: 29 June, 29 October
+    run_workers(connection, "caseflow")
+    cut: list[str] = []
+
+    def read_then_cut(store: EventStore, programme_id: str) -> Programme:
+        programme = load_programme(store, programme_id)
+        if not cut:
+            cut.append(programme_id)
+            post(intake, f"/programmes/{programme_id}/changes", {"funding_end": "2016-08-31", "on": "2016-05-01"})
+        return programme
+
+    monkeypatch.setattr(policies, "load_programme", read_then_cut)
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1
+    assert sorted(len(phase_moves(store, case)) for case in courses) == [0, 1]
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1
+    for case in courses:
+        assert phase_moves(store, case) == [("phase_2", "2016-06-29", True)]

@@ -90,10 +90,20 @@ def emit_due_phase_moves(store: EventStore, prefix: str, on: date | None = None)
                 )
                 for phase, due in moves
             ]
+            # Read-checking the programme, as intake's commands do: a funding end cut since it was read would
+            # otherwise let moves dated after it in.
+            writes = [
+                StreamWrite(case.case_id, events, case.version),
+                StreamWrite(programme_stream(programme_id), [], programme.version),
+            ]
             try:
-                store.append(case.case_id, events, expected_version=case.version)
-            except (WrongExpectedVersion, PartialDuplicate):
-                continue  # the case moved on (another run wrote some of these moves): the next run decides again
+                store.append_many(writes)
+            except WrongExpectedVersion as lost:
+                if lost.stream_id == programme_stream(programme_id):
+                    programme = load_programme(store, programme_id)  # for the cases after this one
+                continue  # this case (or its programme) moved on: the next run decides again
+            except PartialDuplicate:
+                continue  # another run wrote some of these moves: the next run decides again
             nudge_streams(store.redis, prefix, store.partitions, [case.case_id])
             emitted += len(events)
     return emitted
