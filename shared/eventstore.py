@@ -323,11 +323,8 @@ class EventStore:
         if outcome == "partial_duplicate":
             raise PartialDuplicate("some events of this batch were appended before, others not: nothing written")
         if outcome == "duplicate_key":
-            fingerprint, summary, positions = rest[0].split("|", 2)
-            if idempotency is not None and fingerprint != idempotency.fingerprint:
-                raise IdempotencyKeyReused(idempotency.key)
-            counts = [(s, int(n)) for s, _, n in (part.rpartition(":") for part in summary.split(","))]
-            return _result(counts, positions.split(","), duplicate=True)
+            assert idempotency is not None
+            return _replayed(rest[0], idempotency)
         counts = [(w.stream_id, len(w.events)) for w in writes]
         if outcome == "duplicate_events":
             return _result(counts, rest, duplicate=True)
@@ -339,6 +336,13 @@ class EventStore:
             log_id=rest[-1],
             alongside=tuple(replies[:-1]),
         )
+
+    def replay(self, idempotency: IdempotencyKey) -> AppendResult | None:
+        """The result of the append this idempotency key was first sent with, if any (``IdempotencyKeyReused``
+        if it came with another request). The append itself checks the key too; this is for a command whose
+        decision would be refused if taken again (a second enrolment), so its retry is answered before."""
+        recorded = self.redis.get(self.keys.idempotency(idempotency.scope, idempotency.key))
+        return _replayed(as_text(recorded), idempotency) if recorded is not None else None
 
     def _append_with(self, alongside: Sequence[Alongside], keys: list[str], argv: list[Any]) -> list[Any]:
         """The commands sent alongside, then the append script, in one round trip."""
@@ -510,6 +514,15 @@ class EventStore:
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     """A stream entry's fields as Lua returns them (a flat list) into the dict redis-py's XRANGE gives."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _replayed(recorded: str, idempotency: IdempotencyKey) -> AppendResult:
+    """The result an idempotency key's first append recorded (``fingerprint|stream:n,...|position:sp,...``)."""
+    fingerprint, summary, positions = recorded.split("|", 2)
+    if fingerprint != idempotency.fingerprint:
+        raise IdempotencyKeyReused(idempotency.key)
+    counts = [(s, int(n)) for s, _, n in (part.rpartition(":") for part in summary.split(","))]
+    return _result(counts, positions.split(","), duplicate=True)
 
 
 def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicate: bool) -> AppendResult:

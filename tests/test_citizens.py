@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any, cast
 
+import pytest
 import redis
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -157,10 +158,16 @@ def test_probable_matches_without_cpr_and_rejections_are_remembered(
     assert intake.get(url, headers=PARTNER).status_code == 403
 
     reject = {"citizen_a": ids["a"], "citizen_b": ids["b"], "decision": "reject"}
-    assert intake.post("/programmes/demo-cph/matches", json=reject, headers=STAFF).status_code == 201
+    keyed = {**STAFF, "Idempotency-Key": "kk-reject-a-b"}
+    decided = intake.post("/programmes/demo-cph/matches", json=reject, headers=keyed)
+    assert decided.status_code == 201
     assert intake.get(url, headers=STAFF).get_json()["matches"] == []
     again = intake.post("/programmes/demo-cph/matches", json=reject, headers=STAFF)
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "not_proposed"
+    # Retried with its idempotency key (its answer was lost), the decision gets its answer, not "decided already".
+    replayed = intake.post("/programmes/demo-cph/matches", json=reject, headers=keyed)
+    assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.get_json() == decided.get_json()
 
     third = staff_view(intake, refer(intake, PARTNER, alias="MAJA", birth_date="1990-05-01").get_json()["case_id"])
     run_workers(connection, "caseflow")
@@ -390,6 +397,41 @@ def test_nothing_personal_reaches_a_log_line(
     assert caplog.records, "the flow should have logged something (workers, durability)"
     for secret in ("Maja", "Hansen", "0101901234", "010190-1234", "320190", "1990-01-01", "sister"):
         assert secret not in caplog.text, secret
+
+
+class Stopped(Exception):
+    """The process stops here (an exception where a real process would have died)."""
+
+
+def test_an_erasure_stopped_between_its_event_and_its_keys_is_finished_by_asking_again(
+    intake: FlaskClient, cph: str, connection: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The erasure's event is appended before the citizen's keys are deleted (deleted first, a failed append would
+    leave data gone with no record of its erasure). A process that stops between the two leaves the keys: asking
+    again, refused as erased before, deletes them; with the first request's idempotency key it gets its answer."""
+    maja = refer(intake, PARTNER, alias="Maja Hansen").get_json()["case_id"]
+    ole = refer(intake, LIVA, alias="Ole").get_json()["case_id"]
+    run_workers(connection, "caseflow")
+    vault = Vault(connection, "cf", Settings.from_env({}).master_key)
+    for case, key in ((maja, {"Idempotency-Key": "kk-erase-maja"}), (ole, {})):
+        citizen = staff_view(intake, case)["citizen_id"]
+        url = f"/programmes/demo-cph/citizens/{citizen}/erasure"
+        body = {"requested_by": "citizen"}
+
+        def stop(self: Vault, citizen_id: str) -> None:
+            raise Stopped
+
+        monkeypatch.setattr(Vault, "erase", stop)
+        assert intake.post(url, json=body, headers=STAFF | key).status_code == 500
+        monkeypatch.undo()
+        assert vault.has_key(citizen) and staff_view(intake, case)["citizen_alias"] != ERASED
+        again = intake.post(url, json=body, headers=STAFF | key)
+        if key:
+            assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+            assert again.get_json()["records_erased"] == [citizen]
+        else:
+            assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_erased"
+        assert not vault.has_key(citizen) and staff_view(intake, case)["citizen_alias"] == ERASED
 
 
 def test_the_evaluator_sees_fidelity_by_the_exports_pseudonyms_and_no_erased_course(

@@ -164,6 +164,46 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
     assert store.head() == head + 1
 
 
+def test_a_command_retried_with_its_idempotency_key_gets_its_first_answer_not_a_refusal(
+    intake: FlaskClient, cph: str, store: EventStore
+) -> None:
+    """A client whose answer was lost sends the command again with the same key. Decided again on the state the
+    first sending made, each of these would be refused (the case is enrolled, assigned, closed, reopened already),
+    telling the client that what it did failed."""
+    case = post(intake, "/referrals", referral_body()).get_json()["case_id"]
+    worker = {"worker_id": "anna", "method": "cti", "on": "2016-01-02"}
+    assert post(intake, f"/programmes/{cph}/workers", worker, **STAFF).status_code == 201
+    commands: list[tuple[str, dict[str, Any]]] = [
+        (f"/referrals/{case}/assessment", {"on": "2016-01-20"}),
+        (f"/cases/{case}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}}),
+        (f"/cases/{case}/assignment", {"worker_id": "anna", "on": "2016-02-02"}),
+        (f"/cases/{case}/closure", {"on": "2016-06-01", "reason": "dropped_out"}),
+        (f"/cases/{case}/reopen", {"on": "2016-07-01", "consent": {"given": True}}),
+    ]
+    for n, (path, body) in enumerate(commands):
+        key = {"Idempotency-Key": f"kk-command-{n}"}
+        first = post(intake, path, body, **STAFF, **key)
+        assert first.status_code == 201, first.get_json()
+        head = store.head()
+        again = post(intake, path, body, **STAFF, **key)
+        assert again.status_code == 201, (path, again.get_json())
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.get_json()["positions"] == first.get_json()["positions"]
+        assert store.head() == head
+    assert (
+        post(intake, commands[-1][0], commands[-1][1], **STAFF, **key).get_json()["case_id"]
+        == (first.get_json()["case_id"])
+    )
+    # Without its key a repeat is refused, as before; the key with another request is refused as reused.
+    closure, body = commands[3]
+    assert_error(post(intake, closure, body, **STAFF), 409, "case_closed")
+    other = {**body, "on": "2016-06-02"}
+    assert_error(
+        post(intake, closure, other, **STAFF, **{"Idempotency-Key": "kk-command-3"}), 422, "idempotency_key_reused"
+    )
+    assert_error(post(intake, closure, body, **STAFF, **{"Idempotency-Key": "kk-never-sent"}), 409, "case_closed")
+
+
 def test_lifecycle_commands_and_their_refusals(intake: FlaskClient, cph: str, store: EventStore) -> None:
     case = post(intake, "/referrals", referral_body()).get_json()["case_id"]
 

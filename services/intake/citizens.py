@@ -22,8 +22,15 @@ from shared.authn import caller
 from shared.domain.access import Role
 from shared.domain.case import Case, Refused
 from shared.domain.events import CitizenErased
-from shared.domain.identity import Identity, citizen_stream, decide_match, identity_stream, probable_matches
-from shared.eventstore import WrongExpectedVersion
+from shared.domain.identity import (
+    Identity,
+    citizen_stream,
+    decide_match,
+    identity_stream,
+    pair,
+    probable_matches,
+)
+from shared.eventstore import AppendResult
 
 bp = Blueprint("citizens", __name__)
 
@@ -110,16 +117,16 @@ def decide(programme_id: str) -> Response:
     principal = caller(Role.COORDINATOR)
     in_programme(principal, programme_id)
     ctx, d = load(principal, s.MatchDecisionRequest)
-    identity = _identity(programme_id)
-    proposals = _proposals(programme_id, identity)
-    event = decide_match(identity, proposals, d["citizen_a"], d["citizen_b"], d["decision"] == "confirm")
-    result = intake().write(ctx, d["on"], [Write(identity_stream(programme_id), [event], identity.version)])
-    view = {
-        "programme_id": programme_id,
-        "decision": d["decision"],
-        "citizen_a": event.citizen_a,
-        "citizen_b": event.citizen_b,
-    }
+
+    def attempt() -> AppendResult:
+        identity = _identity(programme_id)
+        proposals = _proposals(programme_id, identity)
+        event = decide_match(identity, proposals, d["citizen_a"], d["citizen_b"], d["decision"] == "confirm")
+        return intake().write(ctx, d["on"], [Write(identity_stream(programme_id), [event], identity.version)])
+
+    result = intake().retrying(ctx, attempt)
+    citizen_a, citizen_b = pair(d["citizen_a"], d["citizen_b"])
+    view = {"programme_id": programme_id, "decision": d["decision"], "citizen_a": citizen_a, "citizen_b": citizen_b}
     return written(result, lambda: view, f"/programmes/{programme_id}/probable-matches")
 
 
@@ -133,20 +140,25 @@ def erase(programme_id: str, citizen_id: str) -> Response:
     _citizen_cases(programme_id, citizen_id)
     everywhere, programmes = _person_everywhere(citizen_id)
     records = sorted(everywhere)
-    erased = erased_records(intake().store, records)
-    writes = [
-        Write(citizen_stream(record), [CitizenErased(requested_by=d["requested_by"])], 0)
-        for record in records
-        if record not in erased
-    ]
-    if not writes:
-        raise Refused("already_erased", "this citizen's personal data was erased before")
-    try:
-        result = intake().write(ctx, d["on"], writes)
-    except WrongExpectedVersion:
-        raise Refused("already_erased", "this citizen's personal data was erased before") from None
-    for record in records:  # after the event: a crash between them leaves a recorded erasure to repeat
-        intake().vault.erase(record)
+
+    def attempt() -> AppendResult:
+        erased = erased_records(intake().store, records)
+        if erased.issuperset(records):
+            # Recorded before. The keys go after the events, so a process that stopped between the two left
+            # them: a repeat deletes them, or the personal data would stay readable for good.
+            shred()
+            raise Refused("already_erased", "this citizen's personal data was erased before")
+        erasure = CitizenErased(requested_by=d["requested_by"])
+        return intake().write(
+            ctx, d["on"], [Write(citizen_stream(r), [erasure], 0) for r in records if r not in erased]
+        )
+
+    def shred() -> None:
+        for record in records:
+            intake().vault.erase(record)
+
+    result = intake().retrying(ctx, attempt)
+    shred()
     # This programme's records only: that the person is known in another programme (which may be an addiction
     # programme's) is not this coordinator's to know, not even as a count. Each erasure is an event on its record.
     view = {

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import TypeVar
 
 from shared.aggregates import (
     Folds,
@@ -45,7 +44,6 @@ from shared.metrics import EVENTS
 from shared.nudges import NUDGE_FLAG_TTL_S, enqueue_nudges, enqueue_offers, nudge_flags
 from shared.vault import Vault
 
-T = TypeVar("T")
 ATTEMPTS = 3
 
 
@@ -201,8 +199,13 @@ class Intake:
             alongside=alongside,
         )
 
-    def retrying(self, attempt: Callable[[], T]) -> T:
-        """Run a load-decide-append attempt again when another writer got there first."""
+    def retrying(self, ctx: Context, attempt: Callable[[], AppendResult]) -> AppendResult:
+        """Run a load-decide-append attempt, again when another writer got there first.
+
+        A request refused on a state that its own earlier sending made (the retry of an enrolment whose answer
+        was lost finds the case enrolled) gets that sending's answer, if it carries the same idempotency key:
+        the append checks the key only once the decision is taken. Looked up after a refusal only, so a request
+        that is not refused pays nothing for it."""
         for remaining in range(ATTEMPTS - 1, -1, -1):
             try:
                 return attempt()
@@ -210,6 +213,10 @@ class Intake:
                 self.folds.forget(lost.stream_id)
                 if not remaining:
                     raise
+            except (Refused, Invalid):
+                if ctx.idempotency is not None and (earlier := self.store.replay(ctx.idempotency)) is not None:
+                    return earlier
+                raise
         raise AssertionError("unreachable")
 
     # -- commands that touch more than one stream -------------------------------------------------
@@ -274,7 +281,7 @@ class Intake:
                 raise RuntimeError(f"{citizen_id} had a key already")  # a fresh uuid4: never in practice
             return result
 
-        return self.retrying(attempt)
+        return self.retrying(ctx, attempt)
 
     def is_erased(self, citizen_id: str) -> bool:
         return citizen_id in erased_records(self.store, [citizen_id])
@@ -316,7 +323,7 @@ class Intake:
             offers_for = case.programme_id if release else None
             return self.write(ctx, on, writes, offers_for=offers_for, course_of=case.programme_id)
 
-        return self.retrying(attempt)
+        return self.retrying(ctx, attempt)
 
     def _programme_read_with(self, case: Case) -> Programme:
         """The programme as ``course`` read it with the case a moment ago: held, not read again. Never an older
@@ -344,7 +351,7 @@ class Intake:
             offers_for = programme.programme_id if frees_slot else None
             return self.write(ctx, on, writes, offers_for=offers_for, course_of=programme.programme_id)
 
-        return self.retrying(attempt)
+        return self.retrying(ctx, attempt)
 
     def on_programme(
         self, ctx: Context, programme_id: str, on: date, decide: Callable[[Programme, Caseload], Sequence[DomainEvent]]
@@ -360,7 +367,7 @@ class Intake:
             ]
             return self.write(ctx, on, writes, offers_for=programme_id)
 
-        return self.retrying(attempt)
+        return self.retrying(ctx, attempt)
 
     def reopen(self, ctx: Context, case_id: str, on: date, consent_given: bool) -> AppendResult:
         """A closed course reopens as a new course for the same citizen, in a new stream."""
@@ -379,7 +386,7 @@ class Intake:
             writes = [Write(new_id, [referral], 0), Write(case_id, [ev.CourseReopened(new_id)], old.version)]
             return self.write(ctx, on, writes, course_of=old.programme_id)
 
-        return self.retrying(attempt)
+        return self.retrying(ctx, attempt)
 
 
 ENDINGS: dict[type[DomainEvent], str] = {
