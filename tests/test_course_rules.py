@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -20,6 +20,7 @@ from shared.domain.case import (
     decide_star,
     decide_who5,
     evolve,
+    planned_phase_moves,
 )
 from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
@@ -200,12 +201,50 @@ def test_phases_follow_the_plan_from_enrolment_and_from_explicit_moves() -> None
     for code, phase, on in (
         ("same_phase", "phase_2", date(2016, 6, 1)),
         ("date_before_last_phase", "phase_3", date(2016, 5, 1)),
+        ("phase_before_current", "phase_1", date(2016, 6, 1)),  # the phases are a sequence
     ):
         with pytest.raises(Refused) as refused:
             decide_phase(case, p, phase, "x", on)
         assert refused.value.code == code
     with pytest.raises(Invalid):
         decide_phase(case, p, "phase_9", "x", date(2016, 6, 1))
+
+
+def test_the_plan_counts_from_a_workers_last_move_whatever_days_the_scheduler_runs() -> None:
+    """Phase 2 falls due on 29 February (31 January + 1 month, clamped); phase 3 is 31 January + 2 months, 31
+    March, whether the scheduler ran every day (and wrote phase 2 on the 29th) or once in April."""
+    p = evolve_programme(
+        None, "cph", dataclasses.replace(COPENHAGEN, phases=(("phase_1", 1), ("phase_2", 1), ("phase_3", 10)))
+    )
+    start = enrolled_case(date(2016, 1, 31), p)
+
+    def scheduler(case: Case, days: list[date]) -> Case:
+        for day in days:
+            for phase, due in planned_phase_moves(case, p, day):
+                case = evolve(case, "case-1", ev.PhaseEntered(phase, "phase plan", scheduled=True), due)
+        return case
+
+    daily = scheduler(start, [date(2016, 2, 1) + timedelta(days=n) for n in range(90)])
+    once = scheduler(start, [date(2016, 4, 30)])
+    expected = [(date(2016, 1, 31), "phase_1"), (date(2016, 2, 29), "phase_2"), (date(2016, 3, 31), "phase_3")]
+    assert [(c.on, c.phase) for c in daily.phases] == expected
+    assert [(c.on, c.phase) for c in once.phases] == expected
+    # A worker's own move starts the count again.
+    early = evolve(start, "case-1", decide_phase(start, p, "phase_2", "early", date(2016, 2, 10)), date(2016, 2, 10))
+    assert planned_phase_moves(early, p, date(2016, 12, 31)) == [("phase_3", date(2016, 3, 10))]
+
+
+def test_pre_cti_ends_when_a_worker_moves_the_course_to_phase_1_not_on_a_date() -> None:
+    """DOMAIN.md: CTI proper starts when the citizen has a home or a tenancy agreement."""
+    phases = (("pre_cti", 2), ("phase_1", 4), ("phase_2", 3), ("phase_3", 3))
+    p = evolve_programme(None, "cph", dataclasses.replace(COPENHAGEN, phases=phases))
+    case = enrolled_case(date(2016, 2, 1), p)
+    assert case.phase == "pre_cti" and planned_phase_moves(case, p, date(2016, 12, 31)) == []
+    housed = evolve(case, "case-1", decide_phase(case, p, "phase_1", "tenancy", date(2016, 5, 10)), date(2016, 5, 10))
+    assert planned_phase_moves(housed, p, date(2016, 12, 31)) == [
+        ("phase_2", date(2016, 9, 10)),
+        ("phase_3", date(2016, 12, 10)),
+    ]
 
 
 def test_a_closure_dated_back_voids_the_scheduled_moves_after_it_and_not_a_workers_own() -> None:

@@ -17,10 +17,10 @@ from datetime import date
 
 from services.caseflow.queries import ReadModel
 from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
-from shared.domain.case import CaseStatus
+from shared.domain.case import CaseStatus, planned_phase_moves
 from shared.domain.caseload import caseload_stream, decide_offers
 from shared.domain.events import PhaseEntered
-from shared.domain.programme import course_dates, due_phase_moves
+from shared.domain.programme import course_dates
 from shared.events import NewEvent
 from shared.events.envelope import start_of_day, today
 from shared.eventstore import EventStore, PartialDuplicate, StreamWrite, WrongExpectedVersion
@@ -76,8 +76,7 @@ def emit_due_phase_moves(store: EventStore, prefix: str, on: date | None = None)
             if case.status is not CaseStatus.ENROLLED or not case.phases or case.enrolled_on is None:
                 continue
             until = min(on, course_dates(programme, case.enrolled_on).planned_end)
-            last = case.phases[-1]
-            moves = due_phase_moves(programme, last.phase, last.on, until)
+            moves = planned_phase_moves(case, programme, until)
             if not moves:
                 continue
             events = [

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain import events as ev
-from shared.domain.programme import DANISH_LIFE_AREAS, Programme
+from shared.domain.programme import DANISH_LIFE_AREAS, Programme, due_phase_moves
 from shared.events import DomainEvent
 
 CONTACT_KINDS = ("community_meeting", "home_visit", "phone", "provider_meeting", "informal_support_meeting")
@@ -544,9 +544,28 @@ def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: 
         raise Invalid({"phase": [f"one of: {', '.join(programme.phase_names())}"]})
     if phase == case.phase:
         raise Refused("same_phase", f"the course is already in {phase}")
+    names = programme.phase_names()
+    if case.phase in names and names.index(phase) < names.index(case.phase):
+        # The phases are a sequence (a course "reaches" the last it entered, as reports count it).
+        raise Refused("phase_before_current", f"the course is in {case.phase}, past {phase}")
     if case.phases and on < case.phases[-1].on:
         raise Refused("date_before_last_phase", "a phase move cannot be dated before the last one")
     return ev.PhaseEntered(phase=phase, reason=reason, scheduled=False)
+
+
+def planned_phase_moves(case: Case, programme: Programme, until: date) -> list[tuple[str, date]]:
+    """The phase plan's moves still to come in a course, due by ``until``. Counted from the last phase a worker
+    entered (or the enrolment's), not from the scheduler's own last move, so the dates are the plan's whichever
+    days the scheduler runs (from 31 October 4 and 8 months are 28 February and 30 June; counted from 28
+    February, 28 June). None out of pre-CTI: CTI proper starts when the citizen has a home, which a worker
+    records by moving the course to phase 1, not on a date."""
+    names = programme.phase_names()
+    current = case.phase
+    if not case.phases or current not in names or current == "pre_cti":
+        return []
+    anchor = next((p for p in reversed(case.phases) if not p.scheduled), case.phases[0])
+    moves = due_phase_moves(programme, anchor.phase, anchor.on, until)
+    return [(phase, due) for phase, due in moves if names.index(phase) > names.index(current)]
 
 
 def earliest_closure(case: Case, last_assignment_change: date | None) -> date:

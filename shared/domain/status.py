@@ -11,9 +11,9 @@ from datetime import date
 from typing import Any
 
 from shared.domain.calendar import add_months
-from shared.domain.case import Case, CaseStatus
+from shared.domain.case import Case, CaseStatus, planned_phase_moves
 from shared.domain.caseload import Caseload
-from shared.domain.programme import DANISH_PHASE_NAMES, Programme, course_dates, due_phase_moves
+from shared.domain.programme import DANISH_PHASE_NAMES, Programme, course_dates
 
 
 def who5_scores(items: tuple[int, ...] | list[int]) -> dict[str, int]:
@@ -66,8 +66,7 @@ def course_status(
     view["phase"] = case.phase
     view["phase_da"] = DANISH_PHASE_NAMES.get(case.phase or "", case.phase)
     if case.status is CaseStatus.ENROLLED and case.phases:
-        last = case.phases[-1]
-        upcoming = due_phase_moves(programme, last.phase, last.on, dates.planned_end)
+        upcoming = planned_phase_moves(case, programme, dates.planned_end)
         view["next_phase"] = {"phase": upcoming[0][0], "on": upcoming[0][1].isoformat()} if upcoming else None
     due = next_assessment_due(case, programme)
     view["next_assessment_due"] = due.isoformat() if due else None
