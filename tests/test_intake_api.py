@@ -164,6 +164,49 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_referral(
     assert store.head() == head + 1
 
 
+def test_a_replayed_referral_shows_a_worker_no_course_it_may_no_longer_see_and_is_logged(
+    intake: FlaskClient, cph: str
+) -> None:
+    """A worker's referral answers with the course just begun. Replayed weeks later, when the course is another
+    worker's, the answer is a read of it now: refused (what the worker sent, no more) and in the access log."""
+    anna = {**auth("anna"), "Idempotency-Key": "anna-ref-1"}
+    body = referral_body(citizen={"alias": "Zebulonia"})
+    first = post(intake, "/referrals", body, **anna)
+    assert first.status_code == 201 and first.get_json()["citizen_alias"] == "Zebulonia"
+    case = first.get_json()["case_id"]
+    for path, command in (
+        (f"/programmes/{cph}/workers", {"worker_id": "bo", "method": "cti", "on": "2016-01-02"}),
+        (f"/referrals/{case}/assessment", {"on": "2016-01-20"}),
+        (f"/cases/{case}/assignment", {"worker_id": "bo", "on": "2016-01-21"}),
+        (f"/cases/{case}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}}),
+        (
+            f"/cases/{case}/goals",
+            {"on": "2016-02-01", "life_area": "mental_health", "description": "see a psychologist"},
+        ),
+    ):
+        assert post(intake, path, command, **STAFF).status_code == 201, path
+    assert intake.get(f"/cases/{case}", headers=auth("anna")).status_code == 404
+    replayed = post(intake, "/referrals", body, **anna)
+    assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.get_json() == {
+        "case_id": case,
+        "programme_id": "demo-cph",
+        "referred_on": "2016-01-15",
+        "positions": first.get_json()["positions"],
+    }
+    log = intake.get(f"/cases/{case}/access-log", headers=STAFF).get_json()["entries"]
+    assert [(e["role"], e["action"], e["allowed"]) for e in log if e["role"] == "worker"][-1] == (
+        "worker",
+        "write referrals.create_referral",
+        False,
+    )
+    # The coordinator, who sees the course, gets it as it is now.
+    keyed = {**STAFF, "Idempotency-Key": "kk-ref-1"}
+    mine = post(intake, "/referrals", body, **keyed).get_json()["case_id"]
+    assert post(intake, f"/referrals/{mine}/assessment", {"on": "2016-01-20"}, **STAFF).status_code == 201
+    assert post(intake, "/referrals", body, **keyed).get_json()["status"] == "in_assessment"
+
+
 def test_a_command_retried_with_its_idempotency_key_gets_its_first_answer_not_a_refusal(
     intake: FlaskClient, cph: str, store: EventStore
 ) -> None:

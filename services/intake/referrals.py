@@ -6,6 +6,8 @@ referrals, and sees only their outcome; programme staff see and act on the case.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
 from services.intake.schemas import DatedRequest, ReasonRequest, ReferOnRequest, ReferralRequest
@@ -17,6 +19,7 @@ from services.intake.web import (
     in_programme,
     intake,
     load,
+    log_case_access,
     revealed,
     scoped_case,
     seal,
@@ -24,9 +27,10 @@ from services.intake.web import (
     written,
 )
 from shared.authn import caller
-from shared.domain.access import Principal, Role, referral_outcome, within_key_scope
+from shared.domain.access import Principal, Role, referral_outcome, sees_referral, within_key_scope
 from shared.domain.case import Invalid, decide_decline, decide_refer_on, decide_start_assessment, decide_withdraw
 from shared.domain.cpr import parse_cpr
+from shared.domain.events import SELF_REFERRAL
 from shared.http import date_arg
 
 bp = Blueprint("referrals", __name__)
@@ -52,14 +56,31 @@ def _refer(principal: Principal) -> Response:
     citizen = data["citizen"]
     referral = Referral(
         programme_id=data["programme_id"],
-        source="self" if data["self_referral"] and principal.role is not Role.REFERRER else principal.partner_id,
+        source=SELF_REFERRAL if data["self_referral"] and principal.role is not Role.REFERRER else principal.partner_id,
         consent_given=data["consent"]["given"],
         alias=citizen.get("alias"),
         cpr=parse_cpr(citizen["cpr"]) if citizen.get("cpr") else None,
         birth_date=citizen.get("birth_date"),
     )
     result = intake().refer(ctx, data["referred_on"], referral)
-    return written(result, lambda: view_for(principal, result.stream_id, result), f"/referrals/{result.stream_id}")
+    case_id = result.stream_id
+    view = (
+        (lambda: _replayed(principal, case_id)) if result.duplicate else (lambda: view_for(principal, case_id, result))
+    )
+    return written(result, view, f"/referrals/{case_id}")
+
+
+def _replayed(principal: Principal, case_id: str) -> dict[str, Any]:
+    """A replayed referral's answer is a read of the case as it is now, by the caller as it is now: a worker's
+    first answer was the course just begun, but a replay weeks later must not show the course once it is
+    another worker's. So it is checked, and logged, as a read is; a caller who may no longer see it gets what
+    it sent."""
+    case, _, caseload = intake().course(case_id)
+    allowed = sees_referral(principal, case, caseload)
+    log_case_access(principal, case_id, allowed)
+    if allowed:
+        return view_for(principal, case_id)
+    return {"case_id": case_id, "programme_id": case.programme_id, "referred_on": case.referred_on.isoformat()}
 
 
 @bp.get("/referrals/<case_id>")
