@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import threading
@@ -397,6 +398,22 @@ def test_nothing_personal_reaches_a_log_line(
     assert caplog.records, "the flow should have logged something (workers, durability)"
     for secret in ("Maja", "Hansen", "0101901234", "010190-1234", "320190", "1990-01-01", "sister"):
         assert secret not in caplog.text, secret
+
+
+def test_an_idempotency_key_keeps_no_plain_hash_of_a_body_with_a_cpr_number(
+    intake: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """A retry key's fingerprint of its request is kept for a week. A plain SHA-256 of a body holding a CPR number
+    would give the number back to anyone who tries the few million there are (with the rest of the body read
+    from the referral's event)."""
+    body = referral_body(citizen={"cpr": "070761-4285"})
+    keyed = {**PARTNER, "Idempotency-Key": "retry-1"}
+    assert intake.post("/referrals", json=body, headers=keyed).status_code == 201
+    canonical = json.dumps({"path": "/referrals", "body": body}, sort_keys=True, separators=(",", ":"))
+    plain = hashlib.sha256(canonical.encode()).hexdigest().encode()
+    stored = [k for k in connection.scan_iter(match="cf:{log}:idempotency:*")]
+    assert len(stored) == 1 and not any(plain in chunk for chunk in every_byte(connection))
+    assert intake.post("/referrals", json=body, headers=keyed).headers["Idempotent-Replayed"] == "true"
 
 
 class Stopped(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -145,7 +146,10 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
         # Scoped to the caller's own key, not its partner: a replay answers with what the first request was
         # answered, which another key of the same partner (a worker's, say) may not be allowed to see.
         scope = f"{principal.partner_id}:{principal.key_id}"
-        idempotency = IdempotencyKey(scope, key, hashlib.sha256(canonical.encode()).hexdigest())
+        # Keyed: the fingerprint is kept for the key's lifetime, and a plain hash of a body that holds a CPR
+        # number would give the number back to anyone trying the few million there are.
+        fingerprint = hmac.new(intake().secret, b"idempotency:" + canonical.encode(), hashlib.sha256).hexdigest()
+        idempotency = IdempotencyKey(scope, key, fingerprint)
     actor = f"{principal.partner_id}:{principal.key_id}"
     return Context(actor, g.request_id, idempotency, g.get("authority")), data
 
