@@ -47,6 +47,9 @@ def test_admin_refuses_what_makes_no_sense(connection: redis.Redis, settings: Se
     assert runner.invoke(args=["admin", "partner-add", "reden", "--name", "Reden"]).exit_code == 1
     assert runner.invoke(args=["admin", "key-issue", "reden", "--role", "worker"]).exit_code == 2  # needs --programme
     assert runner.invoke(args=["admin", "key-revoke", "reden", "0" * 16]).exit_code == 1
+    # "self" is the source of citizens' own contacts: a partner under it would see every one of them.
+    refused = runner.invoke(args=["admin", "partner-add", "self", "--name", "Self"])
+    assert refused.exit_code == 1 and "citizens' own contacts" in refused.output
 
 
 def test_a_referral_checks_its_key_in_its_append_so_a_key_revoked_elsewhere_writes_nothing(

@@ -18,7 +18,7 @@ from flask.cli import AppGroup, FlaskGroup
 from services.intake.service import Context, Intake, Write
 from shared.authn import caller
 from shared.domain.access import Partner, Role, evolve_partner, new_api_key, partner_stream
-from shared.domain.events import ApiKeyIssued, ApiKeyRevoked, PartnerRegistered
+from shared.domain.events import SELF_REFERRAL, ApiKeyIssued, ApiKeyRevoked, PartnerRegistered
 from shared.events.envelope import today
 from shared.eventstore import WrongExpectedVersion
 from shared.redis_values import as_text
@@ -44,6 +44,9 @@ def load_partner(intake: Intake, partner_id: str) -> Partner | None:
 
 
 def register_partner(intake: Intake, ctx: Context, partner_id: str, name: str, kind: str) -> None:
+    if partner_id == SELF_REFERRAL:
+        # A partner under that id would be the referrer of every citizen's own contact, and see them all.
+        raise click.ClickException(f"'{SELF_REFERRAL}' is the source of citizens' own contacts, not a partner's id")
     intake.write(ctx, today(), [Write(partner_stream(partner_id), [PartnerRegistered(name, kind)], 0)])
 
 

@@ -55,13 +55,15 @@ class WorkerCapacityChanged(DomainEvent):
 
 # -- case-<id>: the referral and the course that may follow ------------------------------------------
 
+SELF_REFERRAL = "self"  # the source of a citizen's own contact: never a partner's id
+
 
 @dataclass(frozen=True)
 class ReferralReceived(DomainEvent):
     """A contact ("henvendelse"): a partner, or the citizen, refers a citizen to a programme."""
 
     programme_id: str
-    source: str  # the referring partner's id, or "self"
+    source: str  # the referring partner's id, or SELF_REFERRAL
     consent_given: bool
     citizen_id: str | None = None  # one citizen across referrals (None only in v1 events: the case is its own)
     citizen_alias: str | None = None  # sealed with the citizen's key
