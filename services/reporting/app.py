@@ -38,6 +38,9 @@ from shared.projections import caught_up
 
 bp = Blueprint("reports", __name__, template_folder="templates")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# A page of this site to go to after signing in: a path of printable ASCII. Browsers drop tabs and newlines from
+# a URL and read a backslash as a slash, so "/\t/evil.example" or "/\\evil.example" would leave the site.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[!-\[\]-~]*")
 
 
 def _store() -> EventStore:
@@ -214,7 +217,7 @@ def _page_login_needed() -> bool:
 def login() -> ResponseReturnValue:
     """Sign in to the pages with an API key; it is kept sealed in a signed, HttpOnly, SameSite=Strict cookie."""
     target = request.values.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
+    if not _LOCAL_PATH.fullmatch(target):
         target = "/"
     if request.method == "GET":
         return render_template("login.html", next=target, error=None)
