@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import dataclasses
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
+from services.reporting.queries import PHASE_1_CRITERIA, course_fidelity
+from shared.domain.programme import evolve_programme
 from tests import scenario
 from tests.conftest import STAFF, referral_body
 from tests.support import auth, run_workers
 from tests.test_course_api import post
+from tests.test_course_rules import COPENHAGEN as DEFINED
 
 EVALUATOR = auth("evaluator")
 
@@ -770,3 +774,18 @@ def test_every_report_of_a_programme_that_does_not_exist_is_404(reporting: Flask
         response = reporting.get(f"/programmes/no-such-programme/{path}", headers=EVALUATOR)
         assert response.status_code == 404, path
         assert response.get_json()["error"]["code"] == "not_found", path
+
+
+def test_fidelity_counts_from_phase_1_so_a_course_still_in_pre_cti_is_not_judged_on_it() -> None:
+    """DOMAIN.md: the 9 months and the first month count from the phase-1 start; pre-CTI comes before it. A course
+    still in pre-CTI has no first month of CTI yet: pending, not failed (and not met either)."""
+    phases = (("pre_cti", 2), ("phase_1", 4), ("phase_2", 3), ("phase_3", 3))
+    programme = evolve_programme(None, "cph", dataclasses.replace(DEFINED, phases=phases))
+    doc: dict[str, Any] = {"enrolled_on": "2016-02-01", "phases": [["2016-02-01", "pre_cti", True]], "contacts": []}
+    waiting = course_fidelity(doc, programme, date(2016, 3, 15))["criteria"]
+    assert {k: waiting[k] for k in PHASE_1_CRITERIA} == dict.fromkeys(PHASE_1_CRITERIA)
+    doc["phases"].append(["2016-04-15", "phase_1", False])
+    doc["contacts"] = [["2016-04-16", "phone"], ["2016-04-20", "home_visit"]]
+    begun = course_fidelity(doc, programme, date(2016, 5, 20))["criteria"]
+    assert (begun["contacts_first_month"], begun["within_9_months"]) == (True, True)
+    assert begun["community_meetings_phase_1"] is None  # phase 1 still open: pending

@@ -438,6 +438,9 @@ FIDELITY_CRITERIA = (
 SUPPORTS = ("provider_meeting", "informal_support_meeting")
 
 
+PHASE_1_CRITERIA = ("community_meetings_phase_1", "supports_phase_1", "contacts_first_month", "within_9_months")
+
+
 def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> dict[str, Any]:
     """One course against the CTI self-assessment: contacts per phase (per 30 days) falling phase by phase,
     >= 3 community meetings and >= 2 with providers or informal supports in phase 1, >= 2 contacts in the
@@ -467,7 +470,9 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
     # CTI proper starts with phase 1: a contact-building period before it (pre-CTI) is neither in the fall of
     # contact from phase to phase nor in the 9 months and the first month, which count from phase 1's start.
     rates = [p["per_30_days"] for p in per_phase if p["phase"] != "pre_cti"]
-    first = next((s for s in spans if s[0] == "phase_1"), spans[0] if spans else None)
+    phase_1 = next((s for s in spans if s[0] == "phase_1"), None)
+    in_pre_cti = phase_1 is None and bool(spans) and spans[-1][0] == "pre_cti"
+    first = phase_1 or (spans[0] if spans and not in_pre_cti else None)
     in_phase_1 = [kind for on, kind in contacts if first and first[1] <= on < first[2]]
     cti_start = first[1] if first else enrolled
     closed_or_planned = closed or planned_end
@@ -478,22 +483,21 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
         """Not met while its window is still open on ``today`` (and the course not closed) is pending, not failed."""
         return True if met else None if closed is None and today < window_ends else False
 
-    return {
-        "enrolled_on": doc["enrolled_on"],
-        "contacts_per_phase": per_phase,
-        "criteria": {
-            "contact_falls_phase_by_phase": all(a >= b for a, b in pairwise(rates)) if len(rates) > 1 else None,
-            "community_meetings_phase_1": judged(in_phase_1.count("community_meeting") >= 3, phase_1_ends),
-            "supports_phase_1": judged(sum(in_phase_1.count(k) for k in SUPPORTS) >= 2, phase_1_ends),
-            "contacts_first_month": judged(
-                sum(1 for on, _ in contacts if cti_start <= on < add_months(cti_start, 1)) >= 2,
-                add_months(cti_start, 1),
-            ),
-            "within_9_months": months_between(cti_start, closed_or_planned) <= 9,
-            "within_programme_length": length <= programme.course_months,
-            "no_early_discharge": closed is None or doc.get("close_reason") not in EARLY,
-        },
+    criteria = {
+        "contact_falls_phase_by_phase": all(a >= b for a, b in pairwise(rates)) if len(rates) > 1 else None,
+        "community_meetings_phase_1": judged(in_phase_1.count("community_meeting") >= 3, phase_1_ends),
+        "supports_phase_1": judged(sum(in_phase_1.count(k) for k in SUPPORTS) >= 2, phase_1_ends),
+        "contacts_first_month": judged(
+            sum(1 for on, _ in contacts if cti_start <= on < add_months(cti_start, 1)) >= 2,
+            add_months(cti_start, 1),
+        ),
+        "within_9_months": months_between(cti_start, closed_or_planned) <= 9,
+        "within_programme_length": length <= programme.course_months,
+        "no_early_discharge": closed is None or doc.get("close_reason") not in EARLY,
     }
+    if in_pre_cti:  # CTI proper has not begun (or never did, if the course closed): nothing from phase 1 to judge
+        criteria |= dict.fromkeys(PHASE_1_CRITERIA)
+    return {"enrolled_on": doc["enrolled_on"], "contacts_per_phase": per_phase, "criteria": criteria}
 
 
 def _phase_1_ends(
