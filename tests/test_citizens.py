@@ -21,7 +21,8 @@ from services.intake.service import cpr_stream
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.domain.cpr import cpr_fingerprint, parse_cpr
-from shared.domain.events import CprLinked
+from shared.domain.events import CprLinked, MatchConfirmed
+from shared.domain.identity import identity_stream, pair
 from shared.events import NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
@@ -449,6 +450,28 @@ def test_an_erasure_stopped_between_its_event_and_its_keys_is_finished_by_asking
         else:
             assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_erased"
         assert not vault.has_key(citizen) and staff_view(intake, case)["citizen_alias"] == ERASED
+
+
+def test_a_replayed_erasure_deletes_the_keys_of_the_records_it_erased_and_no_others(
+    intake: FlaskClient, cph: str, connection: redis.Redis, store: EventStore
+) -> None:
+    """A match decided on proposals read just before an erasure, appended just after it, joins a second record to
+    the person. The erasure's replay (same key) writes nothing: it must not delete that record's keys (its data
+    would be gone with no erasure in the log), nor name it."""
+    a_case = refer(intake, PARTNER, alias="Maja", birth_date="1990-05-01").get_json()["case_id"]
+    b_case = refer(intake, LIVA, alias="Maja", birth_date="1990-05-01").get_json()["case_id"]
+    run_workers(connection, "caseflow")
+    a, b = staff_view(intake, a_case)["citizen_id"], staff_view(intake, b_case)["citizen_id"]
+    url, keyed = f"/programmes/demo-cph/citizens/{a}/erasure", {**STAFF, "Idempotency-Key": "kk-erase-a"}
+    first = intake.post(url, json={"requested_by": "citizen"}, headers=keyed)
+    assert first.status_code == 201 and first.get_json()["records_erased"] == [a]
+    stream = identity_stream("demo-cph")
+    store.append(stream, [NewEvent(stream, MatchConfirmed(*pair(a, b)), start_of_day(date(2016, 2, 1)), "test")])
+    run_workers(connection, "caseflow")
+    again = intake.post(url, json={"requested_by": "citizen"}, headers=keyed)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == first.get_json()
+    assert staff_view(intake, b_case)["citizen_alias"] == "Maja"
+    assert staff_view(intake, a_case)["citizen_alias"] == ERASED
 
 
 def test_the_evaluator_sees_fidelity_by_the_exports_pseudonyms_and_no_erased_course(

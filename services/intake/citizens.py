@@ -146,24 +146,27 @@ def erase(programme_id: str, citizen_id: str) -> Response:
         if erased.issuperset(records):
             # Recorded before. The keys go after the events, so a process that stopped between the two left
             # them: a repeat deletes them, or the personal data would stay readable for good.
-            shred()
+            shred(erased)
             raise Refused("already_erased", "this citizen's personal data was erased before")
         erasure = CitizenErased(requested_by=d["requested_by"])
         return intake().write(
             ctx, d["on"], [Write(citizen_stream(r), [erasure], 0) for r in records if r not in erased]
         )
 
-    def shred() -> None:
-        for record in records:
+    def shred(erased: set[str]) -> None:
+        for record in erased:
             intake().vault.erase(record)
 
     result = intake().retrying(ctx, attempt)
-    shred()
+    # The records erased in the log, not all those the person has now: a replay's records may have grown since
+    # its first request (a match confirmed meanwhile), and a record's keys go only with its recorded erasure.
+    erased = erased_records(intake().store, records)
+    shred(erased)
     # This programme's records only: that the person is known in another programme (which may be an addiction
     # programme's) is not this coordinator's to know, not even as a count. Each erasure is an event on its record.
     view = {
         "citizen_id": citizen_id,
-        "records_erased": sorted(programmes[programme_id]),
+        "records_erased": sorted(programmes[programme_id] & erased),
         "erased_on": d["on"].isoformat(),
     }
     return written(result, lambda: view, f"/programmes/{programme_id}/citizens/{citizen_id}/access-log")
