@@ -141,6 +141,10 @@ def erase(programme_id: str, citizen_id: str) -> Response:
     everywhere, programmes = _person_everywhere(citizen_id)
     records = sorted(everywhere)
 
+    def shred(erased: set[str]) -> None:
+        for record in erased:
+            intake().vault.erase(record)
+
     def attempt() -> AppendResult:
         erased = erased_records(intake().store, records)
         if erased.issuperset(records):
@@ -152,10 +156,6 @@ def erase(programme_id: str, citizen_id: str) -> Response:
         return intake().write(
             ctx, d["on"], [Write(citizen_stream(r), [erasure], 0) for r in records if r not in erased]
         )
-
-    def shred(erased: set[str]) -> None:
-        for record in erased:
-            intake().vault.erase(record)
 
     result = intake().retrying(ctx, attempt)
     # The records erased in the log, not all those the person has now: a replay's records may have grown since

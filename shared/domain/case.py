@@ -540,11 +540,11 @@ def decide_situation(case: Case, event: DomainEvent, on: date) -> DomainEvent:
 def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: date) -> ev.PhaseEntered:
     """A worker's explicit (early or late) phase move."""
     _require_enrolled(case, on, "move the phase")
-    if phase not in programme.phase_names():
-        raise Invalid({"phase": [f"one of: {', '.join(programme.phase_names())}"]})
+    names = programme.phase_names()
+    if phase not in names:
+        raise Invalid({"phase": [f"one of: {', '.join(names)}"]})
     if phase == case.phase:
         raise Refused("same_phase", f"the course is already in {phase}")
-    names = programme.phase_names()
     if case.phase in names and names.index(phase) < names.index(case.phase):
         # The phases are a sequence (a course "reaches" the last it entered, as reports count it).
         raise Refused("phase_before_current", f"the course is in {case.phase}, past {phase}")
@@ -561,7 +561,7 @@ def planned_phase_moves(case: Case, programme: Programme, until: date) -> list[t
     records by moving the course to phase 1, not on a date."""
     names = programme.phase_names()
     current = case.phase
-    if not case.phases or current not in names or current == "pre_cti":
+    if current not in names or current == "pre_cti":  # None before the enrolment
         return []
     anchor = next((p for p in reversed(case.phases) if not p.scheduled), case.phases[0])
     moves = due_phase_moves(programme, anchor.phase, anchor.on, until)
