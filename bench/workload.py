@@ -157,7 +157,7 @@ def course(case_id: str, citizen: int, programme: Programme, on: date, rng: rand
             take(day, [decide_situation(case, ev.ContactRecorded(kind=rng.choice(CONTACT_KINDS)), day)])
         if months % programme.assessment_interval_months == 0:
             take(day, star(day, enrol=False))
-        if months in next_phase:
+        if months in next_phase and case.phases:  # a CTI course: ICM and ACT have no phases
             take(day, [decide_phase(case, programme, next_phase[months], "scheduled", day)])
         months += 1
     if rng.random() < 0.5:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.error import HTTPError
 
 from shared.domain.calendar import add_months
-from shared.domain.programme import DANISH_LIFE_AREAS
+from shared.domain.programme import DANISH_LIFE_AREAS, PHASED_METHODS
 
 Call = Callable[..., Any]
 
@@ -142,7 +142,7 @@ def _course(call: Call, intake: str, spec: dict[str, Any], staff: str, referrer:
     end = min(add_months(enrol_on, spec["course_months"]), date.fromisoformat(spec["funding_end"]))
     drop_out = end - timedelta(days=rng.randint(30, 120)) if rng.random() < 0.15 else None
     last = drop_out or end
-    _measures(post, rng, enrol_on, last, scores, spec)
+    _measures(post, rng, enrol_on, last, scores, spec, phased=method in PHASED_METHODS)
     post(
         "closure",
         last,
@@ -161,8 +161,10 @@ def _measures(
     last: date,
     scores: dict[str, int],
     spec: dict[str, Any],
+    phased: bool,
 ) -> None:
-    """Stars and WHO-5 every 2 months, contacts falling phase by phase, goals, housing and job-centre moves."""
+    """Stars and WHO-5 every 2 months, contacts falling phase by phase (a CTI course's phase moves too), goals,
+    housing and job-centre moves."""
     post("who5", enrolled, items=[rng.randint(0, 3) for _ in range(5)])
     goals = rng.sample(list(scores), 2)
     for area in goals:
@@ -173,7 +175,7 @@ def _measures(
     for index, (phase, begins) in enumerate(zip(spec["phases"], phase_starts, strict=True)):
         if begins >= last:
             break
-        if index:
+        if index and phased:
             post("phase", begins, phase=phase["name"], reason="phase plan")
         per_month = max(1, 5 - 2 * index)  # weekly, then fortnightly, then monthly
         stop = min(last, add_months(begins, phase["months"]))

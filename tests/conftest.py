@@ -168,3 +168,16 @@ def referral_body(**overrides: object) -> dict[str, object]:
     }
     body.update(overrides)
     return body
+
+
+@pytest.fixture
+def cti_and_icm(intake: FlaskClient) -> str:
+    """A programme running ICM beside CTI, with one worker of each and room for one citizen each."""
+    defined = intake.post(
+        "/programmes", json=COPENHAGEN | {"methods": ["cti", "icm"], "targets": {"cti": 20, "icm": 10}}, headers=STAFF
+    )
+    assert defined.status_code == 201, defined.get_json()
+    for worker_id, method in (("anna", "cti"), ("frej", "icm")):
+        body = {"worker_id": worker_id, "method": method, "capacity": 1, "on": "2016-01-02"}
+        assert intake.post("/programmes/demo-cph/workers", json=body, headers=STAFF).status_code == 201
+    return str(COPENHAGEN["programme_id"])

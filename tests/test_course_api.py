@@ -9,6 +9,9 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from services.intake import courses
+from shared.domain.caseload import Caseload, assigned_method
+from shared.domain.programme import Programme
 from shared.events.envelope import today
 from shared.eventstore import EventStore
 from tests.conftest import COPENHAGEN, PARTNER, STAFF, referral_body
@@ -383,3 +386,49 @@ def test_a_case_changes_relation_worker_in_date_order(intake: FlaskClient, worke
     assert store.head() == head
     post(intake, f"/cases/{case}/assignment", {"on": "2016-02-10", "worker_id": "bo"})  # the same day is fine
     post(intake, f"/cases/{case}/closure", {"on": "2016-03-01", "reason": "completed"})
+
+
+def test_a_course_works_only_with_a_worker_of_its_method(
+    intake: FlaskClient, cti_and_icm: str, connection: redis.Redis
+) -> None:
+    assigned = in_assessment(intake)
+    post(intake, f"/cases/{assigned}/assignment", {"worker_id": "frej", "on": "2016-01-25"})
+    body = {"on": "2016-02-01", "scores": {"housing": 3}}
+    refused(intake, f"/cases/{assigned}/enrolment", body | {"method": "cti"}, 409, "method_mismatch")
+    assert post(intake, f"/cases/{assigned}/enrolment", body)["method"] == "icm"  # frej's method
+    cti = enrolled(intake)
+    post(intake, f"/cases/{cti}/assignment", {"worker_id": "anna", "on": "2016-02-10"})
+    waiting = in_assessment(intake)
+    post(intake, f"/cases/{waiting}/enrolment", body | {"method": "icm"})
+    refused(intake, f"/cases/{waiting}/assignment", {"worker_id": "anna", "on": "2016-02-10"}, 409, "method_mismatch")
+    post(intake, f"/cases/{waiting}/assignment", {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-02-10"})
+    # Anna's slot frees (caseflow offers slots today: the programme is funded past it): the ICM course waits on,
+    # for frej's.
+    post(intake, f"/programmes/{cti_and_icm}/changes", {"funding_end": (today() + timedelta(days=365)).isoformat()})
+    post(intake, f"/cases/{cti}/closure", {"on": "2016-03-01", "reason": "moved"})
+    run_workers(connection, "caseflow")
+    still = intake.get(f"/cases/{waiting}", headers=STAFF).get_json()
+    assert (still["worker_id"], still["waitlisted_since"]) == (None, "2016-02-10")
+    post(intake, f"/cases/{assigned}/closure", {"on": "2016-03-02", "reason": "moved"})
+    run_workers(connection, "caseflow")
+    assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["worker_id"] == "frej"
+
+
+def test_an_assignment_landing_while_a_star_enrols_the_case_is_seen_by_the_enrolment(
+    intake: FlaskClient, cti_and_icm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enrolment read the case unassigned (any method would do); before its append, the coordinator assigned
+    it to frej, who works with ICM. The enrolment read-checks the caseload, so it is decided again, on frej."""
+    case = in_assessment(intake)
+    assigned: list[str] = []
+
+    def read_then_assign(caseload: Caseload, programme: Programme, case_id: str) -> str | None:
+        method = assigned_method(caseload, programme, case_id)
+        if not assigned:
+            assigned.append(case_id)
+            post(intake, f"/cases/{case_id}/assignment", {"worker_id": "frej", "on": "2016-01-25"})
+        return method
+
+    monkeypatch.setattr(courses, "assigned_method", read_then_assign)
+    enrolment = post(intake, f"/cases/{case}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}})
+    assert assigned == [case] and (enrolment["method"], enrolment["worker_id"]) == ("icm", "frej")

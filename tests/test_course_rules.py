@@ -22,7 +22,14 @@ from shared.domain.case import (
     evolve,
     planned_phase_moves,
 )
-from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
+from shared.domain.caseload import (
+    Caseload,
+    assigned_method,
+    decide_assignment,
+    decide_offers,
+    decide_release,
+    evolve_caseload,
+)
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
 from shared.domain.staffing import decide_add_worker, decide_capacity, decide_programme_change
 from shared.domain.status import course_status, who5_scores
@@ -247,6 +254,32 @@ def test_pre_cti_ends_when_a_worker_moves_the_course_to_phase_1_not_on_a_date() 
     ]
 
 
+def test_only_a_cti_course_runs_in_phases() -> None:
+    """DOMAIN.md: the phases (and pre-CTI before them) are CTI's; ICM and ACT are other housing-support methods a
+    programme may run beside it. Their courses get no first phase, no scheduled moves and no phase moves."""
+    phases = (("pre_cti", 2), ("phase_1", 3), ("phase_2", 3), ("phase_3", 3))
+    p = evolve_programme(None, "bal", dataclasses.replace(COPENHAGEN, methods=("cti", "icm", "act"), phases=phases))
+    referred = evolve(None, "case-1", ev.ReferralReceived("bal", "reden", True), date(2015, 12, 1))
+    referred = evolve(referred, "case-1", ev.AssessmentStarted(), date(2015, 12, 10))
+    on = date(2016, 2, 1)
+    for method, first_phase in (("cti", "pre_cti"), ("icm", None), ("act", None)):
+        enrolment, _ = decide_star(referred, p, {"housing": 3}, on, method, must_enrol=True)
+        assert enrolment == ev.CitizenEnrolled(method=method, first_phase=first_phase)
+    icm = referred
+    for event in decide_star(referred, p, {"housing": 3}, on, "icm", must_enrol=True):
+        icm = evolve(icm, "case-1", event, on)
+    assert (icm.status, icm.method, icm.phases, icm.phase) == (CaseStatus.ENROLLED, "icm", (), None)
+    with pytest.raises(Refused) as refused:
+        decide_phase(icm, p, "phase_1", "housed", date(2016, 3, 1))
+    assert refused.value.code == "no_phase_plan"
+    assert planned_phase_moves(icm, p, date(2016, 12, 31)) == []
+    view = course_status(icm, p, None, date(2016, 3, 1))
+    assert (view["phase"], view["phase_da"], view["next_phase"]) == (None, None, None)
+    # A phase move an older version's scheduler appended to an ICM course did not happen.
+    moved = evolve(icm, "case-1", ev.PhaseEntered("phase_1", "phase plan", scheduled=True), date(2016, 5, 1))
+    assert moved.phases == () and moved.version == icm.version + 1
+
+
 def test_a_closure_dated_back_voids_the_scheduled_moves_after_it_and_not_a_workers_own() -> None:
     p = programme()
     case = enrolled_case(date(2016, 2, 29))
@@ -301,8 +334,8 @@ def test_capacity_and_the_waitlist() -> None:
         decide_capacity(p, load, "anna", 0)
     assert lower.value.code == "capacity_below_caseload"
     # Only anna's slot counts: bo is free, so the waitlisted citizen is offered to bo at once.
-    assert decide_offers(load, p, date(2016, 2, 3)) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
-    assert decide_offers(load, p, date(2017, 1, 1)) == []  # after the funding end: no course runs, none is offered
+    assert decide_offers(load, p, {}, date(2016, 2, 3)) == [ev.CaseAssigned("case-2", "bo", "waitlist")]
+    assert decide_offers(load, p, {}, date(2017, 1, 1)) == []  # after the funding end: no course runs, none is offered
     # Closing anna's course frees her slot in the same append.
     assert decide_release(load, "case-1", "course_closed", date(2016, 3, 1)) == [
         ev.CaseReleased("case-1", "anna", "course_closed")
@@ -339,7 +372,48 @@ def test_the_citizen_waiting_longest_is_offered_a_free_slot_first() -> None:
     for case_id, since in (("case-late-recorded", date(2016, 2, 5)), ("case-waiting-longer", date(2016, 2, 1))):
         load = evolve_caseload(load, ev.CaseWaitlisted(case_id), since)
     assert [c for c, _ in load.longest_waiting_first()] == ["case-waiting-longer", "case-late-recorded"]
-    assert decide_offers(load, p, date(2016, 2, 5)) == [ev.CaseAssigned("case-waiting-longer", "anna", "waitlist")]
+    assert decide_offers(load, p, {}, date(2016, 2, 5)) == [ev.CaseAssigned("case-waiting-longer", "anna", "waitlist")]
+
+
+def test_a_course_works_with_a_relation_worker_of_its_own_method() -> None:
+    """A programme running CTI and ICM side by side (Ballerup: 20 CTI and 10 ICM courses) has workers of each:
+    an ICM course is not assigned, offered or enrolled to a CTI worker."""
+    p = evolve_programme(None, "bal", dataclasses.replace(COPENHAGEN, methods=("cti", "icm")))
+    for joined in (ev.WorkerJoined("anna", "cti", capacity=1), ev.WorkerJoined("frej", "icm", capacity=1)):
+        p = evolve_programme(p, "bal", joined)
+    referred = evolve(None, "case-1", ev.ReferralReceived("bal", "reden", True), date(2015, 12, 1))
+    assessing = evolve(referred, "case-1", ev.AssessmentStarted(), date(2015, 12, 10))
+    icm = assessing
+    for event in decide_star(assessing, p, {"housing": 3}, date(2016, 2, 1), "icm", must_enrol=True):
+        icm = evolve(icm, "case-1", event, date(2016, 2, 1))
+    with pytest.raises(Refused) as mismatch:
+        decide_assignment(Caseload("bal"), p, icm, "anna", False, date(2016, 2, 3))
+    assert mismatch.value.code == "method_mismatch" and "anna works with CTI" in mismatch.value.message
+    assert decide_assignment(Caseload("bal"), p, icm, "frej", False, date(2016, 2, 3)) == [
+        ev.CaseAssigned("case-1", "frej", "request")
+    ]
+    # Assigned in assessment, a case enrols in its worker's method unless asked otherwise, and not in another.
+    with_frej = evolve_caseload(Caseload("bal"), ev.CaseAssigned("case-1", "frej", "request"), date(2016, 1, 5))
+    worker_method = assigned_method(with_frej, p, "case-1")
+    assert worker_method == "icm" and assigned_method(Caseload("bal"), p, "case-1") is None
+    enrolment, _ = decide_star(assessing, p, {"housing": 3}, date(2016, 2, 1), None, True, worker_method)
+    assert enrolment == ev.CitizenEnrolled(method="icm", first_phase=None)
+    with pytest.raises(Refused) as other:
+        decide_star(assessing, p, {"housing": 3}, date(2016, 2, 1), "cti", True, worker_method)
+    assert other.value.code == "method_mismatch"
+    # Waiting: an ICM course for frej's slot only; one not yet enrolled for any free slot, the longest waiting first.
+    waiting = Caseload("bal")
+    for case_id, since in (("case-icm", date(2016, 2, 1)), ("case-assessing", date(2016, 2, 2))):
+        waiting = evolve_caseload(waiting, ev.CaseWaitlisted(case_id), since)
+    methods = {"case-icm": "icm", "case-assessing": None}
+    assert decide_offers(waiting, p, methods, date(2016, 2, 5)) == [
+        ev.CaseAssigned("case-assessing", "anna", "waitlist"),
+        ev.CaseAssigned("case-icm", "frej", "waitlist"),
+    ]
+    frej_busy = evolve_caseload(waiting, ev.CaseAssigned("case-other", "frej", "request"), date(2016, 2, 3))
+    assert decide_offers(frej_busy, p, methods, date(2016, 2, 5)) == [
+        ev.CaseAssigned("case-assessing", "anna", "waitlist")
+    ]
 
 
 def test_status_changes_come_in_date_order() -> None:

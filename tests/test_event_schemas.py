@@ -9,7 +9,7 @@ import orjson
 import pytest
 from marshmallow import fields
 
-from shared.domain.events import ReferralReceived
+from shared.domain.events import CitizenEnrolled, ReferralReceived
 from shared.events import CorruptEvent, DomainEvent, EventRegistry, UnknownEventType
 from shared.events.catalogue import REGISTRY, EventSchema
 
@@ -41,6 +41,16 @@ def test_a_v1_referral_is_read_as_v2_without_its_clear_personal_data() -> None:
     upcast = REGISTRY.load("ReferralReceived", 1, stored_v1)
     assert upcast == ReferralReceived("demo", "reden", True)
     assert isinstance(upcast, ReferralReceived) and upcast.citizen_alias is None and upcast.citizen_id is None
+
+
+def test_a_v1_enrolment_gives_a_phase_only_to_a_cti_course() -> None:
+    """v1 gave ICM and ACT courses the phase plan's first phase too; only CTI runs in phases."""
+    for method, first_phase in (("cti", "pre_cti"), ("icm", None), ("act", None)):
+        upcast = REGISTRY.load("CitizenEnrolled", 1, {"method": method, "first_phase": "pre_cti"})
+        assert upcast == CitizenEnrolled(method=method, first_phase=first_phase)
+    name, version, data = dumped(CitizenEnrolled(method="icm", first_phase=None))
+    assert (name, version) == ("CitizenEnrolled", 2)
+    assert REGISTRY.load(name, version, data) == CitizenEnrolled(method="icm", first_phase=None)
 
 
 def test_a_stored_payload_that_breaks_its_schema_is_refused() -> None:

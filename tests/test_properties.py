@@ -156,7 +156,7 @@ def test_caseloads_are_never_over_capacity_and_nobody_is_lost(steps: list[tuple[
             elif command == "release":
                 events = decide_release(caseload, case.case_id, "course_closed", date(2016, 2, 1))
             else:
-                events = decide_offers(caseload, PROGRAMME, date(2016, 2, 1))
+                events = decide_offers(caseload, PROGRAMME, {}, date(2016, 2, 1))
         except (Refused, Invalid):
             continue
         for event in events:
@@ -166,7 +166,7 @@ def test_caseloads_are_never_over_capacity_and_nobody_is_lost(steps: list[tuple[
         waiting = [c for c, _ in caseload.waitlist]
         assert len(waiting) == len(set(waiting)) and not set(waiting) & set(caseload.assignments)
     after_offers = caseload
-    for event in decide_offers(caseload, PROGRAMME, date(2016, 3, 1)):
+    for event in decide_offers(caseload, PROGRAMME, {}, date(2016, 3, 1)):
         after_offers = evolve_caseload(after_offers, event, date(2016, 3, 1))
     free = sum(PROGRAMME.capacity_of(w) - after_offers.load(w) for w in PROGRAMME.workers)
     assert free == 0 or not after_offers.waitlist  # offers leave no one waiting beside a free slot

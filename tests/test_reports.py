@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from services.reporting.queries import PHASE_1_CRITERIA, course_fidelity
 from shared.domain.programme import evolve_programme
 from tests import scenario
-from tests.conftest import STAFF, referral_body
+from tests.conftest import COPENHAGEN, STAFF, referral_body
 from tests.support import auth, run_workers
-from tests.test_course_api import post
+from tests.test_course_api import enrolled, in_assessment, post, refused
 from tests.test_course_rules import COPENHAGEN as DEFINED
 
 EVALUATOR = auth("evaluator")
@@ -789,3 +789,35 @@ def test_fidelity_counts_from_phase_1_so_a_course_still_in_pre_cti_is_not_judged
     begun = course_fidelity(doc, programme, date(2016, 5, 20))["criteria"]
     assert (begun["contacts_first_month"], begun["within_9_months"]) == (True, True)
     assert begun["community_meetings_phase_1"] is None  # phase 1 still open: pending
+
+
+def test_an_icm_course_has_no_phases_and_is_not_rated_against_cti(
+    intake: FlaskClient, reporting: FlaskClient, connection: redis.Redis
+) -> None:
+    """DOMAIN.md: a programme may run ICM beside CTI (Ballerup: 10 ICM and 20 CTI courses). The phases and the
+    CTI fidelity self-assessment are CTI's: an ICM course has neither."""
+    ballerup_like = COPENHAGEN | {"methods": ["cti", "icm"], "targets": {"cti": 20, "icm": 10}}
+    post(intake, "/programmes", ballerup_like)
+    for worker_id, method in (("anna", "cti"), ("frej", "icm")):
+        post(intake, "/programmes/demo-cph/workers", {"worker_id": worker_id, "method": method, "on": "2016-01-02"})
+    cti = enrolled(intake)
+    icm = in_assessment(intake)
+    course = post(intake, f"/cases/{icm}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}, "method": "icm"})
+    assert (course["method"], course["phase"], course["phases"], course["next_phase"]) == ("icm", None, [], None)
+    refused(
+        intake,
+        f"/cases/{icm}/phase",
+        {"on": "2016-03-01", "phase": "phase_2", "reason": "housed"},
+        409,
+        "no_phase_plan",
+    )
+    post(intake, f"/cases/{cti}/assignment", {"worker_id": "anna", "on": "2016-02-10"})
+    post(intake, f"/cases/{icm}/assignment", {"worker_id": "frej", "on": "2016-02-10"})
+    post(intake, f"/cases/{icm}/contacts", {"on": "2016-02-11", "kind": "home_visit"})
+    run_workers(connection)
+    assert intake.get(f"/cases/{icm}", headers=STAFF).get_json()["phase"] is None
+    [anna] = get(reporting, "statistics/fidelity?on=2016-10-01")["workers"]  # frej works with ICM only
+    assert anna["worker_id"] == "anna" and [c["case_id"] for c in anna["courses"]] == [cti]
+    courses = get(reporting, "statistics/courses?on=2016-10-01")
+    assert courses["phase_reached"] == {"phase_1": 1, "phase_2": 0, "phase_3": 0}  # the CTI course alone
+    assert {r["method"]: r["enrolled"] for r in courses["by_method"]} == {"cti": 1, "icm": 1}

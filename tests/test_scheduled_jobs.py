@@ -11,11 +11,12 @@ from flask.testing import FlaskClient
 from services.caseflow import policies
 from services.caseflow.policies import emit_due_phase_moves
 from shared.aggregates import load_case, load_programme
+from shared.domain.case import Case
 from shared.domain.programme import Programme
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
 from tests.support import run_workers, suite_queue
-from tests.test_course_api import enrolled, post, refused
+from tests.test_course_api import enrolled, in_assessment, post, refused
 
 
 def phase_moves(store: EventStore, case: str) -> list[tuple[str, str, bool]]:
@@ -139,3 +140,28 @@ def test_a_funding_end_cut_while_the_scheduler_decides_lets_no_move_after_it_in(
     assert emit_due_phase_moves(store, "cf", on=date(2016, 11, 1)) == 1
     for case in courses:
         assert phase_moves(store, case) == [("phase_2", "2016-06-29", True)]
+
+
+def test_a_case_enrolled_while_caseflow_offers_it_a_slot_is_offered_one_of_its_method(
+    intake: FlaskClient, cti_and_icm: str, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy read the waiting case still in assessment (any worker would do); before its append, the case
+    was enrolled in ICM. The append read-checks the case it offers, so anna's CTI slot goes to nobody."""
+    frejs = in_assessment(intake)
+    post(intake, f"/cases/{frejs}/assignment", {"worker_id": "frej", "on": "2016-01-25"})
+    waiting = in_assessment(intake)
+    post(intake, f"/cases/{waiting}/assignment", {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-01-25"})
+    enrolled_meanwhile: list[str] = []
+
+    def read_then_enrol(store: EventStore, case_id: str) -> Case:
+        case = load_case(store, case_id)
+        if case_id == waiting and not enrolled_meanwhile:
+            enrolled_meanwhile.append(case_id)
+            body = {"on": "2016-02-01", "scores": {"housing": 3}, "method": "icm"}
+            post(intake, f"/cases/{case_id}/enrolment", body)
+        return case
+
+    monkeypatch.setattr(policies, "load_case", read_then_enrol)
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 0
+    assert enrolled_meanwhile == [waiting]
+    assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["worker_id"] is None

@@ -19,7 +19,7 @@ from services.caseflow.queries import ReadModel
 from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
 from shared.domain.case import CaseStatus, planned_phase_moves
 from shared.domain.caseload import caseload_stream, decide_offers
-from shared.domain.events import PhaseEntered
+from shared.domain.events import CaseAssigned, PhaseEntered
 from shared.domain.programme import course_dates
 from shared.events import NewEvent
 from shared.events.envelope import start_of_day, today
@@ -41,16 +41,20 @@ def offer_free_slots(store: EventStore, prefix: str, programme_id: str, on: date
         except NotFound:
             return 0
         caseload = load_caseload(store, programme_id)
-        offers = decide_offers(caseload, programme, on)
+        waiting = {case_id: load_case(store, case_id) for case_id, _ in caseload.waitlist}
+        offers = decide_offers(caseload, programme, {c: case.method for c, case in waiting.items()}, on)
         if not offers:
             return 0
         stream = caseload_stream(programme_id)
         events = [NewEvent(stream, offer, start_of_day(on), ACTOR) for offer in offers]
+        # Each offered case read-checked too: one enrolled meanwhile (in a method) is decided on again.
+        offered = [waiting[offer.case_id] for offer in offers if isinstance(offer, CaseAssigned)]
         try:
             store.append_many(
                 [
                     StreamWrite(stream, events, caseload.version),
                     StreamWrite(programme_stream(programme_id), [], programme.version),
+                    *(StreamWrite(case.case_id, [], case.version) for case in offered),
                 ]
             )
         except WrongExpectedVersion:

@@ -97,8 +97,9 @@ def kind_of(stream_id: str) -> tuple[StreamKind, str] | None:
 
 class CaseflowProjection:
     name = "caseflow"
-    # 2: a closure voids the scheduler's phase moves dated after it (rebuilt from the log on upgrade)
-    version = 2
+    # 2: a closure voids the scheduler's phase moves dated after it; 3: ICM and ACT courses have no phases
+    # (rebuilt from the log on upgrade)
+    version = 3
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold each event into its stream's object, held by the state, which writes each touched document

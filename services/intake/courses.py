@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from services.intake import schemas as s
 from services.intake.web import (
+    STAFF,
     case_access_log,
     case_command,
     case_view,
@@ -32,28 +33,36 @@ from shared.domain.case import (
     decide_star,
     decide_who5,
 )
-from shared.domain.caseload import decide_assignment
+from shared.domain.caseload import Caseload, assigned_method, decide_assignment
 from shared.domain.programme import Programme
+from shared.events import DomainEvent
 
 bp = Blueprint("courses", __name__)
 
 
-def _star(must_enrol: bool) -> Any:
-    def decide(case: Case, programme: Programme, d: dict[str, Any]) -> list[Any]:
-        return decide_star(case, programme, d["scores"], d["on"], d["method"], must_enrol=must_enrol)
+def _star(case_id: str, must_enrol: bool) -> Response:
+    """A star; the first enrols, in the method asked for or that of the case's relation worker (no other)."""
+    principal = caller(*STAFF)
+    scoped_case(principal, case_id)
+    ctx, d = load(principal, s.StarRequest)
 
-    return decide
+    def decide(case: Case, programme: Programme, caseload: Caseload) -> list[DomainEvent]:
+        worker_method = assigned_method(caseload, programme, case_id)
+        return decide_star(case, programme, d["scores"], d["on"], d["method"], must_enrol, worker_method)
+
+    result = intake().on_course(ctx, case_id, d["on"], decide)
+    return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")
 
 
 @bp.post("/cases/<case_id>/enrolment")
 def enrol(case_id: str) -> Response:
     """The first star: enrols the citizen on its date ("indskrevet"), within the recruitment window."""
-    return programme_case_command(case_id, s.StarRequest, _star(must_enrol=True))
+    return _star(case_id, must_enrol=True)
 
 
 @bp.post("/cases/<case_id>/stars")
 def record_star(case_id: str) -> Response:
-    return programme_case_command(case_id, s.StarRequest, _star(must_enrol=False))
+    return _star(case_id, must_enrol=False)
 
 
 @bp.post("/cases/<case_id>/who5")

@@ -325,6 +325,25 @@ class Intake:
 
         return self.retrying(ctx, attempt)
 
+    def on_course(
+        self, ctx: Context, case_id: str, on: date, decide: Callable[[Case, Programme, Caseload], Sequence[DomainEvent]]
+    ) -> AppendResult:
+        """A command on one case decided on its caseload too (a star that enrols takes the method of the case's
+        relation worker), read-checking all three: an assignment that lands first is decided on again."""
+
+        def attempt() -> AppendResult:
+            case, programme, caseload = self.course(case_id)
+            events = decide(case, programme, caseload)
+            require_within_funding(case, programme, on)
+            writes = [
+                Write(case_id, events, case.version),
+                Write(programme_stream(programme.programme_id), [], programme.version),
+                Write(caseload_stream(programme.programme_id), [], caseload.version),
+            ]
+            return self.write(ctx, on, writes, course_of=case.programme_id)
+
+        return self.retrying(ctx, attempt)
+
     def _programme_read_with(self, case: Case) -> Programme:
         """The programme as ``course`` read it with the case a moment ago: held, not read again. Never an older
         one (which could refuse what a funding extension allows), as ``course`` read it afresh."""

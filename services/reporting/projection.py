@@ -190,8 +190,9 @@ class ReportingProjection:
     # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8-9: a reopened course is no
     # referral, nor in the coordinator's partner's figures; 10: courses, phases, success criteria and waits
     # counted on the days they happened, for reports on past dates; 11: a referral declined, withdrawn or referred
-    # on after its assessment began is no longer counted as accepted too (rebuilt from the log on upgrade)
-    version = 11
+    # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases
+    # (rebuilt from the log on upgrade)
+    version = 12
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -314,9 +315,11 @@ class ReportingProjection:
                 days = (on - date.fromisoformat(doc["referred_on"])).days
                 state.incr(cohorts(p), f"{cohort}|days_to_enrolment", days)
             state.score(enrolments(p, payload.method), event.stream_id, on.toordinal())
-            add_on(state, phase_deltas(p), payload.first_phase, on, 1)
-            doc["phases"] = [[on.isoformat(), payload.first_phase, True]]
-        elif isinstance(payload, ev.PhaseEntered):
+            doc["phases"] = []
+            if payload.first_phase:  # a CTI course: ICM and ACT have no phases
+                add_on(state, phase_deltas(p), payload.first_phase, on, 1)
+                doc["phases"] = [[on.isoformat(), payload.first_phase, True]]
+        elif isinstance(payload, ev.PhaseEntered) and doc["phases"]:  # as the domain's fold, none without a plan
             add_on(state, phase_deltas(p), doc["phase"], on, -1)
             add_on(state, phase_deltas(p), payload.phase, on, 1)
             doc["phase"] = payload.phase

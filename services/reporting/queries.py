@@ -35,7 +35,7 @@ from services.reporting.projection import (
 )
 from shared.aggregates import load_identity, programme_stream
 from shared.domain.calendar import add_months, months_between
-from shared.domain.programme import Programme, course_dates, programme_from_doc
+from shared.domain.programme import PHASED_METHODS, Programme, course_dates, programme_from_doc
 from shared.events.envelope import today as danish_today
 from shared.eventstore import EventStore
 from shared.projections import active_namespace
@@ -270,7 +270,8 @@ class Reports:
         }
 
     def fidelity(self, programme_id: str, today: date) -> dict[str, Any]:
-        """CTI fidelity from recorded contacts, per course and per relation worker."""
+        """CTI fidelity from recorded contacts, per CTI course and per relation worker (ICM and ACT courses are
+        not CTI, so they are not rated against it)."""
         programme = self.programme(programme_id)
         raw = self.redis.get(self.key(waiting(programme_id)))
         worked_with: dict[str, list[str]] = json.loads(raw)["worked_with"] if raw else {}
@@ -282,8 +283,12 @@ class Reports:
             rows = [
                 {"case_id": c} | course_fidelity(doc, programme, today)
                 for c, doc in enrolled
-                if doc.get("enrolled_on") and doc["enrolled_on"] <= today.isoformat()  # courses begun by then
+                if doc.get("method") in PHASED_METHODS
+                and doc.get("enrolled_on")
+                and doc["enrolled_on"] <= today.isoformat()  # courses begun by then
             ]
+            if not rows and programme.workers[worker_id].method not in PHASED_METHODS:
+                continue  # an ICM or ACT worker with no CTI course
             summary = {
                 k: _share(
                     sum(1 for r in rows if r["criteria"][k]), sum(1 for r in rows if r["criteria"][k] is not None)

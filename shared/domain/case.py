@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain import events as ev
-from shared.domain.programme import DANISH_LIFE_AREAS, Programme, due_phase_moves
+from shared.domain.programme import DANISH_LIFE_AREAS, PHASED_METHODS, Programme, due_phase_moves
 from shared.events import DomainEvent
 
 CONTACT_KINDS = ("community_meeting", "home_visit", "phone", "provider_meeting", "informal_support_meeting")
@@ -314,10 +314,12 @@ def _changes(case: Case, case_id: str, event: DomainEvent, on: date) -> dict[str
             return _moved(case, CaseStatus.ENROLLED, on) | {
                 "method": method,
                 "enrolled_on": on,
-                "phases": (PhaseChange(on, phase, "enrolment", True),),
+                "phases": (PhaseChange(on, phase, "enrolment", True),) if phase else (),
             }
         case ev.PhaseEntered(phase=phase, reason=reason, scheduled=scheduled):
-            return {"phases": (*case.phases, PhaseChange(on, phase, reason, scheduled))}
+            # A course with no phase plan (ICM, ACT) has no phases: moves an older scheduler appended to one
+            # did not happen (see the CitizenEnrolled upcaster).
+            return {"phases": (*case.phases, PhaseChange(on, phase, reason, scheduled))} if case.phases else {}
         case ev.Who5Recorded(items=items):
             return {"who5": (*case.who5, (on, tuple(items)))}
         case ev.PurposeRecorded(purpose=purpose):
@@ -423,9 +425,16 @@ def check_scores(programme: Programme, scores: dict[str, int]) -> None:
 
 
 def decide_star(
-    case: Case, programme: Programme, scores: dict[str, int], on: date, method: str | None, must_enrol: bool
+    case: Case,
+    programme: Programme,
+    scores: dict[str, int],
+    on: date,
+    method: str | None,
+    must_enrol: bool,
+    assigned_method: str | None = None,
 ) -> list[DomainEvent]:
-    """A star. The first one, recorded in assessment, enrols the citizen on its date."""
+    """A star. The first one, recorded in assessment, enrols the citizen on its date, in the method asked for, else
+    that of the relation worker the case is assigned to (``assigned_method``), else the programme's first."""
     if must_enrol and case.status is CaseStatus.ENROLLED:
         raise Refused("already_enrolled", f"the citizen was enrolled on {_iso(case.enrolled_on)}")
     _require(case, on, CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED, action="record a star")
@@ -444,11 +453,18 @@ def decide_star(
             f"enrolment on {on.isoformat()} is outside the recruitment window "
             f"{programme.recruitment_start.isoformat()} to {programme.recruitment_end.isoformat()}",
         )
-    method = method or programme.methods[0]
+    method = method or assigned_method or programme.methods[0]
     if method not in programme.methods:
         raise Invalid({"method": [f"this programme offers {', '.join(programme.methods)}"]})
+    if assigned_method is not None and method != assigned_method:
+        raise Refused(
+            "method_mismatch",
+            f"the citizen's relation worker works with {assigned_method.upper()}: reassign the case to a worker of "
+            f"{method.upper()} first",
+        )
+    first_phase = programme.phases[0].name if method in PHASED_METHODS else None
     # Enrolment first, so whatever follows the course (reports by method) knows its method at the first star.
-    return [ev.CitizenEnrolled(method=method, first_phase=programme.phases[0].name), ev.StarRecorded(scores=scores)]
+    return [ev.CitizenEnrolled(method=method, first_phase=first_phase), ev.StarRecorded(scores=scores)]
 
 
 def _require_after_last(series: tuple[tuple[date, Any], ...], on: date, what: str) -> None:
@@ -540,6 +556,9 @@ def decide_situation(case: Case, event: DomainEvent, on: date) -> DomainEvent:
 def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: date) -> ev.PhaseEntered:
     """A worker's explicit (early or late) phase move."""
     _require_enrolled(case, on, "move the phase")
+    if not case.phases:
+        method = (case.method or "").upper()
+        raise Refused("no_phase_plan", f"an {method} course has no phases: only CTI runs in phases")
     names = programme.phase_names()
     if phase not in names:
         raise Invalid({"phase": [f"one of: {', '.join(names)}"]})
@@ -548,7 +567,7 @@ def decide_phase(case: Case, programme: Programme, phase: str, reason: str, on: 
     if case.phase in names and names.index(phase) < names.index(case.phase):
         # The phases are a sequence (a course "reaches" the last it entered, as reports count it).
         raise Refused("phase_before_current", f"the course is in {case.phase}, past {phase}")
-    if case.phases and on < case.phases[-1].on:
+    if on < case.phases[-1].on:
         raise Refused("date_before_last_phase", "a phase move cannot be dated before the last one")
     return ev.PhaseEntered(phase=phase, reason=reason, scheduled=False)
 

@@ -10,6 +10,7 @@ them or closes their case.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -115,6 +116,11 @@ def decide_assignment(
     if case.status not in (CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED):
         code = "case_closed" if not case.status.is_open else "not_in_assessment"
         raise Refused(code, f"a case is assigned in assessment or enrolled; this one is {case.status.value}")
+    method = programme.workers[worker_id].method
+    if case.method is not None and method != case.method:
+        raise Refused(
+            "method_mismatch", f"{worker_id} works with {method.upper()}; this is a {case.method.upper()} course"
+        )
     current = caseload.assignments.get(case.case_id)
     if current == worker_id:
         raise Refused("already_assigned", f"the case is already assigned to {worker_id}")
@@ -143,9 +149,19 @@ def decide_release(caseload: Caseload, case_id: str, reason: str, on: date) -> l
     return events
 
 
-def decide_offers(caseload: Caseload, programme: Programme, on: date) -> list[DomainEvent]:
-    """Offer every free slot to the longest-waiting citizen, in turn (workers in id order). None after the
-    funding end: no course runs past it, and an assignment dated then would leave a course no closure date."""
+def assigned_method(caseload: Caseload, programme: Programme, case_id: str) -> str | None:
+    """The method of the relation worker the case is assigned to, if it is: the method its course is enrolled in."""
+    worker_id = caseload.assignments.get(case_id)
+    return programme.workers[worker_id].method if worker_id is not None else None
+
+
+def decide_offers(
+    caseload: Caseload, programme: Programme, methods: Mapping[str, str | None], on: date
+) -> list[DomainEvent]:
+    """Offer every free slot to the longest-waiting citizen it suits, in turn (workers in id order): a course
+    enrolled in a method (``methods``: each waiting case's, None before its enrolment) waits for a worker of
+    that method. None after the funding end: no course runs past it, and an assignment dated then would leave a
+    course no closure date."""
     if on > programme.funding_end:
         return []
     load = Counter(caseload.assignments.values())
@@ -153,7 +169,8 @@ def decide_offers(caseload: Caseload, programme: Programme, on: date) -> list[Do
     offers: list[DomainEvent] = []
     for worker_id in sorted(programme.workers):
         free = programme.capacity_of(worker_id) - load[worker_id]
-        while free > 0 and waiting:
-            offers.append(CaseAssigned(case_id=waiting.pop(0), worker_id=worker_id, via="waitlist"))
-            free -= 1
+        method = programme.workers[worker_id].method
+        for case_id in [c for c in waiting if methods.get(c) in (None, method)][: max(free, 0)]:
+            offers.append(CaseAssigned(case_id=case_id, worker_id=worker_id, via="waitlist"))
+            waiting.remove(case_id)
     return offers

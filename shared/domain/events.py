@@ -108,7 +108,7 @@ class CitizenEnrolled(DomainEvent):
     """Recorded with the first star ("indskrevet"); its date is the star's date."""
 
     method: str
-    first_phase: str
+    first_phase: str | None  # the phase plan's first phase for a CTI course; None for ICM and ACT (no phases)
 
 
 @dataclass(frozen=True)

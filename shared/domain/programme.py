@@ -16,6 +16,9 @@ from shared.domain.events import (
 from shared.events import DomainEvent
 
 METHODS = ("cti", "icm", "act")
+# CTI is time-limited support in phases (pre-CTI, then phases 1-3); ICM and ACT courses follow no phase plan, so
+# they have no phases, no scheduled moves and no CTI fidelity rating.
+PHASED_METHODS = ("cti",)
 DANISH_LIFE_AREAS = (
     "housing",
     "mental_health",

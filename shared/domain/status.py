@@ -65,7 +65,7 @@ def course_status(
     }
     view["phase"] = case.phase
     view["phase_da"] = DANISH_PHASE_NAMES.get(case.phase or "", case.phase)
-    if case.status is CaseStatus.ENROLLED and case.phases:
+    if case.status is CaseStatus.ENROLLED:  # none for a course without phases (ICM, ACT)
         upcoming = planned_phase_moves(case, programme, dates.planned_end)
         view["next_phase"] = {"phase": upcoming[0][0], "on": upcoming[0][1].isoformat()} if upcoming else None
     due = next_assessment_due(case, programme)

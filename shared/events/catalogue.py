@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import Schema, fields, post_load, validate
 
 from shared.domain import events as ev
+from shared.domain.programme import PHASED_METHODS
 from shared.events.envelope import DomainEvent
 from shared.events.registry import EventRegistry
 
@@ -50,6 +51,13 @@ def _referral_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     event is read without them (no release ever wrote v1 with real data); the case is its own citizen."""
     upcast = {k: v for k, v in data.items() if k not in ("citizen_alias", "birth_date")}
     return upcast | {"citizen_id": None, "age_band": None, "match_key": None}
+
+
+def _enrolment_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 gave every course the phase plan's first phase. Only CTI runs in phases (``PHASED_METHODS``): an ICM
+    or ACT course enrolled under v1 is read as v2 records it, with none (and the fold passes over the phase
+    moves a scheduler appended to it then)."""
+    return data if data["method"] in PHASED_METHODS else data | {"first_phase": None}
 
 
 def build_registry() -> EventRegistry:
@@ -124,7 +132,10 @@ def build_registry() -> EventRegistry:
         schema(ev.StarRecorded, scores=fields.Dict(keys=_slug(), values=fields.Integer(), required=True)),
     )
     r.register(
-        ev.CitizenEnrolled, schema(ev.CitizenEnrolled, method=_slug(required=True), first_phase=_slug(required=True))
+        ev.CitizenEnrolled,
+        schema(ev.CitizenEnrolled, method=_slug(required=True), first_phase=_slug(required=True, allow_none=True)),
+        version=2,
+        upcasters={1: _enrolment_v1_to_v2},
     )
     r.register(
         ev.PhaseEntered,
