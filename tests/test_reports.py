@@ -10,7 +10,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from services.reporting.queries import PHASE_1_CRITERIA, course_fidelity
+from services.reporting.queries import FIDELITY_CRITERIA, PHASE_1_CRITERIA, course_fidelity
 from shared.domain.programme import evolve_programme
 from tests import scenario
 from tests.conftest import COPENHAGEN, STAFF, referral_body
@@ -349,7 +349,7 @@ def test_courses_against_targets(reporting: FlaskClient, built: dict[str, str]) 
             "completion_rate": 1.0,
             "truncated_by_funding_end": 2,
             "average_length_days": 167.0,
-            "early_discharges": 0,
+            "early_discharges": 1,  # A, completed on 30 June, six months before its planned end
         }
     ]
     assert report["phase_reached"] == {"phase_1": 1, "phase_2": 1, "phase_3": 0}  # A moved to phase 2 in May
@@ -471,12 +471,12 @@ def test_cti_fidelity_per_worker_and_course(reporting: FlaskClient, built: dict[
     a, c = courses[built["A"]], courses[built["C"]]
     # A: phase 1 15 Jan - 15 May (121 days, 6 contacts: 1.49 per 30 days); phase 2 15 May - 30 Jun (46 days,
     # 1 contact: 0.65): falling. 3 community meetings and 2 with supports in phase 1; 5 contacts in the first
-    # month; 5.5 months; completed.
+    # month; 5.5 months; completed on 30 June, six months before its planned end (31 December): discharged early.
     assert a["contacts_per_phase"] == [
         {"phase": "phase_1", "contacts": 6, "days": 121, "per_30_days": 1.49},
         {"phase": "phase_2", "contacts": 1, "days": 46, "per_30_days": 0.65},
     ]
-    assert all(a["criteria"].values())
+    assert a["criteria"] == dict.fromkeys(FIDELITY_CRITERIA, True) | {"no_early_discharge": False}
     # C: one phase so far (no fall to judge), no contacts, planned end 31 Dec: 10.97 months > 9.
     assert c["criteria"] == {
         "contact_falls_phase_by_phase": None,
@@ -494,7 +494,7 @@ def test_cti_fidelity_per_worker_and_course(reporting: FlaskClient, built: dict[
         "contacts_first_month": 0.5,
         "within_9_months": 0.5,
         "within_programme_length": 1.0,
-        "no_early_discharge": 1.0,
+        "no_early_discharge": 0.5,
     }
 
 
@@ -680,7 +680,7 @@ def test_cti_fidelity_counts_from_phase_1_after_a_contact_building_period() -> N
     meetings = [("2016-04-05", "community_meeting")] * 3 + [("2016-04-06", "provider_meeting")] * 2
     doc = {
         "enrolled_on": "2016-01-01",  # contact building from here; CTI proper from 1 April
-        "closed_on": "2016-12-31",
+        "closed_on": "2017-01-01",  # the planned end: 12 months from the enrolment
         "close_reason": "completed",
         "phases": [
             ("2016-01-01", "pre_cti"),
@@ -821,3 +821,36 @@ def test_an_icm_course_has_no_phases_and_is_not_rated_against_cti(
     courses = get(reporting, "statistics/courses?on=2016-10-01")
     assert courses["phase_reached"] == {"phase_1": 1, "phase_2": 0, "phase_3": 0}  # the CTI course alone
     assert {r["method"]: r["enrolled"] for r in courses["by_method"]} == {"cti": 1, "icm": 1}
+
+
+def test_an_early_discharge_is_a_closure_before_the_planned_end_whatever_its_reason(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """CTI fidelity: no discharge before the course ends. A course "completed" three weeks in ended early; one
+    that ran to its planned end did not, whatever the reason recorded; the funding end's closure is the
+    programme's end. The courses report and the fidelity report agree, on the funding end as it is now."""
+    post(intake, f"/programmes/{cph}/workers", {"worker_id": "anna", "method": "cti", "on": "2016-01-02"})
+    courses = {name: enrolled(intake) for name in ("three_weeks", "to_the_end", "funding")}  # 1 Feb 2016
+    for case in courses.values():
+        post(intake, f"/cases/{case}/assignment", {"worker_id": "anna", "on": "2016-02-01"})
+    for name, on, reason in (
+        ("three_weeks", "2016-02-22", "completed"),
+        ("to_the_end", "2016-12-31", "moved"),  # the planned end: the funding end, 31 December
+        ("funding", "2016-12-31", "funding_ended"),
+    ):
+        post(intake, f"/cases/{courses[name]}/closure", {"on": on, "reason": reason})
+    run_workers(connection)
+
+    def early() -> tuple[int, set[str]]:
+        [cti] = get(reporting, "statistics/courses?on=2017-01-31")["by_method"]
+        [anna] = get(reporting, "statistics/fidelity?on=2017-01-31")["workers"]
+        flagged = {c["case_id"] for c in anna["courses"] if c["criteria"]["no_early_discharge"] is False}
+        return cti["early_discharges"], {name for name, case in courses.items() if case in flagged}
+
+    assert early() == (1, {"three_weeks"})
+    assert get(reporting, "statistics/courses?on=2016-02-21")["by_method"][0]["early_discharges"] == 0  # by date
+    # Funding extended to June 2017: a course enrolled on 1 February 2016 now runs to 1 February 2017, so the
+    # one that ended on 31 December, moved, ended before it; the funding end's own closure is still no discharge.
+    post(intake, f"/programmes/{cph}/changes", {"funding_end": "2017-06-30"})
+    run_workers(connection)
+    assert early() == (2, {"three_weeks", "to_the_end"})

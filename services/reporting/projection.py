@@ -85,9 +85,15 @@ def enrolments(programme_id: str, method: str) -> str:
 
 
 def course_deltas(programme_id: str) -> str:
-    """Calendar sums per "<method>|<counter>" (closed, completed, early_discharges, closed_days), on the day a
-    course closed."""
+    """Calendar sums per "<method>|<counter>" (closed, completed, closed_days), on the day a course closed."""
     return f"programme:{programme_id}:course-deltas"
+
+
+def closures(programme_id: str, method: str) -> str:
+    """Sorted set: "<case id>|<reason>" -> ordinal of the closure day. Whether a closure came before the course's
+    planned end depends on the funding end as it is when asked (an extension moves it), so reports decide it then
+    (``discharged_early``), with the enrolment day from ``enrolments``."""
+    return f"programme:{programme_id}:closures:{method}"
 
 
 def phase_deltas(programme_id: str) -> str:
@@ -173,7 +179,6 @@ def criteria_steps(doc: dict[str, Any]) -> dict[tuple[str, str], int]:
 CHANGES_CRITERIA = (ev.CitizenEnrolled, ev.HousingChanged, ev.AddictionTreatmentChanged, ev.JobCentreCategoryChanged)
 
 WAITING, SERVED, DAYS_WAITED = "waiting", "served", "days_waited"  # the waitlist series' counters
-EARLY = ("dropped_out", "moved", "referred_on")  # ended before the course's time without completing it
 
 
 def partners_of(programme_id: str) -> str:
@@ -190,9 +195,9 @@ class ReportingProjection:
     # of improvement; 7: a closure voids the scheduler's phase moves dated after it; 8-9: a reopened course is no
     # referral, nor in the coordinator's partner's figures; 10: courses, phases, success criteria and waits
     # counted on the days they happened, for reports on past dates; 11: a referral declined, withdrawn or referred
-    # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases
-    # (rebuilt from the log on upgrade)
-    version = 12
+    # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases;
+    # 13: closures kept by day, for early discharges by date (rebuilt from the log on upgrade)
+    version = 13
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -360,8 +365,7 @@ class ReportingProjection:
             add_on(state, series, f"{method}|closed_days", on, (on - date.fromisoformat(doc["enrolled_on"])).days)
             if payload.reason == "completed":
                 add_on(state, series, f"{method}|completed", on, 1)
-            if payload.reason in EARLY:
-                add_on(state, series, f"{method}|early_discharges", on, 1)
+            state.score(closures(p, method), f"{event.stream_id}|{payload.reason}", on.toordinal())
 
     @staticmethod
     def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain import events as ev
-from shared.domain.programme import DANISH_LIFE_AREAS, PHASED_METHODS, Programme, due_phase_moves
+from shared.domain.programme import DANISH_LIFE_AREAS, PHASED_METHODS, Programme, course_dates, due_phase_moves
 from shared.events import DomainEvent
 
 CONTACT_KINDS = ("community_meeting", "home_visit", "phone", "provider_meeting", "informal_support_meeting")
@@ -606,6 +606,13 @@ def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
             "a closure cannot be dated before it",
         )
     return ev.CourseClosed(reason=reason)
+
+
+def discharged_early(programme: Programme, enrolled_on: date, closed_on: date, reason: str) -> bool:
+    """CTI fidelity's "no discharge before the course ends" (DOMAIN.md), by date: a course closed before its
+    planned end, whatever the reason given (one "completed" three weeks in ended early too; one recorded as
+    dropped out after its time had run did not). A closure for the funding end is the programme's end."""
+    return reason != "funding_ended" and closed_on < course_dates(programme, enrolled_on).planned_end
 
 
 def phases_until(phases: tuple[PhaseChange, ...], closed_on: date) -> tuple[PhaseChange, ...]:
