@@ -23,7 +23,7 @@ from shared.domain.case import Case, evolve
 from shared.domain.caseload import Caseload, caseload_stream, evolve_caseload
 from shared.domain.identity import Identity, citizen_stream, evolve_identity, identity_stream
 from shared.domain.programme import Programme, evolve_programme
-from shared.events import DomainEvent
+from shared.events import DomainEvent, RecordedEvent
 from shared.eventstore import AppendResult, EventStore
 
 T = TypeVar("T")
@@ -83,6 +83,12 @@ def load_case(store: EventStore, case_id: str) -> Case:
     return found(fold_whole(store, case_fold(case_id)), "no such case")
 
 
+def load_cases(store: EventStore, case_ids: Iterable[str]) -> dict[str, Case]:
+    """Several cases, in one round trip."""
+    streams = store.read_streams(dict.fromkeys(case_ids, 0)).events
+    return {case_id: found(folded(case_fold(case_id), events), "no such case") for case_id, events in streams.items()}
+
+
 def load_programme(store: EventStore, programme_id: str) -> Programme:
     return found(fold_whole(store, programme_fold(programme_id)), "no such programme")
 
@@ -104,8 +110,12 @@ def erased_records(store: EventStore, citizen_ids: Iterable[str]) -> set[str]:
 
 
 def fold_whole(store: EventStore, fold: Fold[T]) -> T:
+    return folded(fold, store.read_stream(fold.stream_id))
+
+
+def folded(fold: Fold[T], events: Iterable[RecordedEvent]) -> T:
     value = fold.initial
-    for event in store.read_stream(fold.stream_id):
+    for event in events:
         value = fold.step(value, event.payload, event.occurred_on)
     return value
 

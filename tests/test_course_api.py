@@ -432,3 +432,22 @@ def test_an_assignment_landing_while_a_star_enrols_the_case_is_seen_by_the_enrol
     monkeypatch.setattr(courses, "assigned_method", read_then_assign)
     enrolment = post(intake, f"/cases/{case}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}})
     assert assigned == [case] and (enrolment["method"], enrolment["worker_id"]) == ("icm", "frej")
+
+
+def test_a_star_on_an_enrolled_course_does_not_contend_with_assignments_elsewhere_in_the_programme(
+    intake: FlaskClient, cti_and_icm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the star that enrols takes anything from the caseload. Any other is not refused (after its retries)
+    because the coordinator assigned other citizens in the programme while it was being decided."""
+    course = enrolled(intake)
+    others = [in_assessment(intake) for _ in range(5)]
+
+    def meanwhile(caseload: Caseload, programme: Programme, case_id: str) -> str | None:
+        if others:  # another citizen is assigned between this star's read and its append
+            body = {"worker_id": "frej", "on": "2016-01-25", "waitlist_if_full": True}
+            post(intake, f"/cases/{others.pop()}/assignment", body)
+        return assigned_method(caseload, programme, case_id)
+
+    monkeypatch.setattr(courses, "assigned_method", meanwhile)
+    post(intake, f"/cases/{course}/stars", {"on": "2016-04-01", "scores": {"housing": 4}})
+    assert len(others) == 4  # decided once: the assignment that landed meanwhile did not make it lose

@@ -407,13 +407,38 @@ def test_a_course_works_with_a_relation_worker_of_its_own_method() -> None:
         waiting = evolve_caseload(waiting, ev.CaseWaitlisted(case_id), since)
     methods = {"case-icm": "icm", "case-assessing": None}
     assert decide_offers(waiting, p, methods, date(2016, 2, 5)) == [
-        ev.CaseAssigned("case-assessing", "anna", "waitlist"),
         ev.CaseAssigned("case-icm", "frej", "waitlist"),
+        ev.CaseAssigned("case-assessing", "anna", "waitlist"),
     ]
     frej_busy = evolve_caseload(waiting, ev.CaseAssigned("case-other", "frej", "request"), date(2016, 2, 3))
     assert decide_offers(frej_busy, p, methods, date(2016, 2, 5)) == [
         ev.CaseAssigned("case-assessing", "anna", "waitlist")
     ]
+    # The one waiting longest, not yet enrolled, takes frej's ICM slot, not the CTI slot a CTI course behind
+    # them needs: both are placed.
+    methods = {"case-icm": "cti", "case-assessing": None}  # case-icm waits longest: here a CTI course
+    first = evolve_caseload(Caseload("bal"), ev.CaseWaitlisted("case-assessing"), date(2016, 2, 1))
+    first = evolve_caseload(first, ev.CaseWaitlisted("case-icm"), date(2016, 2, 2))
+    assert decide_offers(first, p, methods, date(2016, 2, 5)) == [
+        ev.CaseAssigned("case-assessing", "frej", "waitlist"),
+        ev.CaseAssigned("case-icm", "anna", "waitlist"),
+    ]
+
+
+def test_an_enrolment_takes_a_method_a_relation_worker_of_the_programme_works_with() -> None:
+    """A course in a method nobody works with could never be assigned a worker, nor offered a slot."""
+    p = evolve_programme(None, "bal", dataclasses.replace(COPENHAGEN, methods=("cti", "icm")))
+    referred = evolve(None, "case-1", ev.ReferralReceived("bal", "reden", True), date(2015, 12, 1))
+    assessing = evolve(referred, "case-1", ev.AssessmentStarted(), date(2015, 12, 10))
+    # No workers yet: any method the programme offers (they join later).
+    enrolment, _ = decide_star(assessing, p, {"housing": 3}, date(2016, 2, 1), None, must_enrol=True)
+    assert enrolment == ev.CitizenEnrolled(method="cti", first_phase="phase_1")
+    staffed = evolve_programme(p, "bal", ev.WorkerJoined("frej", "icm"))  # ICM only
+    enrolment, _ = decide_star(assessing, staffed, {"housing": 3}, date(2016, 2, 1), None, must_enrol=True)
+    assert enrolment == ev.CitizenEnrolled(method="icm", first_phase=None)
+    with pytest.raises(Refused) as nobody:
+        decide_star(assessing, staffed, {"housing": 3}, date(2016, 2, 1), "cti", must_enrol=True)
+    assert nobody.value.code == "no_worker_of_method" and "CTI" in nobody.value.message
 
 
 def test_status_changes_come_in_date_order() -> None:

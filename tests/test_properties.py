@@ -3,6 +3,7 @@ projections are deterministic."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from shared.domain.case import (
     evolve,
 )
 from shared.domain.caseload import Caseload, decide_assignment, decide_offers, decide_release, evolve_caseload
+from shared.domain.programme import evolve_programme
 from shared.events import DomainEvent
 from tests.test_course_rules import programme
 
@@ -170,6 +172,47 @@ def test_caseloads_are_never_over_capacity_and_nobody_is_lost(steps: list[tuple[
         after_offers = evolve_caseload(after_offers, event, date(2016, 3, 1))
     free = sum(PROGRAMME.capacity_of(w) - after_offers.load(w) for w in PROGRAMME.workers)
     assert free == 0 or not after_offers.waitlist  # offers leave no one waiting beside a free slot
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["cti", "icm"]), st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=4),
+    st.lists(st.sampled_from([None, "cti", "icm"]), max_size=8),
+)
+def test_offers_place_as_many_waiting_citizens_as_the_free_slots_allow_each_in_a_slot_of_its_method(
+    workers: list[tuple[str, int, int]], waiting: list[str | None]
+) -> None:
+    """Workers of two methods, each with a capacity and some citizens already; a waitlist of enrolled courses (of
+    a method) and citizens not yet enrolled (None). Every offer suits its citizen, nobody goes over capacity,
+    nobody is left waiting beside a free slot that suits them, and as many are placed as any choice could place."""
+    p = programme()
+    p = dataclasses.replace(p, methods=("cti", "icm"), caseload_limit=3)
+    caseload = Caseload("cph")
+    for index, (method, capacity, load) in enumerate(workers):
+        worker_id = f"w{index}"
+        p = evolve_programme(p, "cph", ev.WorkerJoined(worker_id, method, capacity))
+        for n in range(min(load, capacity)):
+            caseload = evolve_caseload(
+                caseload, ev.CaseAssigned(f"busy-{index}-{n}", worker_id, "request"), date(2016, 1, 5)
+            )
+    methods = {f"wait-{n}": method for n, method in enumerate(waiting)}
+    for n, case_id in enumerate(methods):
+        caseload = evolve_caseload(caseload, ev.CaseWaitlisted(case_id), date(2016, 1, 10) + timedelta(days=n))
+    free = {w: p.capacity_of(w) - caseload.load(w) for w in p.workers}
+    offers = decide_offers(caseload, p, methods, date(2016, 2, 1))
+    for offer in offers:
+        assert isinstance(offer, ev.CaseAssigned)
+        assert methods[offer.case_id] in (None, p.workers[offer.worker_id].method)
+        caseload = evolve_caseload(caseload, offer, date(2016, 2, 1))
+    assert all(caseload.load(w) <= p.capacity_of(w) for w in p.workers)
+    left = {w: p.capacity_of(w) - caseload.load(w) for w in p.workers}
+    for case_id, _ in caseload.waitlist:
+        assert not any(n > 0 and methods[case_id] in (None, p.workers[w].method) for w, n in left.items())
+    per_method = {m: sum(n for w, n in free.items() if p.workers[w].method == m) for m in ("cti", "icm")}
+    enrolled = {m: sum(1 for wanted in waiting if wanted == m) for m in ("cti", "icm")}
+    spare = sum(max(per_method[m] - enrolled[m], 0) for m in per_method)
+    best = sum(min(per_method[m], enrolled[m]) for m in per_method) + min(waiting.count(None), spare)
+    assert len(offers) == best
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])

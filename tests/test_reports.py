@@ -10,8 +10,19 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from services.caseflow.policies import emit_due_phase_moves
+from services.caseflow.projection import CaseflowProjection
+from services.intake.app import create_app as create_intake
+from services.reporting.projection import ReportingProjection
 from services.reporting.queries import FIDELITY_CRITERIA, PHASE_1_CRITERIA, course_fidelity
+from shared.aggregates import load_case
+from shared.config import Settings
+from shared.domain import case as case_rules
+from shared.domain import events as ev
 from shared.domain.programme import evolve_programme
+from shared.events.catalogue import REGISTRY
+from shared.eventstore import EventStore
+from shared.projections import rebuild
 from tests import scenario
 from tests.conftest import COPENHAGEN, STAFF, referral_body
 from tests.support import auth, run_workers
@@ -854,3 +865,45 @@ def test_an_early_discharge_is_a_closure_before_the_planned_end_whatever_its_rea
     post(intake, f"/programmes/{cph}/changes", {"funding_end": "2017-06-30"})
     run_workers(connection)
     assert early() == (2, {"three_weeks", "to_the_end"})
+
+
+def test_a_log_from_before_the_method_rules_rebuilds_with_no_phases_for_its_icm_course(
+    intake: FlaskClient,
+    reporting: FlaskClient,
+    cti_and_icm: str,
+    store: EventStore,
+    connection: redis.Redis,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log as the previous version wrote it: an ICM course enrolled at phase 1 (CitizenEnrolled v1), a
+    worker's move to phase 2, the scheduler's phase 3, then a closure dated before it. This version reads the
+    course with no phases, in the domain's fold, caseflow's view and reporting's rebuilt counts alike."""
+    current = REGISTRY._by_class[ev.CitizenEnrolled]
+    v1 = dataclasses.replace(current, version=1)
+
+    def registered(event_type: Any) -> None:
+        monkeypatch.setitem(REGISTRY._by_class, ev.CitizenEnrolled, event_type)
+        monkeypatch.setitem(REGISTRY._by_name, "CitizenEnrolled", event_type)
+
+    registered(v1)
+    monkeypatch.setattr(case_rules, "PHASED_METHODS", ("cti", "icm", "act"))  # as the previous version decided
+    icm = in_assessment(intake)
+    post(intake, f"/cases/{icm}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}, "method": "icm"})
+    post(intake, f"/cases/{icm}/phase", {"on": "2016-03-01", "phase": "phase_2", "reason": "housed"})
+    run_workers(connection)
+    assert emit_due_phase_moves(store, "cf", on=date(2016, 12, 31)) == 1  # phase 3 on 1 July
+    post(intake, f"/cases/{icm}/closure", {"on": "2016-06-15", "reason": "moved"})
+    assert [e.schema_version for e in store.read_stream(icm) if e.event_type == "CitizenEnrolled"] == [1]
+    # This version reads the same log.
+    registered(current)
+    monkeypatch.setattr(case_rules, "PHASED_METHODS", ("cti",))
+    assert load_case(store, icm).phases == ()
+    rebuild(store, [ReportingProjection(), CaseflowProjection()], "cf")
+    run_workers(connection)
+    for day in ("2016-02-15", "2016-04-01", "2016-06-20", "2016-08-01"):
+        reached = get(reporting, f"statistics/courses?on={day}", EVALUATOR)["phase_reached"]
+        assert reached == {"phase_1": 0, "phase_2": 0, "phase_3": 0}, day
+    restarted = create_intake(connection, settings).test_client()  # no folds held from before
+    view = restarted.get(f"/cases/{icm}", headers=STAFF).get_json()
+    assert (view["method"], view["phase"], view["phases"]) == ("icm", None, [])

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from services.caseflow import policies
 from services.caseflow.policies import emit_due_phase_moves
-from shared.aggregates import load_case, load_programme
+from shared.aggregates import load_case, load_cases, load_programme
 from shared.domain.case import Case
 from shared.domain.programme import Programme
 from shared.eventstore import EventStore
@@ -153,15 +153,39 @@ def test_a_case_enrolled_while_caseflow_offers_it_a_slot_is_offered_one_of_its_m
     post(intake, f"/cases/{waiting}/assignment", {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-01-25"})
     enrolled_meanwhile: list[str] = []
 
-    def read_then_enrol(store: EventStore, case_id: str) -> Case:
-        case = load_case(store, case_id)
-        if case_id == waiting and not enrolled_meanwhile:
-            enrolled_meanwhile.append(case_id)
+    def read_then_enrol(store: EventStore, case_ids: list[str]) -> dict[str, Case]:
+        cases = load_cases(store, case_ids)
+        if not enrolled_meanwhile:
+            enrolled_meanwhile.append(waiting)
             body = {"on": "2016-02-01", "scores": {"housing": 3}, "method": "icm"}
-            post(intake, f"/cases/{case_id}/enrolment", body)
-        return case
+            post(intake, f"/cases/{waiting}/enrolment", body)
+        return cases
 
-    monkeypatch.setattr(policies, "load_case", read_then_enrol)
+    monkeypatch.setattr(policies, "load_cases", read_then_enrol)
     assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 0
     assert enrolled_meanwhile == [waiting]
     assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["worker_id"] is None
+
+
+def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(
+    intake: FlaskClient, cti_and_icm: str, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It runs every minute and after every release: with a long waitlist and every worker full, it reads the
+    programme and the caseload, not each waiting case (and those it does read, in one round trip)."""
+    for worker in ("anna", "frej"):
+        post(intake, f"/cases/{in_assessment(intake)}/assignment", {"worker_id": worker, "on": "2016-01-25"})
+    for _ in range(5):
+        body = {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-01-25"}
+        post(intake, f"/cases/{in_assessment(intake)}/assignment", body)
+    reads: list[list[str]] = []
+
+    def counting(store: EventStore, case_ids: list[str]) -> dict[str, Case]:
+        reads.append(case_ids)
+        return load_cases(store, case_ids)
+
+    monkeypatch.setattr(policies, "load_cases", counting)
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 0  # nobody has room
+    assert reads == []
+    post(intake, f"/programmes/{cti_and_icm}/workers/frej/capacity", {"capacity": 2, "on": "2016-02-05"})
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 1  # the longest waiting
+    assert len(reads) == 1 and len(reads[0]) == 5

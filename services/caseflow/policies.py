@@ -16,9 +16,9 @@ import uuid
 from datetime import date
 
 from services.caseflow.queries import ReadModel
-from shared.aggregates import NotFound, load_case, load_caseload, load_programme, programme_stream
+from shared.aggregates import NotFound, load_case, load_caseload, load_cases, load_programme, programme_stream
 from shared.domain.case import CaseStatus, planned_phase_moves
-from shared.domain.caseload import caseload_stream, decide_offers
+from shared.domain.caseload import caseload_stream, decide_offers, free_slots
 from shared.domain.events import CaseAssigned, PhaseEntered
 from shared.domain.programme import course_dates
 from shared.events import NewEvent
@@ -41,7 +41,9 @@ def offer_free_slots(store: EventStore, prefix: str, programme_id: str, on: date
         except NotFound:
             return 0
         caseload = load_caseload(store, programme_id)
-        waiting = {case_id: load_case(store, case_id) for case_id, _ in caseload.waitlist}
+        if not caseload.waitlist or not free_slots(caseload, programme):
+            return 0
+        waiting = load_cases(store, [case_id for case_id, _ in caseload.waitlist])
         offers = decide_offers(caseload, programme, {c: case.method for c, case in waiting.items()}, on)
         if not offers:
             return 0

@@ -326,23 +326,38 @@ class Intake:
         return self.retrying(ctx, attempt)
 
     def on_course(
-        self, ctx: Context, case_id: str, on: date, decide: Callable[[Case, Programme, Caseload], Sequence[DomainEvent]]
+        self,
+        ctx: Context,
+        case_id: str,
+        on: date,
+        decide: Callable[[Case, Programme, Caseload], Sequence[DomainEvent]],
+        read: Case | None = None,
     ) -> AppendResult:
-        """A command on one case decided on its caseload too (a star that enrols takes the method of the case's
-        relation worker), read-checking all three: an assignment that lands first is decided on again."""
+        """A command on one case decided on its caseload too: a star that enrols takes the method of the case's
+        relation worker, so its append read-checks the caseload (an assignment that lands first is decided on
+        again). Any other star reads it but needs nothing from it, and does not contend with every assignment
+        in the programme. ``read``: as ``on_case``."""
+        first = [(read, *self._held_with(read))] if read is not None else []
 
         def attempt() -> AppendResult:
-            case, programme, caseload = self.course(case_id)
+            case, programme, caseload = first.pop() if first else self.course(case_id)
             events = decide(case, programme, caseload)
             require_within_funding(case, programme, on)
             writes = [
                 Write(case_id, events, case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
-                Write(caseload_stream(programme.programme_id), [], caseload.version),
             ]
+            if any(isinstance(e, ev.CitizenEnrolled) for e in events):
+                writes.append(Write(caseload_stream(programme.programme_id), [], caseload.version))
             return self.write(ctx, on, writes, course_of=case.programme_id)
 
         return self.retrying(ctx, attempt)
+
+    def _held_with(self, case: Case) -> tuple[Programme, Caseload]:
+        """The programme and caseload as ``course`` read them with the case a moment ago (see
+        ``_programme_read_with``)."""
+        _, caseload = self.folds.held(caseload_fold(case.programme_id))
+        return self._programme_read_with(case), caseload
 
     def _programme_read_with(self, case: Case) -> Programme:
         """The programme as ``course`` read it with the case a moment ago: held, not read again. Never an older

@@ -155,22 +155,41 @@ def assigned_method(caseload: Caseload, programme: Programme, case_id: str) -> s
     return programme.workers[worker_id].method if worker_id is not None else None
 
 
+def free_slots(caseload: Caseload, programme: Programme) -> dict[str, int]:
+    """Each relation worker's free slots, for those who have one (workers in id order)."""
+    load = Counter(caseload.assignments.values())
+    free = {w: programme.capacity_of(w) - load[w] for w in sorted(programme.workers)}
+    return {w: n for w, n in free.items() if n > 0}
+
+
 def decide_offers(
     caseload: Caseload, programme: Programme, methods: Mapping[str, str | None], on: date
 ) -> list[DomainEvent]:
-    """Offer every free slot to the longest-waiting citizen it suits, in turn (workers in id order): a course
-    enrolled in a method (``methods``: each waiting case's, None before its enrolment) waits for a worker of
-    that method. None after the funding end: no course runs past it, and an assignment dated then would leave a
-    course no closure date."""
+    """Offer the free slots to the waiting citizens, the longest-waiting first, each a slot that suits them: a
+    course enrolled in a method (``methods``: each waiting case's, None before its enrolment) waits for a worker
+    of that method. A citizen not yet enrolled takes a slot of the method with the most to spare once the enrolled
+    courses waiting behind them are served (workers in id order among equals), so nobody is left waiting beside a
+    free slot that would have suited them. None after the funding end: no course runs past it, and an
+    assignment dated then would leave a course no closure date."""
     if on > programme.funding_end:
         return []
-    load = Counter(caseload.assignments.values())
+    free = free_slots(caseload, programme)
+    method_of = {w: programme.workers[w].method for w in free}
     waiting = [case_id for case_id, _ in caseload.longest_waiting_first()]
+    still_needed = Counter(methods.get(c) for c in waiting)
     offers: list[DomainEvent] = []
-    for worker_id in sorted(programme.workers):
-        free = programme.capacity_of(worker_id) - load[worker_id]
-        method = programme.workers[worker_id].method
-        for case_id in [c for c in waiting if methods.get(c) in (None, method)][: max(free, 0)]:
-            offers.append(CaseAssigned(case_id=case_id, worker_id=worker_id, via="waitlist"))
-            waiting.remove(case_id)
+    for case_id in waiting:
+        wanted = methods.get(case_id)
+        still_needed[wanted] -= 1
+        suiting = [w for w, n in free.items() if n > 0 and wanted in (None, method_of[w])]
+        if not suiting:
+            continue
+
+        def spare(worker_id: str) -> int:
+            method = method_of[worker_id]
+            return sum(n for w, n in free.items() if method_of[w] == method) - still_needed[method]
+
+        worker_id = suiting[0] if wanted is not None else max(suiting, key=spare)
+        free[worker_id] -= 1
+        offers.append(CaseAssigned(case_id=case_id, worker_id=worker_id, via="waitlist"))
     return offers
