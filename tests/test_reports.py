@@ -295,21 +295,25 @@ def test_courses_and_success_criteria_on_a_past_date_count_what_had_happened_by_
         "education_ready": (0, 0),
     }
     # 15 Apr: A permanently housed (1 Apr), out of treatment (1 Apr), activity-ready; C temporarily housed,
-    # in treatment (10 Mar), activity-ready (1 Mar). Nobody education-ready yet.
+    # in treatment (10 Mar), activity-ready (1 Mar). Nobody education-ready yet, and both still have the rest of
+    # their year: pending, in neither the numerator nor the denominator.
     april = {
         "housing_under_18": (1, 1),
         "housing_18_24": (0, 1),
         "still_housed": (1, 1),
         "cti_or_icm": (1, 1),
         "addiction_treatment": (1, 2),
-        "education_ready": (0, 2),
+        "education_ready": (0, 0),
     }
     assert success("2016-04-15") == april
     assert success("2016-04-15", "status-report?format=json") == april  # ?on= with JSON: the ministry's report that day
-    # 1 Jul: C permanently housed since 1 May (lost it only on 1 Sep); A education-ready on 1 Jun.
+    # 1 Jul: C permanently housed since 1 May (lost it only on 1 Sep); A education-ready on 1 Jun, C pending.
     july = success("2016-07-01")
-    assert (july["housing_18_24"], july["still_housed"], july["education_ready"]) == ((1, 1), (2, 2), (1, 2))
+    assert (july["housing_18_24"], july["still_housed"], july["education_ready"]) == ((1, 1), (2, 2), (1, 1))
     assert success("2017-01-01")["still_housed"] == (1, 2)
+    # C's year from 1 March 2016 ends on 1 March 2017 without it: from the next day, C counts as not ready.
+    assert success("2017-03-01")["education_ready"] == (1, 1)
+    assert success("2017-03-02")["education_ready"] == (1, 2)
 
 
 def test_records_made_before_an_enrolment_dated_back_count_from_their_own_days_in_every_slice(
@@ -335,12 +339,14 @@ def test_records_made_before_an_enrolment_dated_back_count_from_their_own_days_i
         return {r["criterion"]: (r["numerator"], r["denominator"]) for r in report["criteria"]}
 
     nothing = {c: (0, 0) for c in counted("2016-02-19", "")}
-    enrolled = nothing | {"housing_18_24": (0, 1), "addiction_treatment": (1, 1), "education_ready": (0, 1)}
+    enrolled = nothing | {"housing_18_24": (0, 1), "addiction_treatment": (1, 1)}
     housed = enrolled | {"housing_18_24": (1, 1), "still_housed": (1, 1), "cti_or_icm": (1, 1)}
+    not_ready = housed | {"education_ready": (0, 1)}  # its year from 12 February 2016 is over
     for slice in ("", "&partner=reden", "&method=cti"):
         assert counted("2016-02-19", slice) == nothing, slice
         assert counted("2016-02-20", slice) == counted("2016-02-29", slice) == enrolled, slice
-        assert counted("2016-03-01", slice) == counted("2017-01-01", slice) == housed, slice
+        assert counted("2016-03-01", slice) == counted("2017-02-12", slice) == housed, slice
+        assert counted("2017-02-13", slice) == not_ready, slice
     assert counted("2017-01-01", "&partner=livarehab") == nothing
 
 
@@ -651,6 +657,42 @@ def test_education_ready_within_a_year_counts_calendar_months(activity: str, edu
 
     doc = {"enrolled_on": "2016-01-15", "activity_ready_on": activity, "education_ready_on": education}
     assert criteria_on(doc, "2017-12-31")["jobcentre|education_ready"] == int(within)
+
+
+def test_education_ready_is_pending_while_the_year_is_open_and_decided_by_a_closure() -> None:
+    """20 % go from activity-ready to education-ready within one year: a course still inside its year is not
+    a failure yet; it counts as one the day after its year, or the day it closes without it."""
+    from services.reporting.projection import criteria_on, criteria_steps
+
+    doc = {"enrolled_on": "2016-01-15", "activity_ready_on": "2016-02-01"}
+
+    def job_centre(course: dict[str, str], day: str) -> tuple[int, int]:
+        counted = criteria_on(course, day)
+        return counted["jobcentre|education_ready"], counted["jobcentre|n"]
+
+    assert job_centre(doc, "2016-12-31") == job_centre(doc, "2017-02-01") == (0, 0)  # its year's last day
+    assert job_centre(doc, "2017-02-02") == (0, 1)
+    ready = doc | {"education_ready_on": "2016-09-01"}
+    assert (job_centre(ready, "2016-08-31"), job_centre(ready, "2016-09-01")) == ((0, 0), (1, 1))
+    closed = doc | {"closed_on": "2016-05-10"}
+    assert (job_centre(closed, "2016-05-09"), job_centre(closed, "2016-05-10")) == ((0, 0), (0, 1))
+    assert criteria_steps(closed)[("2016-05-10", "jobcentre|n")] == 1
+
+
+def test_a_closure_decides_the_job_centre_criterion_in_the_read_model(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    case = enrolled(intake)  # 1 February 2016
+    post(intake, f"/cases/{case}/job-centre-category", {"on": "2016-02-12", "category": "activity_ready"})
+    post(intake, f"/cases/{case}/closure", {"on": "2016-05-01", "reason": "moved"})
+    run_workers(connection)
+
+    def education_ready(on: str) -> tuple[int, int]:
+        report = get(reporting, f"statistics/success-criteria?on={on}", EVALUATOR)
+        [row] = [r for r in report["criteria"] if r["criterion"] == "education_ready"]
+        return row["numerator"], row["denominator"]
+
+    assert (education_ready("2016-04-30"), education_ready("2016-05-01")) == ((0, 0), (0, 1))
 
 
 def test_a_course_counts_in_a_success_criterion_from_the_day_what_it_reads_happened() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from services.reporting.calendar_sums import add_on
@@ -131,24 +131,29 @@ def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
     ever_permanent = "permanent" in housing
     band = doc.get("age_band")
     activity, education = (_dated_by(doc.get(k), day) for k in ("activity_ready_on", "education_ready_on"))
+    # Within a calendar year (366 days across a 29 February). A course counts in the denominator once that is
+    # decided: on the day it became education-ready in time, or once its year is over or the course closed
+    # without it; while the year is open it is pending, not a failure.
+    window_end = _year_after(activity) if activity else None
+    ready_in_time = bool(activity and education and window_end and activity <= education <= window_end)
+    decided = ready_in_time or bool(window_end and (day > window_end or _dated_by(doc.get("closed_on"), day)))
     counted = {
         "kept|n": ever_permanent,
         "kept|still": ever_permanent and housing[-1] == "permanent",
         "kept|cti_icm": ever_permanent and doc.get("method") in ("cti", "icm"),
         "addiction|n": bool(treatment),
         "addiction|in_treatment": bool(treatment) and treatment[-1],
-        "jobcentre|n": bool(activity),
-        "jobcentre|education_ready": bool(  # within a calendar year (366 days across a 29 February)
-            activity
-            and education
-            and date.fromisoformat(activity)
-            <= date.fromisoformat(education)
-            <= add_months(date.fromisoformat(activity), 12)
-        ),
+        "jobcentre|n": decided,
+        "jobcentre|education_ready": ready_in_time,
     }
     if band:
         counted |= {f"housing|{band}|n": True, f"housing|{band}|housed": ever_permanent}
     return {k: int(v) for k, v in counted.items()}
+
+
+def _year_after(on: str) -> str:
+    """The last day of the calendar year that begins on an ISO date (ISO as well)."""
+    return add_months(date.fromisoformat(on), 12).isoformat()
 
 
 def _dated_by(on: str | None, day: str) -> str | None:
@@ -162,7 +167,9 @@ def criteria_steps(doc: dict[str, Any]) -> dict[tuple[str, str], int]:
     if not doc.get("enrolled_on"):
         return {}
     days = {doc["enrolled_on"], *(on for on, _ in doc.get("housing", [])), *(on for on, _ in doc.get("treatment", []))}
-    days |= {doc[k] for k in ("activity_ready_on", "education_ready_on") if doc.get(k)}
+    days |= {doc[k] for k in ("activity_ready_on", "education_ready_on", "closed_on") if doc.get(k)}
+    if doc.get("activity_ready_on"):  # the day after its year, when a course not ready by then counts as not
+        days.add((date.fromisoformat(_year_after(doc["activity_ready_on"])) + timedelta(days=1)).isoformat())
     steps: dict[tuple[str, str], int] = {}
     before: dict[str, int] = {}
     for day in sorted(d for d in days if d >= doc["enrolled_on"]):
@@ -175,8 +182,14 @@ def criteria_steps(doc: dict[str, Any]) -> dict[tuple[str, str], int]:
 
 
 # The only events that change what ``criteria_on`` or ``families`` read (enrolment, method, housing, treatment,
-# job-centre category): for the others the difference is nothing, so it is not worked out.
-CHANGES_CRITERIA = (ev.CitizenEnrolled, ev.HousingChanged, ev.AddictionTreatmentChanged, ev.JobCentreCategoryChanged)
+# job-centre category, closure): for the others the difference is nothing, so it is not worked out.
+CHANGES_CRITERIA = (
+    ev.CitizenEnrolled,
+    ev.HousingChanged,
+    ev.AddictionTreatmentChanged,
+    ev.JobCentreCategoryChanged,
+    ev.CourseClosed,
+)
 
 WAITING, SERVED, DAYS_WAITED = "waiting", "served", "days_waited"  # the waitlist series' counters
 
@@ -196,8 +209,9 @@ class ReportingProjection:
     # referral, nor in the coordinator's partner's figures; 10: courses, phases, success criteria and waits
     # counted on the days they happened, for reports on past dates; 11: a referral declined, withdrawn or referred
     # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases;
-    # 13: closures kept by day, for early discharges by date (rebuilt from the log on upgrade)
-    version = 13
+    # 13: closures kept by day, for early discharges by date; 14: education-ready within a year is pending, not
+    # failed, while the year is open (rebuilt from the log on upgrade)
+    version = 14
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))

@@ -446,7 +446,7 @@ SUCCESS_CRITERIA = (
     ),
     (
         "education_ready",
-        "activity-ready to education-ready within one year",
+        "activity-ready to education-ready within one year (of the courses whose year is over, or that closed)",
         "jobcentre|education_ready",
         "jobcentre|n",
         20,
