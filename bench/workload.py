@@ -165,7 +165,7 @@ def course(case_id: str, citizen: int, programme: Programme, on: date, rng: rand
     take(end, [decide_goal_change(case, "g1", rng.choice(("achieve", "drop")), None, end)])
     take(end, who5(end))
     reason = "completed" if end == planned_end else rng.choice(("dropped_out", "moved"))
-    take(end, [decide_close(case, reason, end)])
+    take(end, [decide_close(case, programme, reason, end)])
     return steps
 
 

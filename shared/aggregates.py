@@ -161,13 +161,14 @@ class Folds:
             values.append(value)
         return values
 
-    def held(self, fold: Fold[T]) -> tuple[int, T]:
+    def held(self, fold: Fold[T], empty_is_an_answer: bool = False) -> tuple[int, T]:
         """The value as this process last saw it, without asking the log (read it if never seen or seen empty).
         Only for a decision whose append checks this version still holds (a read-check), so stale is never
         wrong. An empty stream is read again: a refusal for want of it (no such programme, no such case) has no
-        append to check it, and another process may have written it since."""
+        append to check it, and another process may have written it since. Not with ``empty_is_an_answer``, for
+        a stream whose emptiness refuses nothing (a caseload with no one in it yet)."""
         version, value = self._held.get(fold.stream_id, (0, fold.initial))
-        if version == 0:
+        if version == 0 and not (empty_is_an_answer and fold.stream_id in self._held):
             self.current(fold)
             version, value = self._held.get(fold.stream_id, (0, fold.initial))  # a pair, even if a thread moved it
         return version, value

@@ -19,6 +19,7 @@ from shared.domain.case import (
     decide_situation,
     decide_star,
     decide_who5,
+    discharged_early,
     evolve,
     planned_phase_moves,
 )
@@ -287,7 +288,7 @@ def test_a_closure_dated_back_voids_the_scheduled_moves_after_it_and_not_a_worke
     for phase, due in due_phase_moves(p, "phase_1", date(2016, 2, 29), date(2016, 7, 1)):
         case = evolve(case, "case-1", ev.PhaseEntered(phase, "phase plan", scheduled=True), due)
     assert case.phase == "phase_2"
-    closed = evolve(case, "case-1", decide_close(case, "dropped_out", date(2016, 6, 20)), date(2016, 6, 20))
+    closed = evolve(case, "case-1", decide_close(case, p, "dropped_out", date(2016, 6, 20)), date(2016, 6, 20))
     assert [(c.on, c.phase) for c in closed.phases] == [(date(2016, 2, 29), "phase_1")]
     assert closed.phase == "phase_1" and closed.phase_on(date(2016, 7, 1)) == "phase_1"
     # A closure on the day a scheduled move fell due keeps it: the course was in phase 2 that day.
@@ -296,9 +297,9 @@ def test_a_closure_dated_back_voids_the_scheduled_moves_after_it_and_not_a_worke
     # A worker's own move is something that happened: a closure cannot be dated before it.
     moved = evolve(case, "case-1", decide_phase(case, p, "phase_3", "early", date(2016, 7, 5)), date(2016, 7, 5))
     with pytest.raises(Refused) as refused:
-        decide_close(moved, "dropped_out", date(2016, 7, 1))
+        decide_close(moved, p, "dropped_out", date(2016, 7, 1))
     assert refused.value.code == "date_before_last_phase"
-    assert decide_close(moved, "dropped_out", date(2016, 7, 5)) == ev.CourseClosed("dropped_out")
+    assert decide_close(moved, p, "dropped_out", date(2016, 7, 5)).reason == "dropped_out"
 
 
 def test_the_next_star_is_due_an_interval_after_the_last() -> None:
@@ -425,6 +426,23 @@ def test_a_course_works_with_a_relation_worker_of_its_own_method() -> None:
     ]
 
 
+def test_the_waitlist_is_served_longest_waiting_first_within_what_the_slots_allow() -> None:
+    """One CTI slot (anna) and two ICM slots (frej): of u1 (not yet enrolled), c1 (CTI), i1, i2 and i3 (ICM),
+    in the order they began to wait, three can be placed: u1, c1 and i1, not i2 in c1's stead."""
+    p = evolve_programme(None, "bal", dataclasses.replace(COPENHAGEN, methods=("cti", "icm")))
+    for joined in (ev.WorkerJoined("anna", "cti", capacity=1), ev.WorkerJoined("frej", "icm", capacity=2)):
+        p = evolve_programme(p, "bal", joined)
+    methods = {"u1": None, "c1": "cti", "i1": "icm", "i2": "icm", "i3": "icm"}
+    waiting = Caseload("bal")
+    for n, case_id in enumerate(methods):
+        waiting = evolve_caseload(waiting, ev.CaseWaitlisted(case_id), date(2016, 2, 1) + timedelta(days=n))
+    assert decide_offers(waiting, p, methods, date(2016, 3, 1)) == [
+        ev.CaseAssigned("u1", "frej", "waitlist"),
+        ev.CaseAssigned("c1", "anna", "waitlist"),
+        ev.CaseAssigned("i1", "frej", "waitlist"),
+    ]
+
+
 def test_an_enrolment_takes_a_method_a_relation_worker_of_the_programme_works_with() -> None:
     """A course in a method nobody works with could never be assigned a worker, nor offered a slot."""
     p = evolve_programme(None, "bal", dataclasses.replace(COPENHAGEN, methods=("cti", "icm")))
@@ -454,3 +472,35 @@ def test_a_funding_end_before_the_enrolment_leaves_a_course_of_no_months() -> No
     cut = programme(ev.ProgrammeChanged(funding_end=date(2016, 1, 31)))
     dates = course_dates(cut, date(2016, 2, 15))
     assert (dates.planned_end, dates.truncated, dates.actual_months) == (date(2016, 2, 15), True, 0.0)
+
+
+def test_a_course_closes_for_the_funding_end_only_once_the_funding_has_ended() -> None:
+    """Before it, the course ended for another reason (and is counted as that: completed, dropped out...)."""
+    p = programme()  # funding ends 31 December 2016
+    case = enrolled_case(date(2016, 2, 1))
+    with pytest.raises(Refused) as early:
+        decide_close(case, p, "funding_ended", date(2016, 12, 30))
+    assert early.value.code == "before_funding_end" and "2016-12-31" in early.value.message
+    end = date(2016, 12, 31)  # the course's planned end, which the closure keeps
+    assert decide_close(case, p, "funding_ended", end) == ev.CourseClosed("funding_ended", end)
+    assert decide_close(case, p, "moved", date(2016, 12, 30)) == ev.CourseClosed("moved", end)
+    cut = programme(ev.ProgrammeChanged(funding_end=date(2016, 6, 30)))  # a cut: the new end is the course's
+    assert decide_close(case, cut, "funding_ended", date(2016, 6, 30)) == ev.CourseClosed(
+        "funding_ended", date(2016, 6, 30)
+    )
+
+
+def test_a_course_closed_before_its_planned_end_was_discharged_early_whatever_the_reason() -> None:
+    """CTI fidelity: no discharge before the course ends, against the planned end the closure recorded (a
+    funding extension afterwards does not make a course that ran its time early). Closures recorded before the
+    planned end was kept with them are judged by their reason, as they were then."""
+    p = programme()
+    case = enrolled_case(date(2016, 2, 1))  # planned end: the funding end, 31 December 2016
+    three_weeks = decide_close(case, p, "completed", date(2016, 2, 22))
+    assert discharged_early(three_weeks, date(2016, 2, 22))
+    for reason in ("moved", "funding_ended"):
+        assert not discharged_early(decide_close(case, p, reason, date(2016, 12, 31)), date(2016, 12, 31))
+    assert [discharged_early(ev.CourseClosed(reason), date(2016, 3, 1)) for reason in ("completed", "moved")] == [
+        False,
+        True,
+    ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
 import pytest
 from marshmallow import fields
 
-from shared.domain.events import CitizenEnrolled, ReferralReceived
+from shared.domain.events import CitizenEnrolled, CourseClosed, ReferralReceived
 from shared.events import CorruptEvent, DomainEvent, EventRegistry, UnknownEventType
 from shared.events.catalogue import REGISTRY, EventSchema
 
@@ -51,6 +52,13 @@ def test_a_v1_enrolment_gives_a_phase_only_to_a_cti_course() -> None:
     name, version, data = dumped(CitizenEnrolled(method="icm", first_phase=None))
     assert (name, version) == ("CitizenEnrolled", 2)
     assert REGISTRY.load(name, version, data) == CitizenEnrolled(method="icm", first_phase=None)
+
+
+def test_a_v1_closure_is_read_without_a_planned_end() -> None:
+    assert REGISTRY.load("CourseClosed", 1, {"reason": "moved"}) == CourseClosed("moved", None)
+    name, version, data = dumped(CourseClosed("moved", date(2016, 12, 31)))
+    assert (version, data) == (2, {"reason": "moved", "planned_end": "2016-12-31"})
+    assert REGISTRY.load(name, version, data) == CourseClosed("moved", date(2016, 12, 31))
 
 
 def test_a_stored_payload_that_breaks_its_schema_is_refused() -> None:

@@ -175,6 +175,10 @@ def test_a_command_on_a_case_reads_it_with_its_programme_and_caseload_in_one_rou
         assert intake.post(f"/cases/{case}/contacts", json=contact, headers=STAFF).status_code == 201
     # The key's partner; the case, programme and caseload; the access log; the append; the alias for the answer.
     assert sent == ["EVALSHA", "pipeline:EVALSHA,EVALSHA,EVALSHA", "XADD", "EVALSHA", "GET"]
+    with counting_round_trips() as star_sent:  # a star that does not enrol: decided on the scope check's read too
+        star = {"on": "2016-04-01", "scores": {"housing": 4}}
+        assert intake.post(f"/cases/{case}/stars", json=star, headers=STAFF).status_code == 201
+    assert star_sent == sent
 
     other = create_intake(connection, settings).test_client()
     assert (

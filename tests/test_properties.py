@@ -86,7 +86,7 @@ def decide(case: Case, command: str, on: date, n: int) -> list[DomainEvent]:
         case "phase":
             return [decide_phase(case, p, ("phase_1", "phase_2", "phase_3", "phase_9")[n % 4], "r", on)]
         case "close":
-            return [decide_close(case, "completed", on)]
+            return [decide_close(case, PROGRAMME, "completed", on)]
     raise AssertionError(command)
 
 
@@ -184,7 +184,8 @@ def test_offers_place_as_many_waiting_citizens_as_the_free_slots_allow_each_in_a
 ) -> None:
     """Workers of two methods, each with a capacity and some citizens already; a waitlist of enrolled courses (of
     a method) and citizens not yet enrolled (None). Every offer suits its citizen, nobody goes over capacity,
-    nobody is left waiting beside a free slot that suits them, and as many are placed as any choice could place."""
+    nobody is left waiting beside a free slot that suits them, as many are placed as any choice could place, and
+    nobody is passed over but to place someone who waited longer."""
     p = programme()
     p = dataclasses.replace(p, methods=("cti", "icm"), caseload_limit=3)
     caseload = Caseload("cph")
@@ -213,6 +214,16 @@ def test_offers_place_as_many_waiting_citizens_as_the_free_slots_allow_each_in_a
     spare = sum(max(per_method[m] - enrolled[m], 0) for m in per_method)
     best = sum(min(per_method[m], enrolled[m]) for m in per_method) + min(waiting.count(None), spare)
     assert len(offers) == best
+
+    def placeable(cases: list[str]) -> bool:  # Hall's condition: each method's courses fit its slots, all fit all
+        wanted = [methods[c] for c in cases]
+        return len(cases) <= sum(per_method.values()) and all(wanted.count(m) <= per_method[m] for m in per_method)
+
+    placed = [offer.case_id for offer in offers if isinstance(offer, ev.CaseAssigned)]
+    queue = [f"wait-{n}" for n in range(len(waiting))]  # longest waiting first
+    for index, passed_over in enumerate(queue):
+        if passed_over not in placed:  # only in the stead of someone who waited longer
+            assert not placeable([c for c in queue[:index] if c in placed] + [passed_over])
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -351,6 +351,9 @@ def test_records_made_before_an_enrolment_dated_back_count_from_their_own_days_i
 
 
 def test_courses_against_targets(reporting: FlaskClient, built: dict[str, str]) -> None:
+    for unsliced in ("partner=reden", "method=cti"):  # not answered with the whole programme's figures
+        refused = reporting.get(f"/programmes/demo-cph/statistics/courses?{unsliced}", headers=EVALUATOR)
+        assert refused.status_code == 422 and list(refused.get_json()["error"]["fields"]) == [unsliced.split("=")[0]]
     report = get(reporting, "statistics/courses", EVALUATOR)
     # A: 15 Jan - 30 Jun 2016, completed, 167 days. C: enrolled 1 Feb, still running. Both enrolled after
     # 31 Dec 2015, so a full 12 months would run past the funding end on 31 Dec 2016: both truncated.
@@ -775,6 +778,7 @@ def test_cti_fidelity_on_a_past_date_counts_what_had_happened_by_then() -> None:
         "enrolled_on": "2016-02-01",
         "closed_on": "2016-11-01",
         "close_reason": "dropped_out",
+        "discharged_early": True,  # before its planned end, 31 December
         "phases": [("2016-02-01", "phase_1"), ("2016-06-01", "phase_2")],
         "contacts": [("2016-02-03", "phone"), ("2016-02-10", "home_visit"), ("2016-10-15", "phone")],
     }
@@ -881,7 +885,8 @@ def test_an_early_discharge_is_a_closure_before_the_planned_end_whatever_its_rea
 ) -> None:
     """CTI fidelity: no discharge before the course ends. A course "completed" three weeks in ended early; one
     that ran to its planned end did not, whatever the reason recorded; the funding end's closure is the
-    programme's end. The courses report and the fidelity report agree, on the funding end as it is now."""
+    programme's end. The courses report and the fidelity report agree, and judge each closure against the
+    planned end it recorded: a funding extension afterwards changes neither, nor a report on a past date."""
     post(intake, f"/programmes/{cph}/workers", {"worker_id": "anna", "method": "cti", "on": "2016-01-02"})
     courses = {name: enrolled(intake) for name in ("three_weeks", "to_the_end", "funding")}  # 1 Feb 2016
     for case in courses.values():
@@ -902,11 +907,12 @@ def test_an_early_discharge_is_a_closure_before_the_planned_end_whatever_its_rea
 
     assert early() == (1, {"three_weeks"})
     assert get(reporting, "statistics/courses?on=2016-02-21")["by_method"][0]["early_discharges"] == 0  # by date
-    # Funding extended to June 2017: a course enrolled on 1 February 2016 now runs to 1 February 2017, so the
-    # one that ended on 31 December, moved, ended before it; the funding end's own closure is still no discharge.
+    # Funding extended to June 2017: a course enrolled on 1 February 2016 would now run to 1 February 2017, but
+    # the one that ended on 31 December, moved, ran the time it had then.
     post(intake, f"/programmes/{cph}/changes", {"funding_end": "2017-06-30"})
     run_workers(connection)
-    assert early() == (2, {"three_weeks", "to_the_end"})
+    assert early() == (1, {"three_weeks"})
+    assert get(reporting, "statistics/courses?on=2016-12-31")["by_method"][0]["early_discharges"] == 1
 
 
 def test_a_log_from_before_the_method_rules_rebuilds_with_no_phases_for_its_icm_course(

@@ -15,7 +15,7 @@ from shared.domain.case import Case
 from shared.domain.programme import Programme
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
-from tests.support import run_workers, suite_queue
+from tests.support import counting_round_trips, run_workers, suite_queue
 from tests.test_course_api import enrolled, in_assessment, post, refused
 
 
@@ -187,5 +187,7 @@ def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(
     assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 0  # nobody has room
     assert reads == []
     post(intake, f"/programmes/{cti_and_icm}/workers/frej/capacity", {"capacity": 2, "on": "2016-02-05"})
-    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 1  # the longest waiting
+    with counting_round_trips() as sent:
+        assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 1  # the longest waiting
     assert len(reads) == 1 and len(reads[0]) == 5
+    assert "pipeline:" + ",".join(["EVALSHA"] * 5) in sent  # the five waiting cases, in one round trip

@@ -121,7 +121,9 @@ def move_phase(case_id: str) -> Response:
 
 @bp.post("/cases/<case_id>/closure")
 def close(case_id: str) -> Response:
-    return case_command(case_id, s.CloseRequest, lambda case, d: [decide_close(case, d["reason"], d["on"])])
+    return programme_case_command(
+        case_id, s.CloseRequest, lambda case, p, d: [decide_close(case, p, d["reason"], d["on"])]
+    )
 
 
 @bp.post("/cases/<case_id>/assignment")

@@ -356,7 +356,7 @@ class Intake:
     def _held_with(self, case: Case) -> tuple[Programme, Caseload]:
         """The programme and caseload as ``course`` read them with the case a moment ago (see
         ``_programme_read_with``)."""
-        _, caseload = self.folds.held(caseload_fold(case.programme_id))
+        _, caseload = self.folds.held(caseload_fold(case.programme_id), empty_is_an_answer=True)
         return self._programme_read_with(case), caseload
 
     def _programme_read_with(self, case: Case) -> Programme:

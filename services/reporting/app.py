@@ -131,8 +131,12 @@ def caseloads(programme_id: str) -> Response:
 
 @bp.get("/programmes/<programme_id>/statistics/courses")
 def courses(programme_id: str) -> Response:
-    """Courses against targets on a day (default today): ?on=YYYY-MM-DD."""
+    """Courses against targets on a day (default today): ?on=YYYY-MM-DD. Per method already, and for the whole
+    programme: a slice asked for is refused, not answered with the whole."""
     _statistics_caller(programme_id)
+    for unsliced in ("partner", "method"):
+        if unsliced in request.args:
+            raise _invalid(unsliced, "the courses report is per method, for the whole programme")
     return jsonify(_reports().courses(programme_id, _date_arg("on")) | {"caught_up": _caught_up()})
 
 

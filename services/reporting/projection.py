@@ -27,7 +27,7 @@ from typing import Any
 from services.reporting.calendar_sums import add_on
 from shared.domain import events as ev
 from shared.domain.calendar import add_months
-from shared.domain.case import voided_by_closure
+from shared.domain.case import discharged_early, voided_by_closure
 from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
 from shared.events import RecordedEvent
 from shared.projections import ProjectionState
@@ -85,15 +85,9 @@ def enrolments(programme_id: str, method: str) -> str:
 
 
 def course_deltas(programme_id: str) -> str:
-    """Calendar sums per "<method>|<counter>" (closed, completed, closed_days), on the day a course closed."""
+    """Calendar sums per "<method>|<counter>" (closed, completed, early_discharges, closed_days), on the day a
+    course closed."""
     return f"programme:{programme_id}:course-deltas"
-
-
-def closures(programme_id: str, method: str) -> str:
-    """Sorted set: "<case id>|<reason>" -> ordinal of the closure day. Whether a closure came before the course's
-    planned end depends on the funding end as it is when asked (an extension moves it), so reports decide it then
-    (``discharged_early``), with the enrolment day from ``enrolments``."""
-    return f"programme:{programme_id}:closures:{method}"
 
 
 def phase_deltas(programme_id: str) -> str:
@@ -209,9 +203,9 @@ class ReportingProjection:
     # referral, nor in the coordinator's partner's figures; 10: courses, phases, success criteria and waits
     # counted on the days they happened, for reports on past dates; 11: a referral declined, withdrawn or referred
     # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases;
-    # 13: closures kept by day, for early discharges by date; 14: education-ready within a year is pending, not
-    # failed, while the year is open (rebuilt from the log on upgrade)
-    version = 14
+    # 13: early discharges by date; 14: education-ready within a year is pending, not failed, while the year is
+    # open; 15: early discharges against the planned end the closure recorded (rebuilt from the log on upgrade)
+    version = 15
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -379,7 +373,9 @@ class ReportingProjection:
             add_on(state, series, f"{method}|closed_days", on, (on - date.fromisoformat(doc["enrolled_on"])).days)
             if payload.reason == "completed":
                 add_on(state, series, f"{method}|completed", on, 1)
-            state.score(closures(p, method), f"{event.stream_id}|{payload.reason}", on.toordinal())
+            doc["discharged_early"] = discharged_early(payload, on)
+            if doc["discharged_early"]:
+                add_on(state, series, f"{method}|early_discharges", on, 1)
 
     @staticmethod
     def _star(state: ProjectionState, doc: dict[str, Any], scores: dict[str, int]) -> None:

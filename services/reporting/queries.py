@@ -17,7 +17,6 @@ from services.reporting.projection import (
     SERVED,
     WAITING,
     ReportingProjection,
-    closures,
     cohorts,
     course_deltas,
     course_doc,
@@ -35,7 +34,6 @@ from services.reporting.projection import (
 )
 from shared.aggregates import load_identity, programme_stream
 from shared.domain.calendar import add_months, months_between
-from shared.domain.case import discharged_early
 from shared.domain.programme import PHASED_METHODS, Programme, course_dates, programme_from_doc
 from shared.events.envelope import today as danish_today
 from shared.eventstore import EventStore
@@ -184,7 +182,7 @@ class Reports:
                     "average_length_days": round(counters.get(f"{method}|closed_days", 0) / closed, 1)
                     if closed
                     else None,
-                    "early_discharges": self._early_discharges(programme, method, day),
+                    "early_discharges": counters.get(f"{method}|early_discharges", 0),
                 }
             )
         return {
@@ -195,26 +193,6 @@ class Reports:
             "by_method": rows,
             "phase_reached": {phase: reached.get(phase, 0) for phase in programme.phase_names()},
         }
-
-    def _early_discharges(self, programme: Programme, method: str, day: date) -> int:
-        """The method's courses closed by ``day`` before their planned end (``discharged_early``)."""
-        pid = programme.programme_id
-        closed: list[tuple[str, str, int]] = []  # (case id, reason, closure day's ordinal)
-        scored: list[tuple[bytes, float]] = self.redis.zrangebyscore(  # type: ignore[assignment]
-            self.key(closures(pid, method)), "-inf", day.toordinal(), withscores=True
-        )
-        for member, score in scored:
-            case_id, reason = as_text(member).rsplit("|", 1)
-            closed.append((case_id, reason, int(score)))
-        if not closed:
-            return 0
-        enrolled = self.redis.zmscore(self.key(enrolments(pid, method)), [case_id for case_id, _, _ in closed])
-        early = 0
-        for (_, reason, closed_on), enrolled_on in zip(closed, enrolled, strict=True):
-            if enrolled_on is not None:
-                on, off = date.fromordinal(int(enrolled_on)), date.fromordinal(closed_on)
-                early += discharged_early(programme, on, off, reason)
-        return early
 
     def measures(self, programme_id: str, partner: str | None = None, method: str | None = None) -> dict[str, Any]:
         """Per area: mean first and latest score, share improved (of the courses measured again), stages of the
@@ -519,7 +497,7 @@ def course_fidelity(doc: dict[str, Any], programme: Programme, today: date) -> d
         ),
         "within_9_months": months_between(cti_start, closed_or_planned) <= 9,
         "within_programme_length": length <= programme.course_months,
-        "no_early_discharge": not (closed and discharged_early(programme, enrolled, closed, doc["close_reason"])),
+        "no_early_discharge": not (closed and doc.get("discharged_early")),
     }
     if in_pre_cti:  # CTI proper has not begun (or never did, if the course closed): nothing from phase 1 to judge
         criteria |= dict.fromkeys(PHASE_1_CRITERIA)

@@ -600,23 +600,35 @@ def earliest_closure(case: Case, last_assignment_change: date | None) -> date:
     return max(dates)
 
 
-def decide_close(case: Case, reason: str, on: date) -> ev.CourseClosed:
+def decide_close(case: Case, programme: Programme, reason: str, on: date) -> ev.CourseClosed:
     _require_enrolled(case, on, "close the course (a referral is declined, withdrawn or referred on)")
     _require_after_last_change(case, on)
+    if reason == "funding_ended" and on < programme.funding_end:
+        raise Refused(
+            "before_funding_end",
+            f"the programme's funding ends on {programme.funding_end.isoformat()}: a course closed before it "
+            "ended for another reason",
+        )
     if moved := [p for p in case.phases if p.on > on and not p.scheduled]:
         raise Refused(
             "date_before_last_phase",
             f"a worker moved the course to {moved[-1].phase} on {moved[-1].on.isoformat()}: "
             "a closure cannot be dated before it",
         )
-    return ev.CourseClosed(reason=reason)
+    return ev.CourseClosed(reason=reason, planned_end=course_dates(programme, case.enrolled_on or on).planned_end)
 
 
-def discharged_early(programme: Programme, enrolled_on: date, closed_on: date, reason: str) -> bool:
+EARLY_REASONS = ("dropped_out", "moved", "referred_on")  # how closures recorded before v2 are judged
+
+
+def discharged_early(closure: ev.CourseClosed, closed_on: date) -> bool:
     """CTI fidelity's "no discharge before the course ends" (DOMAIN.md), by date: a course closed before its
-    planned end, whatever the reason given (one "completed" three weeks in ended early too; one recorded as
-    dropped out after its time had run did not). A closure for the funding end is the programme's end."""
-    return reason != "funding_ended" and closed_on < course_dates(programme, enrolled_on).planned_end
+    planned end as the closure recorded it, whatever the reason given (one "completed" three weeks in ended
+    early too; one that ran its time did not; one closed for the funding end closes on or after it). A closure
+    recorded before the planned end was kept with it is judged by its reason, as it was then."""
+    if closure.planned_end is None:
+        return closure.reason in EARLY_REASONS
+    return closed_on < closure.planned_end
 
 
 def phases_until(phases: tuple[PhaseChange, ...], closed_on: date) -> tuple[PhaseChange, ...]:

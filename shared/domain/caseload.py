@@ -165,31 +165,31 @@ def free_slots(caseload: Caseload, programme: Programme) -> dict[str, int]:
 def decide_offers(
     caseload: Caseload, programme: Programme, methods: Mapping[str, str | None], on: date
 ) -> list[DomainEvent]:
-    """Offer the free slots to the waiting citizens, the longest-waiting first, each a slot that suits them: a
-    course enrolled in a method (``methods``: each waiting case's, None before its enrolment) waits for a worker
-    of that method. A citizen not yet enrolled takes a slot of the method with the most to spare once the enrolled
-    courses waiting behind them are served (workers in id order among equals), so nobody is left waiting beside a
-    free slot that would have suited them. None after the funding end: no course runs past it, and an
-    assignment dated then would leave a course no closure date."""
+    """Offer the free slots to the waiting citizens, each a slot that suits them: a course enrolled in a method
+    (``methods``: each waiting case's, None before its enrolment) waits for a worker of that method, one not yet
+    enrolled takes any. Who is placed: the longest-waiting first, each kept if all kept so far can still be
+    placed, which places as many as the slots allow and, among those, the longest waiting (a citizen passed
+    over could only have been placed in the stead of one who waited longer). Then the enrolled courses take
+    slots of their method and the rest what is left, workers in id order. None after the funding end: no course
+    runs past it, and an assignment dated then would leave a course no closure date."""
     if on > programme.funding_end:
         return []
     free = free_slots(caseload, programme)
-    method_of = {w: programme.workers[w].method for w in free}
-    waiting = [case_id for case_id, _ in caseload.longest_waiting_first()]
-    still_needed = Counter(methods.get(c) for c in waiting)
-    offers: list[DomainEvent] = []
-    for case_id in waiting:
+    slots = Counter[str]()
+    for worker_id, n in free.items():
+        slots[programme.workers[worker_id].method] += n
+    placed: list[str] = []
+    enrolled = Counter[str]()  # the courses placed, per method
+    for case_id, _ in caseload.longest_waiting_first():
         wanted = methods.get(case_id)
-        still_needed[wanted] -= 1
-        suiting = [w for w, n in free.items() if n > 0 and wanted in (None, method_of[w])]
-        if not suiting:
-            continue
-
-        def spare(worker_id: str) -> int:
-            method = method_of[worker_id]
-            return sum(n for w, n in free.items() if method_of[w] == method) - still_needed[method]
-
-        worker_id = suiting[0] if wanted is not None else max(suiting, key=spare)
+        if len(placed) < slots.total() and (wanted is None or enrolled[wanted] < slots[wanted]):
+            placed.append(case_id)
+            if wanted is not None:
+                enrolled[wanted] += 1
+    worker_of: dict[str, str] = {}
+    for case_id in sorted(placed, key=lambda c: methods.get(c) is None):  # enrolled courses first (a stable sort)
+        wanted = methods.get(case_id)
+        worker_id = next(w for w, n in free.items() if n > 0 and wanted in (None, programme.workers[w].method))
         free[worker_id] -= 1
-        offers.append(CaseAssigned(case_id=case_id, worker_id=worker_id, via="waitlist"))
-    return offers
+        worker_of[case_id] = worker_id
+    return [CaseAssigned(case_id=c, worker_id=worker_of[c], via="waitlist") for c in placed]

@@ -174,6 +174,9 @@ class JobCentreCategoryChanged(DomainEvent):
 @dataclass(frozen=True)
 class CourseClosed(DomainEvent):
     reason: str  # see CLOSE_REASONS
+    # The course's planned end as the programme had it when the closure was decided: closed before it, the
+    # course was discharged early, whatever the funding end became later. None in closures recorded before v2.
+    planned_end: date | None = None
 
 
 @dataclass(frozen=True)

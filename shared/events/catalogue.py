@@ -160,7 +160,14 @@ def build_registry() -> EventRegistry:
         ev.AddictionTreatmentChanged, schema(ev.AddictionTreatmentChanged, in_treatment=fields.Boolean(required=True))
     )
     r.register(ev.JobCentreCategoryChanged, schema(ev.JobCentreCategoryChanged, category=_slug(required=True)))
-    r.register(ev.CourseClosed, schema(ev.CourseClosed, reason=_slug(required=True)))
+    r.register(
+        ev.CourseClosed,
+        schema(
+            ev.CourseClosed, reason=_slug(required=True), planned_end=fields.Date(load_default=None, allow_none=True)
+        ),
+        version=2,
+        upcasters={1: lambda data: data | {"planned_end": None}},  # v1 did not keep it (see ``discharged_early``)
+    )
     r.register(ev.CourseReopened, schema(ev.CourseReopened, new_case_id=fields.String(required=True)))
     # caseload-<programme>
     case_and_worker = {"case_id": fields.String(required=True), "worker_id": _slug(required=True)}
