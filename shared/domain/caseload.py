@@ -119,7 +119,7 @@ def decide_assignment(
     method = programme.workers[worker_id].method
     if case.method is not None and method != case.method:
         raise Refused(
-            "method_mismatch", f"{worker_id} works with {method.upper()}; this is a {case.method.upper()} course"
+            "method_mismatch", f"{worker_id} works with {method.upper()}; the course is {case.method.upper()}"
         )
     current = caseload.assignments.get(case.case_id)
     if current == worker_id:
