@@ -205,6 +205,8 @@ def test_a_confirmed_match_is_one_citizen_in_the_reports(
     run_workers(connection)
     assert (distinct("2016-01-10"), distinct("2016-02-01")) == (1, 1)
     assert (distinct("2016-02-01", "reden"), distinct("2016-02-01", "livarehab")) == (1, 1)
+    intake_report = reporting.get("/programmes/demo-cph/statistics/intake?from=2016-01&to=2016-01", headers=STAFF)
+    assert [(m["referrals"], m["new_citizens"]) for m in intake_report.get_json()["months"]] == [(2, 1)]
 
 
 def export_rows(reporting: FlaskClient, kind: str) -> list[dict[str, str]]:

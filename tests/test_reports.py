@@ -98,16 +98,21 @@ def test_status_filtered_by_partner_and_method(reporting: FlaskClient, built: di
 
 def test_intake_per_month(reporting: FlaskClient, built: dict[str, str]) -> None:
     # Nov: A, B; Dec: C; Jan: D, E; Feb: F, G. Seven referrals; recruitment runs to March, which had none: the
-    # average is over five months, from the first referral to the end of recruitment.
+    # average is over five months, from the first referral to the end of recruitment. F and G are one citizen
+    # (one CPR number, two partners): six new citizens.
     all_time = get(reporting, "statistics/intake")
     assert all_time["months"] == [
-        {"month": "2015-11", "referrals": 2},
-        {"month": "2015-12", "referrals": 1},
-        {"month": "2016-01", "referrals": 2},
-        {"month": "2016-02", "referrals": 2},
-        {"month": "2016-03", "referrals": 0},
+        {"month": "2015-11", "referrals": 2, "new_citizens": 2},
+        {"month": "2015-12", "referrals": 1, "new_citizens": 1},
+        {"month": "2016-01", "referrals": 2, "new_citizens": 2},
+        {"month": "2016-02", "referrals": 2, "new_citizens": 1},
+        {"month": "2016-03", "referrals": 0, "new_citizens": 0},
     ]
     assert (all_time["total"], all_time["average_per_month"]) == (7, 1.4)
+    assert (all_time["new_citizens"], all_time["average_new_citizens_per_month"]) == (6, 1.2)
+    livarehab = get(reporting, "statistics/intake?partner=livarehab")  # C, D, and G: new to LivaRehab, though
+    new_to_liva = [(m["month"], m["new_citizens"]) for m in livarehab["months"]]  # Reden referred her (F) first
+    assert new_to_liva == [("2015-12", 1), ("2016-01", 1), ("2016-02", 1), ("2016-03", 0)]
     spring = get(reporting, "statistics/intake?from=2016-01&to=2016-03")  # Jan 2, Feb 2, Mar 0
     assert [m["referrals"] for m in spring["months"]] == [2, 2, 0]
     assert (spring["total"], spring["average_per_month"]) == (4, 1.33)
@@ -117,9 +122,15 @@ def test_intake_per_month(reporting: FlaskClient, built: dict[str, str]) -> None
     assert reporting.get("/programmes/demo-cph/statistics/intake?from=2016-13", headers=STAFF).status_code == 422
     # One bound asked for: the other is the default's, but the period is never empty (recruitment ran to March).
     after = get(reporting, "statistics/intake?from=2016-05")
-    assert (after["months"], after["filter"]["to"]) == ([{"month": "2016-05", "referrals": 0}], "2016-05")
+    assert (after["months"], after["filter"]["to"]) == (
+        [{"month": "2016-05", "referrals": 0, "new_citizens": 0}],
+        "2016-05",
+    )
     before = get(reporting, "statistics/intake?to=2015-10")  # before the first referral and recruitment
-    assert (before["months"], before["filter"]["from"]) == ([{"month": "2015-10", "referrals": 0}], "2015-10")
+    assert (before["months"], before["filter"]["from"]) == (
+        [{"month": "2015-10", "referrals": 0, "new_citizens": 0}],
+        "2015-10",
+    )
 
 
 def test_a_period_that_ends_before_it_starts_is_refused(reporting: FlaskClient, built: dict[str, str]) -> None:

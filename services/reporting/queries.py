@@ -103,16 +103,34 @@ class Reports:
 
     def _also_counted(self, programme_id: str, referred: str, day: date) -> int:
         """Records counted as citizens that a coordinator confirmed are the same person as another counted one."""
+        return sum(1 for later in self._merged_later(programme_id, referred) if later <= day.toordinal())
+
+    def _merged_later(self, programme_id: str, referred: str) -> list[int]:
+        """The first-referral days (ordinals) of the records that a coordinator confirmed are the same person as a
+        record referred earlier: each counted as a citizen of its own in ``referred``, and not one."""
         if self.store is None:
-            return 0
+            return []
         groups = [sorted(group) for group in load_identity(self.store, programme_id).merged()]
         if not groups:
-            return 0
+            return []
         pipe = self.redis.pipeline(transaction=False)
         for group in groups:
             pipe.zmscore(referred, group)
-        counted = [sum(1 for s in scores if s is not None and s <= day.toordinal()) for scores in pipe.execute()]
-        return sum(max(0, n - 1) for n in counted)
+        return [int(s) for scores in pipe.execute() for s in sorted(s for s in scores if s is not None)[1:]]
+
+    def _new_citizens(self, programme_id: str, family: str, months: list[str]) -> dict[str, int]:
+        """Per month, the citizens first referred in it (in the family: a citizen new to a partner is new to it)."""
+        referred = self.key(first_referrals(programme_id, family))
+        bounds = [(date.fromisoformat(f"{m}-01").toordinal(), _month_end(m).toordinal()) for m in months]
+        pipe = self.redis.pipeline(transaction=False)
+        for first, last in bounds:
+            pipe.zcount(referred, first, last)
+        counts = dict(zip(months, pipe.execute(), strict=True))
+        for later in self._merged_later(programme_id, referred):
+            month = date.fromordinal(later).isoformat()[:7]
+            if month in counts:
+                counts[month] -= 1
+        return counts
 
     def has_programme(self, programme_id: str) -> bool:
         """Whether the log holds the programme (the read model may not have projected it yet: its reports are
@@ -335,7 +353,9 @@ class Reports:
     ) -> dict[str, Any]:
         """Referrals per month (by referral date) and the average per month over the period: by default from
         the first month of recruitment (or an earlier referral) to its last month, or this month while it lasts
-        (or a later referral), counting the months without a referral too."""
+        (or a later referral), counting the months without a referral too. Beside them the citizens new that
+        month ("2 citizens a month", DOMAIN.md): one referred by two partners, or again, or a record confirmed
+        as the same person as one referred before, is new once."""
         programme = self.programme(programme_id)
         per_month: dict[str, int] = defaultdict(int)
         for who, month, counter, value in self._cohorts(programme_id, start, end):
@@ -345,12 +365,15 @@ class Reports:
         earliest = min([programme.recruitment_start.isoformat()[:7], *per_month])
         months = period_months(start, end, earliest, max([recruiting_until, *per_month]))
         total = sum(per_month.values())
+        citizens = self._new_citizens(programme_id, family_of(partner, None), months)
         return {
             "programme_id": programme_id,
             "filter": {"partner": partner, "from": months[0], "to": months[-1]},
-            "months": [{"month": m, "referrals": per_month.get(m, 0)} for m in months],
+            "months": [{"month": m, "referrals": per_month.get(m, 0), "new_citizens": citizens[m]} for m in months],
             "total": total,
             "average_per_month": round(total / len(months), 2) if months else 0,
+            "new_citizens": sum(citizens.values()),
+            "average_new_citizens_per_month": round(sum(citizens.values()) / len(months), 2) if months else 0,
         }
 
     def referrals_per_partner(
