@@ -209,6 +209,30 @@ def test_a_confirmed_match_is_one_citizen_in_the_reports(
     assert [(m["referrals"], m["new_citizens"]) for m in intake_report.get_json()["months"]] == [(2, 1)]
 
 
+def test_a_citizen_confirmed_as_one_is_new_in_the_month_of_the_first_referral(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """Referred by Reden in January and by LivaRehab in February, confirmed as one person: a new citizen in
+    January, none in February; in each partner's figures, new to that partner in its own month."""
+    for key, day in ((PARTNER, "2016-01-05"), (LIVA, "2016-02-03")):
+        body = referral_body(referred_on=day, citizen={"alias": "Maja", "birth_date": "1990-05-05"})
+        assert intake.post("/referrals", json=body, headers=key).status_code == 201
+    run_workers(connection)
+    [match] = intake.get("/programmes/demo-cph/probable-matches", headers=STAFF).get_json()["matches"]
+    confirmed = intake.post("/programmes/demo-cph/matches", json=match | {"decision": "confirm"}, headers=STAFF)
+    assert confirmed.status_code == 201
+    run_workers(connection)
+
+    def new_citizens(query: str) -> list[tuple[str, int, int]]:
+        url = f"/programmes/demo-cph/statistics/intake?from=2016-01&to=2016-02{query}"
+        months = reporting.get(url, headers=STAFF).get_json()["months"]
+        return [(m["month"], m["referrals"], m["new_citizens"]) for m in months]
+
+    assert new_citizens("") == [("2016-01", 1, 1), ("2016-02", 1, 0)]
+    assert new_citizens("&partner=reden") == [("2016-01", 1, 1), ("2016-02", 0, 0)]
+    assert new_citizens("&partner=livarehab") == [("2016-01", 0, 0), ("2016-02", 1, 1)]
+
+
 def export_rows(reporting: FlaskClient, kind: str) -> list[dict[str, str]]:
     response = reporting.get(f"/programmes/demo-cph/export/{kind}.csv", headers=auth("evaluator"))
     assert response.status_code == 200

@@ -691,6 +691,12 @@ def test_education_ready_is_pending_while_the_year_is_open_and_decided_by_a_clos
     closed = doc | {"closed_on": "2016-05-10"}
     assert (job_centre(closed, "2016-05-09"), job_centre(closed, "2016-05-10")) == ((0, 0), (0, 1))
     assert criteria_steps(closed)[("2016-05-10", "jobcentre|n")] == 1
+    # A closure dated back before records already made ends the course there: what came after it does not count,
+    # neither an education-ready that would undo the failure nor an activity-ready that would make one.
+    ready_after = ready | {"closed_on": "2016-05-10"}
+    assert [job_centre(ready_after, day) for day in ("2016-05-10", "2016-09-01", "2017-06-01")] == [(0, 1)] * 3
+    activity_after = {"enrolled_on": "2016-01-15", "activity_ready_on": "2016-06-01", "closed_on": "2016-05-10"}
+    assert job_centre(activity_after, "2017-12-31") == (0, 0)
 
 
 def test_a_closure_decides_the_job_centre_criterion_in_the_read_model(

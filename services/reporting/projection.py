@@ -120,17 +120,20 @@ def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
     0 or 1 each), from what was recorded as happening by then. Only courses (enrolled citizens) count."""
     if not doc.get("enrolled_on") or doc["enrolled_on"] > day:
         return {}
-    housing = [situation for on, situation in doc.get("housing", []) if on <= day]
-    treatment = [in_treatment for on, in_treatment in doc.get("treatment", []) if on <= day]
+    # What the course recorded by then: a closure dated back before records already made ends the course there.
+    closed = _dated_by(doc.get("closed_on"), day)
+    seen = closed or day
+    housing = [situation for on, situation in doc.get("housing", []) if on <= seen]
+    treatment = [in_treatment for on, in_treatment in doc.get("treatment", []) if on <= seen]
     ever_permanent = "permanent" in housing
     band = doc.get("age_band")
-    activity, education = (_dated_by(doc.get(k), day) for k in ("activity_ready_on", "education_ready_on"))
+    activity, education = (_dated_by(doc.get(k), seen) for k in ("activity_ready_on", "education_ready_on"))
     # Within a calendar year (366 days across a 29 February). A course counts in the denominator once that is
     # decided: on the day it became education-ready in time, or once its year is over or the course closed
     # without it; while the year is open it is pending, not a failure.
     window_end = _year_after(activity) if activity else None
     ready_in_time = bool(activity and education and window_end and activity <= education <= window_end)
-    decided = ready_in_time or bool(window_end and (day > window_end or _dated_by(doc.get("closed_on"), day)))
+    decided = ready_in_time or bool(window_end and (day > window_end or closed))
     counted = {
         "kept|n": ever_permanent,
         "kept|still": ever_permanent and housing[-1] == "permanent",
@@ -204,8 +207,9 @@ class ReportingProjection:
     # counted on the days they happened, for reports on past dates; 11: a referral declined, withdrawn or referred
     # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases;
     # 13: early discharges by date; 14: education-ready within a year is pending, not failed, while the year is
-    # open; 15: early discharges against the planned end the closure recorded (rebuilt from the log on upgrade)
-    version = 15
+    # open; 15: early discharges against the planned end the closure recorded; 16: the success criteria read no
+    # record dated after a course's closure (rebuilt from the log on upgrade)
+    version = 16
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))

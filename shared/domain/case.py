@@ -486,8 +486,9 @@ def require_in_date_order(last: date | None, on: date, what: str) -> None:
 
 def require_within_funding(case: Case, programme: Programme, on: date, earliest_closure: date | None = None) -> None:
     """The programme's funding end is a course's last day ("no course may run past it", DOMAIN.md): nothing is
-    recorded on a course after it, so a course it cuts short is closed on or before it (reason
-    ``funding_ended``). A referral not yet enrolled is not a course: its outcome is still recorded.
+    recorded on a course after it, so a course it cuts short is closed on it (reason ``funding_ended``, which
+    ``decide_close`` takes on no earlier day) or before it for another reason. A referral not yet enrolled is not
+    a course: its outcome is still recorded.
 
     ``earliest_closure``, for a closure: the first day the closure's other rules allow. A funding end moved back
     before a course's records (a cut) leaves it that day, not a course that can never be closed."""

@@ -166,7 +166,7 @@ def build_registry() -> EventRegistry:
             ev.CourseClosed, reason=_slug(required=True), planned_end=fields.Date(load_default=None, allow_none=True)
         ),
         version=2,
-        upcasters={1: lambda data: data | {"planned_end": None}},  # v1 did not keep it (see ``discharged_early``)
+        upcasters={1: lambda data: data},  # v1 kept no planned end: it loads as None (see ``discharged_early``)
     )
     r.register(ev.CourseReopened, schema(ev.CourseReopened, new_case_id=fields.String(required=True)))
     # caseload-<programme>
