@@ -187,10 +187,12 @@ class Folds:
             self._held.pop(stream_id, None)
 
     def _hold(self, stream_id: str, version: int, value: Any) -> None:
-        """Keep a fold (a racing thread's may replace it: either is a prefix fold, so either is right)."""
+        """Keep a fold, unless a racing thread holds a later one already: a decision on a held fold (``held``)
+        must never see the log as it was before what this process has read (an older programme would refuse
+        what a funding extension allows, and a refusal has no append to check it)."""
         with self._lock:
-            self._held.pop(stream_id, None)  # re-inserted last: the first folded are the first dropped
-            self._held[stream_id] = (version, value)
+            held = self._held.pop(stream_id, None)  # re-inserted last: the first folded are the first dropped
+            self._held[stream_id] = held if held is not None and held[0] > version else (version, value)
             if len(self._held) > self._max_held:
                 for stale in list(self._held)[: len(self._held) - self._max_held // 2]:
                     del self._held[stale]

@@ -58,6 +58,20 @@ def test_a_held_fold_reads_on_from_its_version_and_notices_a_store_restored_unde
     assert programme.name == "restored" and programme.version == 1
 
 
+def test_a_thread_that_read_a_stream_earlier_does_not_put_back_an_older_fold(store: EventStore) -> None:
+    """Requests share the folds: one that read the programme before a funding extension may finish after one
+    that read it since. What is held stays the later, or a command decided on the held programme would be refused
+    on the old funding end, and a refusal has no append to catch it."""
+    folds = Folds(store)
+    fold = programme_fold("p")
+    store.append("programme-p", [_new("programme-p", defined("first"))])
+    [before] = folds.current(fold)
+    store.append("programme-p", [_new("programme-p", ev.ProgrammeChanged(funding_end=date(2017, 6, 30)))])
+    [extended] = folds.current(fold)
+    folds._hold("programme-p", 1, before)  # the slower request's read, folded and held last
+    assert folds.held(fold) == (2, extended) and extended.funding_end == date(2017, 6, 30)
+
+
 def test_a_referral_on_a_programme_held_stale_is_refused_by_its_read_check_and_retried(
     connection: redis.Redis, settings: Settings, intake: FlaskClient, cph: str
 ) -> None:
