@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
-from services.intake import courses
-from shared.domain.caseload import Caseload, assigned_method
+from services.intake import courses, service
+from shared.domain.caseload import Caseload, assigned_method, last_assignment_change
 from shared.domain.programme import Programme
 from shared.events.envelope import today
 from shared.eventstore import EventStore
@@ -451,3 +451,24 @@ def test_a_star_on_an_enrolled_course_does_not_contend_with_assignments_elsewher
     monkeypatch.setattr(courses, "assigned_method", meanwhile)
     post(intake, f"/cases/{course}/stars", {"on": "2016-04-01", "scores": {"housing": 4}})
     assert len(others) == 4  # decided once: the assignment that landed meanwhile did not make it lose
+
+
+def test_an_assignment_landing_while_the_course_closes_is_released_by_the_closure(
+    intake: FlaskClient, cti_and_icm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The closure read the case with no worker (nothing to release); before its append, the coordinator assigned
+    it to anna. The closure read-checks the caseload even with nothing to release, so it is decided again and
+    frees anna's slot: a closed course never holds one."""
+    case = enrolled(intake)
+    assigned: list[str] = []
+
+    def read_then_assign(caseload: Caseload, case_id: str) -> date | None:
+        if not assigned:
+            assigned.append(case_id)
+            post(intake, f"/cases/{case_id}/assignment", {"worker_id": "anna", "on": "2016-02-10"})
+        return last_assignment_change(caseload, case_id)
+
+    monkeypatch.setattr(service, "last_assignment_change", read_then_assign)
+    post(intake, f"/cases/{case}/closure", {"on": "2016-03-01", "reason": "moved"})
+    caseload = intake.get(f"/programmes/{cti_and_icm}/caseload", headers=STAFF).get_json()
+    assert assigned == [case] and {w["worker_id"]: w["cases"] for w in caseload["workers"]}["anna"] == []

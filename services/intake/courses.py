@@ -50,7 +50,7 @@ def _star(case_id: str, must_enrol: bool) -> Response:
         worker_method = assigned_method(caseload, programme, case_id)
         return decide_star(case, programme, d["scores"], d["on"], d["method"], must_enrol, worker_method)
 
-    result = intake().on_course(ctx, case_id, d["on"], decide, read=checked)
+    result = intake().on_case(ctx, case_id, d["on"], decide, read=checked)
     return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")
 
 

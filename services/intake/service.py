@@ -291,79 +291,50 @@ class Intake:
         ctx: Context,
         case_id: str,
         on: date,
-        decide: Callable[[Case, Programme], Sequence[DomainEvent]],
-        read: Case | None = None,
-    ) -> AppendResult:
-        """A command on one case, decided on the case and its programme's rules (the funding end for every one;
-        the recruitment window, the phase plan, the scale for some), read-checking both. When it ends the case,
-        the worker's slot frees in the same append.
-
-        ``read``: the case as the caller just folded it for the scope check (``course``, which read its programme
-        in the same round trip), used by the first attempt; the append's read-checks still refuse either if it
-        moved on, and a retry reads both afresh."""
-        first = [(read, self._programme_read_with(read))] if read is not None else []
-
-        def attempt() -> AppendResult:
-            case, programme = first.pop() if first else self.course(case_id)[:2]
-            events = decide(case, programme)
-            writes = [
-                Write(case_id, events, case.version),
-                Write(programme_stream(programme.programme_id), [], programme.version),
-            ]
-            ending = next((e for e in events if _ends_case(e)), None)
-            if ending is None:
-                require_within_funding(case, programme, on)
-                return self.write(ctx, on, writes, course_of=case.programme_id)
-            caseload = self.caseload(case.programme_id)
-            floor = earliest_closure(case, last_assignment_change(caseload, case_id))
-            require_within_funding(case, programme, on, earliest_closure=floor)
-            release = decide_release(caseload, case_id, ENDINGS[type(ending)], on)
-            if release:
-                writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))
-            offers_for = case.programme_id if release else None
-            return self.write(ctx, on, writes, offers_for=offers_for, course_of=case.programme_id)
-
-        return self.retrying(ctx, attempt)
-
-    def on_course(
-        self,
-        ctx: Context,
-        case_id: str,
-        on: date,
         decide: Callable[[Case, Programme, Caseload], Sequence[DomainEvent]],
         read: Case | None = None,
     ) -> AppendResult:
-        """A command on one case decided on its caseload too: a star that enrols takes the method of the case's
-        relation worker, so its append read-checks the caseload (an assignment that lands first is decided on
-        again). Any other star reads it but needs nothing from it, and does not contend with every assignment
-        in the programme. ``read``: as ``on_case``."""
+        """A command on one case, decided on the case, its programme's rules (the funding end for every one; the
+        recruitment window, the phase plan, the scale for some) and its caseload (a star that enrols takes the
+        method of the case's relation worker), read-checking the case and the programme. The caseload is
+        read-checked too when the command takes something from it: an enrolment, or an ending, which frees the
+        worker's slot in the same append (an assignment that lands first is decided on again, so a closed course
+        never holds a slot). Other commands do not contend with every assignment in the programme.
+
+        ``read``: the case as the caller just folded it for the scope check (``course``, which read its programme
+        and caseload in the same round trip), used by the first attempt; the append's read-checks still refuse
+        any of them if it moved on, and a retry reads all three afresh."""
         first = [(read, *self._held_with(read))] if read is not None else []
 
         def attempt() -> AppendResult:
             case, programme, caseload = first.pop() if first else self.course(case_id)
             events = decide(case, programme, caseload)
-            require_within_funding(case, programme, on)
             writes = [
                 Write(case_id, events, case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
             ]
-            if any(isinstance(e, ev.CitizenEnrolled) for e in events):
-                writes.append(Write(caseload_stream(programme.programme_id), [], caseload.version))
-            return self.write(ctx, on, writes, course_of=case.programme_id)
+            ending = next((e for e in events if _ends_case(e)), None)
+            offers_for = None
+            if ending is None:
+                require_within_funding(case, programme, on)
+                if any(isinstance(e, ev.CitizenEnrolled) for e in events):
+                    writes.append(Write(caseload_stream(case.programme_id), [], caseload.version))
+            else:
+                floor = earliest_closure(case, last_assignment_change(caseload, case_id))
+                require_within_funding(case, programme, on, earliest_closure=floor)
+                release = decide_release(caseload, case_id, ENDINGS[type(ending)], on)
+                writes.append(Write(caseload_stream(case.programme_id), release, caseload.version))
+                offers_for = case.programme_id if release else None
+            return self.write(ctx, on, writes, offers_for=offers_for, course_of=case.programme_id)
 
         return self.retrying(ctx, attempt)
 
     def _held_with(self, case: Case) -> tuple[Programme, Caseload]:
-        """The programme and caseload as ``course`` read them with the case a moment ago (see
-        ``_programme_read_with``)."""
-        _, caseload = self.folds.held(caseload_fold(case.programme_id), empty_is_an_answer=True)
-        return self._programme_read_with(case), caseload
-
-    def _programme_read_with(self, case: Case) -> Programme:
-        """The programme as ``course`` read it with the case a moment ago: held, not read again. Never an older
-        one (which could refuse what a funding extension allows), as ``course`` read it afresh."""
+        """The programme and caseload as ``course`` read them with the case a moment ago: held, not read again.
+        Never older ones (``Folds._hold`` keeps the later of two reads), as ``course`` read them afresh."""
         _, programme = self.folds.held(programme_fold(case.programme_id))
-        return found(programme, "no such programme")
+        _, caseload = self.folds.held(caseload_fold(case.programme_id), empty_is_an_answer=True)
+        return found(programme, "no such programme"), caseload
 
     def on_caseload(
         self, ctx: Context, case_id: str, on: date, decide: Callable[[Caseload, Programme, Case], Sequence[DomainEvent]]

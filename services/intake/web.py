@@ -219,7 +219,7 @@ def case_command(
     checked = scoped_case(principal, case_id, referral=referral)
     ctx, data = load(principal, schema)
     try:
-        result = intake().on_case(ctx, case_id, data["on"], lambda case, _: decide(case, data), read=checked)
+        result = intake().on_case(ctx, case_id, data["on"], lambda case, *_: decide(case, data), read=checked)
     except Refused:
         if principal.role is Role.REFERRER:
             raise referrer_refusal(case_id) from None
@@ -243,7 +243,7 @@ def programme_case_command(
     principal = caller(*STAFF)
     checked = scoped_case(principal, case_id)
     ctx, data = load(principal, schema)
-    result = intake().on_case(ctx, case_id, data["on"], lambda case, p: decide(case, p, data), read=checked)
+    result = intake().on_case(ctx, case_id, data["on"], lambda case, p, _: decide(case, p, data), read=checked)
     return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")
 
 
