@@ -5,7 +5,9 @@ their first Outcomes Star, and an enrolled course then has WHO-5s, goals, housin
 job-centre category, phase moves, a star every three months and a closure: about nine events per
 citizen on average. Every event is decided by the domain's own rules (``decide_*``) and validated by
 its schema when appended, so the log is one the suite itself could have written. Events of all
-citizens are appended in date order, interleaved as they would be in a running programme.
+citizens are appended in date order, interleaved as they would be in a running programme. One referral in
+twenty is of a citizen referred before (to either programme), so that a status count per citizen has citizens
+with several referrals to look at.
 
 The log has no caseload streams: a real programme's caseload stream holds its few dozen courses, and
 one stream per programme for a hundred thousand citizens would measure a programme that cannot exist.
@@ -56,6 +58,7 @@ from tests.conftest import start_redis_server
 PARTNERS = ("reden", "livarehab", "kk-socialforvaltning", "self")
 START = date(2016, 1, 1)
 RECRUITMENT_DAYS = 3 * 365
+REFERRED_AGAIN = 0.05
 
 
 def programmes() -> dict[str, ev.ProgrammeDefined]:
@@ -95,7 +98,7 @@ def programmes() -> dict[str, ev.ProgrammeDefined]:
 Step = tuple[date, list[DomainEvent]]
 
 
-def course(case_id: str, citizen: int, programme: Programme, on: date, rng: random.Random) -> list[Step]:
+def course(case_id: str, citizen: str, programme: Programme, on: date, rng: random.Random) -> list[Step]:
     """One citizen's whole timeline, each step decided on the case as it stands after the steps before."""
     steps: list[Step] = []
     case: Case | None = None
@@ -110,7 +113,7 @@ def course(case_id: str, citizen: int, programme: Programme, on: date, rng: rand
         programme_id=programme.programme_id,
         source=rng.choice(PARTNERS),
         consent_given=True,
-        citizen_id=f"citizen-{citizen:08d}",
+        citizen_id=citizen,
         age_band=rng.choice(("under_18", "18_24", "25_plus")),
     )
     take(on, [referral])
@@ -178,12 +181,19 @@ def timeline(citizens: int, seed: int) -> Iterator[tuple[str, date, list[DomainE
         yield f"programme-{pid}", START, [definition]
     referral_days = sorted(rng.randrange(RECRUITMENT_DAYS - 31) for _ in range(citizens))
     pending: list[tuple[date, int, int, str, list[Step]]] = []
+    again = random.Random(seed + 1)  # its own stream: the rest of the workload does not change with it
+    referred: list[str] = []
     for citizen, offset in enumerate(referral_days):
         on = START + timedelta(days=offset)
         while pending and pending[0][0] <= on:
             yield from _pop(pending)
         case_id = f"case-{seed:04d}{citizen:028d}"
-        steps = course(case_id, citizen, loaded[rng.choice(sorted(loaded))], on, rng)
+        # One referral in twenty is of a citizen referred before (by another partner, or again).
+        citizen_id = (
+            again.choice(referred) if referred and again.random() < REFERRED_AGAIN else f"citizen-{citizen:08d}"
+        )
+        referred.append(citizen_id)
+        steps = course(case_id, citizen_id, loaded[rng.choice(sorted(loaded))], on, rng)
         heapq.heappush(pending, (steps[0][0], citizen, 0, case_id, steps))
     while pending:
         yield from _pop(pending)

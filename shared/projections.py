@@ -51,6 +51,17 @@ for i, fields in ipairs(cjson.decode(ARGV[1])) do
 end
 return 0
 """
+# Counts in sorted sets, each marking its member in another sorted set once it reaches a threshold (as the
+# count stands at commit, so whichever partition commits last sees the others' counts). ARGV[1]: a list of
+# [count key's index, mark key's index, member, amount, marked member, threshold].
+_TALLIES = """
+for _, t in ipairs(cjson.decode(ARGV[1])) do
+  local n = redis.call('ZSCORE', KEYS[t[1]], t[3])
+  if t[4] ~= 0 then n = redis.call('ZINCRBY', KEYS[t[1]], t[4], t[3]) end
+  if n and tonumber(n) >= t[6] then redis.call('ZINCRBY', KEYS[t[2]], 1, t[5]) end
+end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -92,6 +103,7 @@ class ProjectionState:
         self._members: dict[str, set[str]] = {}
         self._lowest: dict[str, dict[str, float]] = {}
         self._scores: dict[str, dict[str, float]] = {}
+        self._tallies: dict[tuple[str, str], list[Any]] = {}
 
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
@@ -140,6 +152,16 @@ class ProjectionState:
         """Set a member's score; only for sorted sets owned by one stream's partition."""
         self._scores.setdefault(self.key(name), {})[member] = score
 
+    def tally(self, name: str, member: str, amount: int, marks: str, marked: str, at_least: int) -> None:
+        """Add to a member's count (ZINCRBY: a sum, so commutative across partitions) and, if the count at
+        commit is then ``at_least``, mark ``marked`` in the sorted set ``marks`` (a work list: see the reporting
+        projection's ``settle``). An amount of 0 marks without counting."""
+        key = (self.key(name), member)
+        if key in self._tallies:
+            self._tallies[key][3] += amount
+        else:
+            self._tallies[key] = [self.key(name), self.key(marks), member, amount, marked, at_least]
+
     @property
     def documents_held(self) -> int:
         return len(self._docs)
@@ -174,7 +196,13 @@ class ProjectionState:
             pipe.zadd(key, scores, lt=True)
         for key, scores in self._scores.items():
             pipe.zadd(key, scores)
+        if self._tallies:
+            keys = list(dict.fromkeys(k for t in self._tallies.values() for k in t[:2]))
+            index = {k: i + 1 for i, k in enumerate(keys)}
+            tallies = [[index[t[0]], index[t[1]], *t[2:]] for t in self._tallies.values()]
+            pipe.eval(_TALLIES, len(keys), *keys, orjson.dumps(tallies))
         self._dirty, self._increments, self._members, self._lowest, self._scores = {}, {}, {}, {}, {}
+        self._tallies = {}
 
 
 class Projection(Protocol):
@@ -183,6 +211,13 @@ class Projection(Protocol):
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold a batch of one partition's events (in global order) into the read model."""
+
+    def settle(self, connection: redis.Redis, namespace: str) -> int:
+        """Work on what several partitions committed, once their batches have (convergent: any number of calls,
+        racing or crashing, end in the same state). How much was pending; 0 when nothing is."""
+
+    def unsettled(self, connection: redis.Redis, namespace: str) -> bool:
+        """Whether ``settle`` has work pending."""
 
 
 class ProjectionRunner:
@@ -209,7 +244,7 @@ class ProjectionRunner:
         return int(self.redis.get(self.keys.checkpoint(self.namespace, partition)) or 0)
 
     def is_caught_up(self) -> bool:
-        return caught_up(self.store, self.namespace)
+        return caught_up(self.store, self.namespace) and not self.projection.unsettled(self.redis, self.namespace)
 
     def catch_up_all(self) -> int:
         return sum(self.catch_up(p) for p in range(self.store.partitions))
@@ -234,7 +269,14 @@ class ProjectionRunner:
             if self.store.partition_head(partition) <= self.checkpoint(partition):
                 if applied:
                     log.info("%s: applied %d event(s) in partition %d", self.projection.name, applied, partition)
+                self.settle()
                 return applied
+
+    def settle(self) -> None:
+        """Settle what the batches committed left to settle (a crashed worker's is settled by the next)."""
+        for _ in range(SETTLE_PASSES):
+            if not self.projection.settle(self.redis, self.namespace):
+                return
 
     def _apply_batch(self, partition: int) -> int:
         """Apply one batch; 0 when caught up, -1 when another worker committed first."""
@@ -315,6 +357,7 @@ def active_namespace(connection: redis.Redis, prefix: str, projection: Projectio
     return keys.namespace(projection.version, generation)
 
 
+SETTLE_PASSES = 100  # a worker's settle passes after catching up; marks left over wait for the next
 FLUSH_EVERY = 50_000  # events a long replay folds in memory between writes
 KEEP_DOCS = 50_000  # documents a long replay holds per read model (~9 KB each); beyond, the first loaded are dropped
 
@@ -337,6 +380,12 @@ def replay(
     return replay_into(
         store, [(projection, namespace)], after=after, until=until, progress=progress, batch_size=batch_size
     )
+
+
+def settle_all(connection: redis.Redis, targets: Sequence[tuple[Projection, str]]) -> None:
+    for projection, namespace in targets:
+        while projection.settle(connection, namespace):
+            pass
 
 
 def replay_into(
@@ -368,6 +417,8 @@ def replay_into(
         if progress:
             progress(len(events))
     _write_behind(store.redis, [state for _, state in states], keep_docs)
+    if partitions is None:  # the whole log: what spans partitions is there to settle (``rebuild`` settles a share)
+        settle_all(store.redis, targets)
     return applied
 
 
@@ -428,6 +479,7 @@ def rebuild(
         if not can_fork_readers(connection):
             raise ValueError("several rebuild processes need a Redis server they can connect to")
         _replay_in_processes(store, targets, head, processes, progress)
+        settle_all(connection, targets)
     else:
         replay_into(store, targets, until=head, progress=progress)
     overtaken = []

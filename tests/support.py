@@ -122,6 +122,8 @@ def generate_log(store: EventStore, cases: int, seed: int = 1, nudge: bool = Fal
             programme_id=rng.choice(("demo-cph", "demo-ballerup")),
             source=rng.choice(PARTNERS),
             consent_given=True,
+            # Some citizens are referred more than once, their referrals in different partitions.
+            citizen_id=f"citizen-{seed:04d}-{rng.randrange(max(1, cases * 2 // 3))}",
         )
         appended += _append(store, case_id, payload, on, 0, nudge, prefix)
         open_cases[case_id] = evolve(None, case_id, payload, on)

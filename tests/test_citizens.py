@@ -199,12 +199,16 @@ def test_a_confirmed_match_is_one_citizen_in_the_reports(
         assert intake.post("/referrals", json=body, headers=key).status_code == 201
     run_workers(connection)
     assert (distinct("2016-01-10"), distinct("2016-02-01")) == (1, 2)
+    apart = reporting.get(status + "?on=2016-02-01", headers=STAFF).get_json()
+    assert apart["citizens"]["referred"] == 2  # until a coordinator confirms the match
     [match] = intake.get("/programmes/demo-cph/probable-matches", headers=STAFF).get_json()["matches"]
     confirmed = intake.post("/programmes/demo-cph/matches", json=match | {"decision": "confirm"}, headers=STAFF)
     assert confirmed.status_code == 201
     run_workers(connection)
     assert (distinct("2016-01-10"), distinct("2016-02-01")) == (1, 1)
     assert (distinct("2016-02-01", "reden"), distinct("2016-02-01", "livarehab")) == (1, 1)
+    both = reporting.get(status + "?on=2016-02-01", headers=STAFF).get_json()
+    assert (both["counts"]["referred"], both["citizens"]["referred"]) == (2, 1)  # two referrals, one citizen
     intake_report = reporting.get("/programmes/demo-cph/statistics/intake?from=2016-01&to=2016-01", headers=STAFF)
     assert [(m["referrals"], m["new_citizens"]) for m in intake_report.get_json()["months"]] == [(2, 1)]
 

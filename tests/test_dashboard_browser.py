@@ -73,8 +73,15 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
 
         def expected(day: str) -> dict[str, int]:
             body = api.get(f"/programmes/demo-cph/statistics/status?on={day}", headers=STAFF).get_json()
-            counts: dict[str, int] = body["counts"] | {"distinct_citizens": body["distinct_citizens"]}
+            counts: dict[str, int] = body["citizens"] | {"distinct_citizens": body["distinct_citizens"]}
             return counts
+
+        def referrals_shown() -> dict[str, int]:
+            cells = page.locator("table#status td[data-referrals]")
+            return {
+                cells.nth(i).get_attribute("data-referrals") or "": int(cells.nth(i).inner_text())
+                for i in range(cells.count())
+            }
 
         today = page.locator("input[name=on]").input_value()
         assert shown(today) == expected(today)
@@ -83,6 +90,8 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
         page.wait_for_url("**on=2016-01-31")
         assert shown("2016-01-31") == expected("2016-01-31")
         assert shown("2016-01-31")["in_assessment"] == 2  # C and D, as worked out in test_reports
+        referrals = api.get("/programmes/demo-cph/statistics/status?on=2016-01-31", headers=STAFF).get_json()["counts"]
+        assert referrals_shown() == referrals | {"total": sum(referrals.values())}
 
         criteria_url = "/programmes/demo-cph/statistics/success-criteria?on=2016-01-31"  # the dashboard's date
         criteria = api.get(criteria_url, headers=STAFF).get_json()["criteria"]
@@ -100,6 +109,9 @@ def test_the_dashboard_shows_what_the_api_gives(served: str, real_connection: re
 
         page.goto(f"{served}/programmes/demo-cph/status-report?on=2016-07-01")
         assert page.locator("td[data-count=distinct_citizens]").inner_text() == "6"
+        # F and G are one citizen: six citizens by status beside seven referrals (test_reports)
+        assert page.locator("td[data-count=referred]").inner_text() == "1"
+        assert page.locator("td[data-referrals=total]").inner_text() == "7"
         page.goto(f"{served}/programmes/demo-cph/dashboard")
         page.click("#sign-out")
         page.wait_for_url("**/login")

@@ -53,12 +53,26 @@ def test_catching_up_twice_applies_each_event_once(store: EventStore, projection
     assert live(runner) == reference(store, projection)
 
 
-class CrashingProjection:
+class Wrapping:
+    """A projection around another: its name, version and settling are the other's."""
+
+    def __init__(self, inner: Projection) -> None:
+        self.inner = inner
+        self.name, self.version = inner.name, inner.version
+
+    def settle(self, connection: redis.Redis, namespace: str) -> int:
+        return self.inner.settle(connection, namespace)
+
+    def unsettled(self, connection: redis.Redis, namespace: str) -> bool:
+        return self.inner.unsettled(connection, namespace)
+
+
+class CrashingProjection(Wrapping):
     """Dies after applying some events of a batch, as a worker killed mid-batch would."""
 
     def __init__(self, inner: Projection, crash_at: int) -> None:
-        self.inner, self.crash_at = inner, crash_at
-        self.name, self.version = inner.name, inner.version
+        super().__init__(inner)
+        self.crash_at = crash_at
         self.seen = 0
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
@@ -84,12 +98,12 @@ def test_a_crash_mid_batch_commits_nothing_and_the_retry_applies_it_once(
     assert live(healthy) == reference(store, projection)  # ...which the retry did exactly once
 
 
-class OvertakenProjection:
+class OvertakenProjection(Wrapping):
     """While this worker is mid-batch, its lease expires and a second worker processes the partition."""
 
     def __init__(self, inner: Projection, store: EventStore, partition: int) -> None:
-        self.inner, self.store, self.partition = inner, store, partition
-        self.name, self.version = inner.name, inner.version
+        super().__init__(inner)
+        self.store, self.partition = store, partition
         self.overtaken = False
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
@@ -284,3 +298,48 @@ def test_a_worker_process_lets_go_of_documents_of_a_generation_no_longer_read(
     assert {key[1] for key in projections._HELD if key[1].startswith("cf:proj:reporting:")} == {
         f"cf:proj:reporting:v{projection.version}:g1"
     }
+
+
+def test_a_settle_overtaken_by_a_batch_keeps_its_citizen_marked_and_the_next_settle_puts_it_right(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A citizen referred twice: a settle reads the referrals, a batch moves one of them before the settle
+    writes. The settle's correction is then stale, so it must leave the citizen marked (and not forget it)."""
+    from datetime import date
+
+    from services.reporting import citizens, settle
+    from shared.domain import events as ev
+    from shared.events import DomainEvent, NewEvent
+    from shared.events.envelope import start_of_day
+
+    def append(case_id: str, payload: DomainEvent, day: str, version: int) -> None:
+        event = NewEvent(case_id, payload, start_of_day(date.fromisoformat(day)), "test")
+        store.append(case_id, [event], expected_version=version)
+
+    for case_id, day in (("case-one", "2016-01-04"), ("case-two", "2016-01-05")):
+        append(case_id, ev.ReferralReceived("demo-cph", "reden", True, citizen_id="citizen-x"), day, 0)
+    reporting = ReportingProjection()
+    runner = ProjectionRunner(store, reporting)
+    runner.catch_up_all()
+    append("case-one", ev.ReferralDeclined("outside target group"), "2016-01-10", 1)
+
+    class Unsettled(ReportingProjection):  # a worker that commits batches and has not settled yet
+        def settle(self, connection: redis.Redis, namespace: str) -> int:
+            return 0
+
+    steps, raced = citizens.correction_steps, list[bool]()
+
+    def overtaken(courses: Sequence[object]) -> dict[tuple[str, str, str], int]:
+        if not raced:
+            raced.append(True)
+            append("case-two", ev.ReferralWithdrawn("citizen moved"), "2016-01-12", 1)
+            ProjectionRunner(store, Unsettled()).catch_up_all()
+        return steps(courses)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(settle, "correction_steps", overtaken)
+    ProjectionRunner(store, Unsettled()).catch_up_all()  # the decline, committed and marked
+    assert settle.settle_citizens(store.redis, runner.namespace) == 1 and raced
+    assert reporting.unsettled(store.redis, runner.namespace)  # the withdrawal came after the settle's read
+    runner.settle()
+    assert not reporting.unsettled(store.redis, runner.namespace)
+    assert live(runner) == reference(store, reporting)

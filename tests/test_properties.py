@@ -247,3 +247,47 @@ def test_projections_are_deterministic(seed: int, cases: int) -> None:
             connection.delete(key)
         for key in connection.scan_iter("two:*"):
             connection.delete(key)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(10, 60), st.lists(st.integers(0, 330), min_size=1, max_size=4))
+def test_the_status_of_citizens_counts_each_once_by_their_most_telling_referral(
+    seed: int, cases: int, days: list[int]
+) -> None:
+    """Against the domain's own fold of every case in the log: each citizen (several referrals in different
+    partitions) counted once, an open referral before an ended one, the most engaged open one, else the one that
+    ended last; and the counts add up to the distinct citizens."""
+    from services.reporting.projection import ReportingProjection
+    from services.reporting.queries import STATUSES, Reports
+    from shared.bootstrap import event_store
+    from shared.config import Settings
+    from shared.projections import rebuild
+    from tests.support import generate_log
+
+    connection: Any = fakeredis.FakeRedis()
+    store = event_store(connection, Settings.from_env({}))
+    generate_log(store, cases=cases, seed=seed)
+    rebuild(store, [ReportingProjection()], "cf")
+    folded: dict[str, Case] = {}
+    for partition in range(store.partitions):
+        for event in store.read_partition(partition, 0, 100_000):
+            folded[event.stream_id] = evolve(
+                folded.get(event.stream_id), event.stream_id, event.payload, event.occurred_on
+            )
+    engagement = [CaseStatus.ENROLLED, CaseStatus.IN_ASSESSMENT, CaseStatus.REFERRED]
+    reports = Reports(connection, "cf", store)
+    for offset in days:
+        day = date(2016, 1, 1) + timedelta(days=offset)
+        people: dict[str, list[tuple[date, str, CaseStatus]]] = {}
+        for case in folded.values():
+            moves = [change for change in case.history if change.on <= day]
+            if case.programme_id == "demo-cph" and moves:
+                people.setdefault(case.citizen_id, []).append((moves[-1].on, case.case_id, moves[-1].status))
+        expected = dict.fromkeys(STATUSES, 0)
+        for statuses in people.values():
+            open_ = sorted((engagement.index(s), s) for _, _, s in statuses if s.is_open)
+            expected[(open_[0][1] if open_ else max(statuses)[2]).value] += 1  # else the latest ended
+        report = reports.status_on("demo-cph", day)
+        assert report["citizens"] == expected
+        assert sum(expected.values()) == report["distinct_citizens"] == len(people)
+        assert sum(report["counts"].values()) == sum(len(s) for s in people.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
@@ -70,9 +71,11 @@ def test_status_at_three_past_dates(reporting: FlaskClient, built: dict[str, str
     # 30 Nov 2015: A in assessment since 20 Nov; B declined on 25 Nov. Two citizens so far.
     nov = get(reporting, "statistics/status?on=2015-11-30")
     assert (nov["counts"], nov["distinct_citizens"]) == (counts(in_assessment=1, declined=1), 2)
+    assert nov["citizens"] == nov["counts"]  # one referral each
     # 31 Jan 2016: A enrolled (15 Jan); C and D in assessment; E referred (withdrawn only on 1 Feb); B declined.
     jan = get(reporting, "statistics/status?on=2016-01-31")
     assert (jan["counts"], jan["distinct_citizens"]) == (counts(referred=1, in_assessment=2, enrolled=1, declined=1), 5)
+    assert jan["citizens"] == jan["counts"]
     # 1 Jul 2016: A closed (completed 30 Jun), C enrolled, D in assessment, E withdrawn, F referred on,
     # G referred. F and G are one citizen: six citizens for seven referrals.
     jul = get(reporting, "statistics/status?on=2016-07-01", EVALUATOR)
@@ -80,6 +83,14 @@ def test_status_at_three_past_dates(reporting: FlaskClient, built: dict[str, str
         referred=1, in_assessment=1, enrolled=1, closed=1, declined=1, withdrawn=1, referred_on=1
     )
     assert (jul["closed_by_reason"], jul["distinct_citizens"]) == ({"completed": 1}, 6)
+    # Counted once each, as DOMAIN.md's status report counts: F and G's citizen by G's open referral.
+    assert jul["citizens"] == counts(referred=1, in_assessment=1, enrolled=1, closed=1, declined=1, withdrawn=1)
+    assert sum(jul["citizens"].values()) == jul["distinct_citizens"]
+    # 17 Feb: F and G both referred, one citizen; 10 Feb: F alone.
+    feb = get(reporting, "statistics/status?on=2016-02-17")
+    assert (feb["counts"]["referred"], feb["citizens"]["referred"]) == (2, 1)
+    assert sum(feb["citizens"].values()) == feb["distinct_citizens"] == 6
+    assert get(reporting, "statistics/status?on=2016-02-10")["citizens"]["referred"] == 1
     assert jul["labels_da"]["enrolled"] == "indskrevet"
 
 
@@ -88,8 +99,11 @@ def test_status_filtered_by_partner_and_method(reporting: FlaskClient, built: di
     assert (reden["counts"], reden["distinct_citizens"]) == (counts(closed=1, declined=1, referred_on=1), 3)
     liva = get(reporting, "statistics/status?on=2016-07-01&partner=livarehab")  # C enrolled, D in assessment, G
     assert (liva["counts"], liva["distinct_citizens"]) == (counts(referred=1, in_assessment=1, enrolled=1), 3)
+    # In a partner's figures the citizen of F and G has one referral each: referred on for Reden, referred for
+    # LivaRehab.
+    assert (reden["citizens"], liva["citizens"]) == (reden["counts"], liva["counts"])
     cti = get(reporting, "statistics/status?on=2016-07-01&method=cti")  # courses only: A closed, C enrolled
-    assert (cti["counts"], cti["distinct_citizens"]) == (counts(enrolled=1, closed=1), None)
+    assert (cti["counts"], cti["distinct_citizens"], cti["citizens"]) == (counts(enrolled=1, closed=1), None, None)
     before = get(reporting, "statistics/status?on=2016-01-14&method=cti")  # nobody enrolled yet
     assert before["counts"] == counts()
     both = reporting.get("/programmes/demo-cph/statistics/status?partner=reden&method=cti", headers=STAFF)
@@ -168,6 +182,8 @@ def test_a_reopened_course_is_a_course_and_not_a_referral(
         referred=2, in_assessment=1, enrolled=1, closed=1, declined=1, withdrawn=1, referred_on=1
     )
     assert status["distinct_citizens"] == 6  # A's citizen, once
+    # ... in the status of the new course: a closed course and its reopening are one citizen, referred again.
+    assert status["citizens"] == counts(referred=2, in_assessment=1, enrolled=1, declined=1, withdrawn=1)
     export = reporting.get("/programmes/demo-cph/export/courses.csv", headers=EVALUATOR).get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(export)))
     assert [(r["referring_partner"], r["reopened"]) for r in rows if r["referred_on"] == "2016-07-01"] == [("", "1")]
@@ -972,3 +988,54 @@ def test_a_log_from_before_the_method_rules_rebuilds_with_no_phases_for_its_icm_
     restarted = create_intake(connection, settings).test_client()  # no folds held from before
     view = restarted.get(f"/cases/{icm}", headers=STAFF).get_json()
     assert (view["method"], view["phase"], view["phases"]) == ("icm", None, [])
+
+
+def test_a_citizen_with_several_referrals_counts_once_in_the_most_telling_status() -> None:
+    """Pure rules: an open referral before an ended one, the most engaged open one, else the one that ended last;
+    a referral not yet made, or one in another family, does not count; the settled calendar steps add up to the
+    correction on every day."""
+    from services.reporting.citizens import CourseStatuses, correction_steps, most_telling, on_day, one_of
+
+    declined = CourseStatuses(
+        "case-a", ("all", "partner:reden"), (("2016-01-04", "referred"), ("2016-01-10", "declined"))
+    )
+    withdrawn = CourseStatuses(
+        "case-b", ("all", "partner:liva"), (("2016-01-05", "referred"), ("2016-02-01", "withdrawn"))
+    )
+    enrolled = CourseStatuses(
+        "case-c",
+        ("all", "partner:liva"),
+        (("2016-03-01", "referred"), ("2016-03-05", "in_assessment"), ("2016-04-01", "enrolled")),
+    )
+    courses = [declined, withdrawn, enrolled]
+    assert most_telling([("declined", "2016-01-10", "a"), ("withdrawn", "2016-02-01", "b")])[0] == "withdrawn"
+    assert most_telling([("closed:completed", "2016-03-01", "a"), ("referred", "2016-03-01", "b")])[0] == "referred"
+    telling = most_telling(
+        [("referred", "2016-03-01", "a"), ("enrolled", "2016-01-01", "b"), ("in_assessment", "x", "c")]
+    )
+    assert telling[0] == "enrolled"
+
+    def counted(day: str, family: str = "all") -> dict[str, int]:
+        """The citizen's counts on a day: the referrals', corrected."""
+        referrals = Counter(status for status, _, _ in on_day(courses, family, day))
+        referrals.update(one_of(on_day(courses, family, day)))
+        return {status: n for status, n in referrals.items() if n}
+
+    assert counted("2016-01-03") == {}
+    assert counted("2016-01-04") == {"referred": 1}
+    assert counted("2016-01-20") == {"referred": 1}  # b still open
+    assert counted("2016-02-15") == {"withdrawn": 1}  # both ended: the later
+    assert counted("2016-03-06") == {"in_assessment": 1}
+    assert counted("2016-03-06", "partner:reden") == {"declined": 1}
+    assert counted("2016-03-06", "partner:liva") == {"in_assessment": 1}
+    assert counted("2016-04-01") == {"enrolled": 1}
+
+    steps = correction_steps(courses)
+    assert not any(family == "partner:reden" for family, _, _ in steps)  # one referral there: nothing to correct
+    for day in ("2016-01-03", "2016-01-04", "2016-01-07", "2016-01-20", "2016-02-15", "2016-03-06", "2016-05-01"):
+        for family in ("all", "partner:liva"):
+            summed = Counter[str]()
+            for (f, on, status), change in steps.items():
+                if f == family and on <= day:
+                    summed[status] += change
+            assert {s: n for s, n in summed.items() if n} == one_of(on_day(courses, family, day)), (day, family)

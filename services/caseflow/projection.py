@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import redis
+
 from shared.domain.case import Case, evolve
 from shared.domain.caseload import Caseload, caseload_from_doc, caseload_to_doc, evolve_caseload
 from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
@@ -100,6 +102,12 @@ class CaseflowProjection:
     # 2: a closure voids the scheduler's phase moves dated after it; 3: ICM and ACT courses have no phases
     # (rebuilt from the log on upgrade)
     version = 3
+
+    def settle(self, connection: redis.Redis, namespace: str) -> int:
+        return 0  # every document belongs to one stream's partition: nothing spans partitions
+
+    def unsettled(self, connection: redis.Redis, namespace: str) -> bool:
+        return False
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold each event into its stream's object, held by the state, which writes each touched document

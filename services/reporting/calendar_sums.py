@@ -36,8 +36,13 @@ def _buckets(series: str, iso: str) -> tuple[tuple[str, str, bool], ...]:
 
 
 def add_on(state: ProjectionState, series: str, who: str, day: date, amount: int) -> None:
-    for name, unit, _ in _buckets(series, day.isoformat()):
-        state.incr(name, f"{who}|{unit}", amount)
+    for name, field, change in changes_on(series, who, day, amount):
+        state.incr(name, field, change)
+
+
+def changes_on(series: str, who: str, day: date, amount: int) -> list[tuple[str, str, int]]:
+    """The three increments (hash, field, amount) that add ``amount`` to ``who`` on a day."""
+    return [(name, f"{who}|{unit}", amount) for name, unit, _ in _buckets(series, day.isoformat())]
 
 
 def totals_on(

@@ -9,7 +9,9 @@ document, owned by the case's partition.
   the new one on the day it happened (overall, per partner, per method once
   enrolled), kept as calendar sums (``calendar_sums``): the status on a date is
   read from three small hashes, bounded by neither events nor days.
-- Distinct citizens: the first day each citizen was referred (ZADD LT).
+- Distinct citizens: the first day each citizen was referred (ZADD LT). Each referral's status moves are kept
+  in a small document of its own, and which citizens have more than one referral (ZINCRBY), so that a count per
+  citizen reads the referrals of those few citizens only (``citizens``).
 - Intake and referral outcomes: per partner and referral month (the cohort), so they can
   be filtered by period. A reopened course is a new course, not a referral.
 - Courses, the phases they reached, the success criteria and the waitlist's waits are
@@ -24,7 +26,16 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
+import redis
+
 from services.reporting.calendar_sums import add_on
+from services.reporting.settle import (
+    CITIZENS_TO_SETTLE,
+    citizen_referrals,
+    course_statuses,
+    referrals_per_citizen,
+    settle_citizens,
+)
 from shared.domain import events as ev
 from shared.domain.calendar import add_months
 from shared.domain.case import discharged_early, voided_by_closure
@@ -208,8 +219,9 @@ class ReportingProjection:
     # on after its assessment began is no longer counted as accepted too; 12: ICM and ACT courses have no phases;
     # 13: early discharges by date; 14: education-ready within a year is pending, not failed, while the year is
     # open; 15: early discharges against the planned end the closure recorded; 16: the success criteria read no
-    # record dated after a course's closure (rebuilt from the log on upgrade)
-    version = 16
+    # record dated after a course's closure; 17: each referral's status moves and the citizens with more than
+    # one referral, for a status count per citizen (rebuilt from the log on upgrade)
+    version = 17
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -265,6 +277,8 @@ class ReportingProjection:
             self._move(state, doc, None, "referred", on)
             for family in families(doc):
                 state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
+            state.score(citizen_referrals(p), f"{doc['citizen_id']}|{event.stream_id}", 0)
+            self._put_statuses(state, event.stream_id, doc, referral=1)
             state.add(programme_cases(p), event.stream_id)
             if not payload.reopened_from:
                 state.add(partners_of(p), partner)
@@ -274,6 +288,7 @@ class ReportingProjection:
         doc = state.get_doc(name) or {}
         if not doc:
             raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
+        status = doc["status"]
         if not isinstance(payload, CHANGES_CRITERIA):
             self._course_event(event, doc, state)
         else:
@@ -281,6 +296,23 @@ class ReportingProjection:
             self._course_event(event, doc, state)
             self._count_criteria_changes(state, doc, before, families_before)
         state.put_doc(name, doc)
+        if doc["status"] != status:
+            self._put_statuses(state, event.stream_id, doc)
+
+    @staticmethod
+    def _put_statuses(state: ProjectionState, case_id: str, doc: dict[str, Any], referral: int = 0) -> None:
+        """Keep a referral's status moves, and count its citizen's referrals: a citizen with more than one is
+        marked to be settled whenever one of them moves (seen at commit, whichever partition commits last)."""
+        families_of_citizens = [f for f in families(doc) if not f.startswith("method:")]  # a citizen has no method
+        state.put_doc(course_statuses(case_id), {"families": families_of_citizens, "moves": doc["moves"]})
+        p, citizen = doc["programme_id"], doc["citizen_id"]
+        state.tally(referrals_per_citizen(p), citizen, referral, CITIZENS_TO_SETTLE, f"{p}|{citizen}", at_least=2)
+
+    def settle(self, connection: redis.Redis, namespace: str) -> int:
+        return settle_citizens(connection, namespace)
+
+    def unsettled(self, connection: redis.Redis, namespace: str) -> bool:
+        return bool(connection.exists(f"{namespace}:{CITIZENS_TO_SETTLE}"))
 
     @staticmethod
     def _count_criteria_changes(
@@ -432,6 +464,7 @@ class ReportingProjection:
                 add_on(state, series, old, on, -1)
             add_on(state, series, new, on, 1)
         doc["status"] = new
+        doc.setdefault("moves", []).append([on.isoformat(), new])
 
 
 def _phase_steps(phases: list[list[Any]]) -> Counter[tuple[str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, timedelta
 from itertools import pairwise
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from services.reporting.calendar_sums import totals_on
+from services.reporting.citizens import most_telling, on_day, one_of
 from services.reporting.projection import (
     DAYS_WAITED,
     SERVED,
@@ -32,6 +33,7 @@ from services.reporting.projection import (
     waiting,
     waitlist_deltas,
 )
+from services.reporting.settle import citizen_deltas, referrals_of, statuses_of
 from shared.aggregates import load_identity, programme_stream
 from shared.domain.calendar import add_months, months_between
 from shared.domain.programme import PHASED_METHODS, Programme, course_dates, programme_from_doc
@@ -85,12 +87,20 @@ class Reports:
         [totals] = totals_on(self.redis, self.key, status_deltas(programme_id, family), [day])
         by_reason = {s.split(":", 1)[1]: n for s, n in sorted(totals.items()) if s.startswith("closed:") and n}
         counts = {s: totals.get(s, 0) for s in STATUSES if s != "closed"} | {"closed": sum(by_reason.values())}
-        citizens = None
+        citizens = by_status = None
         if not method:  # methods are a property of courses, not of citizens
             referred = self.key(first_referrals(programme_id, family))
-            citizens = int(self.redis.zcount(referred, "-inf", day.toordinal())) - self._also_counted(
-                programme_id, referred, day
+            groups = self._merged(programme_id)
+            citizens = int(self.redis.zcount(referred, "-inf", day.toordinal())) - sum(
+                1 for later in self._merged_later(referred, groups) if later <= day.toordinal()
             )
+            [settled] = totals_on(self.redis, self.key, citizen_deltas(programme_id, family), [day])
+            people = Counter(totals)  # the referrals' counts, each citizen's correction added
+            people.update(settled)
+            people.update(self._one_person_each(programme_id, groups, family, cutoff))
+            by_status = {s: people.get(s, 0) for s in STATUSES if s != "closed"} | {
+                "closed": sum(n for s, n in people.items() if s.startswith("closed:"))
+            }
         return {
             "programme_id": programme_id,
             "on": cutoff,
@@ -98,25 +108,35 @@ class Reports:
             "counts": {s: counts[s] for s in STATUSES},
             "closed_by_reason": by_reason,
             "distinct_citizens": citizens,
+            "citizens": {s: by_status[s] for s in STATUSES} if by_status is not None else None,
             "labels_da": DANISH,
         }
 
-    def _also_counted(self, programme_id: str, referred: str, day: date) -> int:
-        """Records counted as citizens that a coordinator confirmed are the same person as another counted one."""
-        return sum(1 for later in self._merged_later(programme_id, referred) if later <= day.toordinal())
+    def _merged(self, programme_id: str) -> list[set[str]]:
+        """The groups of records that a coordinator confirmed are one person (read from the log)."""
+        return load_identity(self.store, programme_id).merged() if self.store is not None else []
 
-    def _merged_later(self, programme_id: str, referred: str) -> list[int]:
+    def _merged_later(self, referred: str, groups: list[set[str]]) -> list[int]:
         """The first-referral days (ordinals) of the records that a coordinator confirmed are the same person as a
         record referred earlier: each counted as a citizen of its own in ``referred``, and not one."""
-        if self.store is None:
-            return []
-        groups = [sorted(group) for group in load_identity(self.store, programme_id).merged()]
         if not groups:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for group in groups:
-            pipe.zmscore(referred, group)
+            pipe.zmscore(referred, sorted(group))
         return [int(s) for scores in pipe.execute() for s in sorted(s for s in scores if s is not None)[1:]]
+
+    def _one_person_each(self, programme_id: str, groups: list[set[str]], family: str, day: str) -> dict[str, int]:
+        """Records confirmed as one person, counted once: each record is counted by its own most telling referral
+        (the settled counts), the person by the most telling of those."""
+        records = sorted(set().union(*groups)) if groups else []
+        cases = referrals_of(self.redis, self.ns, programme_id, records)
+        courses = statuses_of(self.redis, self.ns, [c for r in records for c in cases[r]])
+        change = Counter[str]()
+        for group in groups:
+            each = [on_day([courses[c] for c in cases[r] if c in courses], family, day) for r in sorted(group)]
+            change.update(one_of([most_telling(counted) for counted in each if counted]))
+        return dict(change)
 
     def _new_citizens(self, programme_id: str, family: str, months: list[str]) -> dict[str, int]:
         """Per month, the citizens first referred in it (in the family: a citizen new to a partner is new to it)."""
@@ -126,7 +146,7 @@ class Reports:
         for first, last in bounds:
             pipe.zcount(referred, first, last)
         counts = dict(zip(months, pipe.execute(), strict=True))
-        for later in self._merged_later(programme_id, referred):
+        for later in self._merged_later(referred, self._merged(programme_id)):
             month = date.fromordinal(later).isoformat()[:7]
             if month in counts:
                 counts[month] -= 1
@@ -328,11 +348,14 @@ class Reports:
             "on": day.isoformat(),
             "users": {
                 "distinct_citizens": status["distinct_citizens"],
-                "by_status": status["counts"],
+                "by_status": status["citizens"],
+                "referrals_by_status": status["counts"],
                 "how_counted": (
                     "Every contact (henvendelse) is registered. Citizens are counted once each: referrals with the "
                     "same CPR number are one citizen; without a CPR number each referral is its own citizen "
-                    "unless a coordinator confirmed a match. Status is each referral's status on the report date."
+                    "unless a coordinator confirmed a match. A citizen's status on the report date is that of "
+                    "their referral: of a citizen with several, an open course before an ended one (indskrevet, "
+                    "then i afklaring, then henvendelse), else the one that ended last."
                 ),
             },
             "courses": self.courses(programme_id, day)["by_method"],

@@ -1,0 +1,133 @@
+"""Settling the citizens with several referrals: the counts of citizens, kept beside the referrals'.
+
+A partition's worker sees only its own referrals, and a citizen's may lie in several partitions, so the worker
+only marks such a citizen (``ProjectionState.tally``, at commit: whichever partition commits last sees the
+others' referrals). ``settle_citizens`` then reads all the citizen's referrals as committed, works out their
+correction (``citizens.correction_steps``) and moves ``citizen_deltas`` by its difference from the one it last
+settled. It is convergent, not counted: any number of settles, racing or crashing, end with the correction of
+the referrals as they stand, because each writes under WATCH of the citizen's settled correction, and forgets a
+mark only if no change came after the read.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import orjson
+import redis
+
+from services.reporting.calendar_sums import changes_on
+from services.reporting.citizens import CourseStatuses, correction_steps
+from shared.redis_values import as_text
+
+# Calendar sums that settle leave with exactly the non-zero fields, however many settles it took.
+_ADD_OR_DROP = """
+for i, fields in ipairs(cjson.decode(ARGV[1])) do
+  for field, amount in pairs(fields) do
+    if tonumber(redis.call('HINCRBY', KEYS[i], field, amount)) == 0 then redis.call('HDEL', KEYS[i], field) end
+  end
+end
+return 0
+"""
+_FORGET_IF_UNCHANGED = """
+local marks = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if marks and tonumber(marks) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+SETTLE_AT_ONCE = 200
+
+
+def course_statuses(case_id: str) -> str:
+    """A referral's status moves and the families it counts in, for a count per citizen (``citizens``)."""
+    return f"course-statuses:{case_id}"
+
+
+def referrals_per_citizen(programme_id: str) -> str:
+    """Sorted set: citizen id -> how many referrals they have in the programme, reopened courses included."""
+    return f"programme:{programme_id}:referrals-per-citizen"
+
+
+CITIZENS_TO_SETTLE = "citizens-to-settle"  # sorted set "<programme>|<citizen>" -> changes not yet settled
+
+
+def settled(programme_id: str, citizen_id: str) -> str:
+    """The correction ``settle`` last put in ``citizen_deltas`` for a citizen with several referrals."""
+    return f"programme:{programme_id}:settled:{citizen_id}"
+
+
+def citizen_deltas(programme_id: str, family: str = "all") -> str:
+    """Calendar sums that turn the referrals' status counts (``status_deltas``) into the citizens'."""
+    return f"programme:{programme_id}:citizen-deltas:{family}"
+
+
+def citizen_referrals(programme_id: str) -> str:
+    """Sorted set of "<citizen id>|<case id>", all at score 0: a citizen's referrals by a lexicographic range."""
+    return f"programme:{programme_id}:citizen-referrals"
+
+
+def referrals_of(
+    reader: redis.Redis, namespace: str, programme_id: str, citizen_ids: list[str]
+) -> dict[str, list[str]]:
+    """Each citizen's referrals (case ids), in one round trip."""
+    pipe = reader.pipeline(transaction=False)
+    for citizen in citizen_ids:  # "<citizen>|<case>": '}' is the character after '|'
+        pipe.zrangebylex(f"{namespace}:{citizen_referrals(programme_id)}", f"[{citizen}|", f"({citizen}}}")
+    return {
+        citizen: [as_text(m).split("|", 1)[1] for m in listed]
+        for citizen, listed in zip(citizen_ids, pipe.execute(), strict=True)
+    }
+
+
+def statuses_of(reader: redis.Redis, namespace: str, case_ids: list[str]) -> dict[str, CourseStatuses]:
+    raw = reader.mget([f"{namespace}:{course_statuses(c)}" for c in case_ids]) if case_ids else []
+    return {
+        c: CourseStatuses.from_doc(c, orjson.loads(doc))
+        for c, doc in zip(case_ids, raw, strict=True)
+        if doc is not None
+    }
+
+
+def settle_citizens(connection: redis.Redis, namespace: str, at_once: int = SETTLE_AT_ONCE) -> int:
+    """Settle up to ``at_once`` marked citizens; how many were marked (0: nothing to settle)."""
+    marked: list[tuple[bytes, float]] = connection.zrange(  # type: ignore[assignment]
+        f"{namespace}:{CITIZENS_TO_SETTLE}", 0, at_once - 1, withscores=True
+    )
+    for member, marks in marked:
+        _settle(connection, namespace, as_text(member), int(marks))
+    return len(marked)
+
+
+def _settle(connection: redis.Redis, namespace: str, member: str, marks: int) -> None:
+    programme_id, citizen = member.split("|", 1)
+    settled_key = f"{namespace}:{settled(programme_id, citizen)}"
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(settled_key)  # type: ignore[no-untyped-call]
+                cases = referrals_of(connection, namespace, programme_id, [citizen])[citizen]
+                new = correction_steps(list(statuses_of(connection, namespace, cases).values()))
+                old = _steps(pipe.get(settled_key))
+                changes: dict[str, dict[str, int]] = {}
+                for family, day, status in old.keys() | new.keys():
+                    if change := new.get((family, day, status), 0) - old.get((family, day, status), 0):
+                        series = f"{namespace}:{citizen_deltas(programme_id, family)}"
+                        for name, field, amount in changes_on(series, status, date.fromisoformat(day), change):
+                            fields = changes.setdefault(name, {})
+                            fields[field] = fields.get(field, 0) + amount
+                pipe.multi()
+                if changes:
+                    names = list(changes)
+                    pipe.eval(_ADD_OR_DROP, len(names), *names, orjson.dumps([changes[n] for n in names]))
+                if new:
+                    pipe.set(settled_key, orjson.dumps(sorted([*k, v] for k, v in new.items())))
+                else:
+                    pipe.delete(settled_key)
+                pipe.eval(_FORGET_IF_UNCHANGED, 1, f"{namespace}:{CITIZENS_TO_SETTLE}", member, marks)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
+
+
+def _steps(raw: bytes | str | None) -> dict[tuple[str, str, str], int]:
+    return {(family, day, status): change for family, day, status, change in orjson.loads(raw)} if raw else {}
