@@ -247,10 +247,13 @@ class ProjectionRunner:
         return caught_up(self.store, self.namespace) and not self.projection.unsettled(self.redis, self.namespace)
 
     def catch_up_all(self) -> int:
-        return sum(self.catch_up(p) for p in range(self.store.partitions))
+        applied = sum(self.catch_up(p, settle=False) for p in range(self.store.partitions))
+        self.settle()  # also what a worker that died before settling left
+        return applied
 
-    def catch_up(self, partition: int) -> int:
-        """Apply every event of a partition not yet applied. Returns how many this call applied."""
+    def catch_up(self, partition: int, settle: bool = True) -> int:
+        """Apply every event of a partition not yet applied, then settle what that left to settle. Returns how
+        many this call applied."""
         # Clear the nudge flag before reading, so an append after this point enqueues a new nudge.
         self.redis.delete(self.keys.nudge_pending(partition))
         applied = 0
@@ -269,7 +272,8 @@ class ProjectionRunner:
             if self.store.partition_head(partition) <= self.checkpoint(partition):
                 if applied:
                     log.info("%s: applied %d event(s) in partition %d", self.projection.name, applied, partition)
-                self.settle()
+                if applied and settle:
+                    self.settle()
                 return applied
 
     def settle(self) -> None:

@@ -621,3 +621,26 @@ def test_an_erasure_reaches_the_persons_records_confirmed_in_another_programme(
     assert erased.get_json()["records_erased"] == sorted([x, y])  # not z, nor that there is one: not this programme's
     for case, staff in ((cases["x"], STAFF), (cases["y-other"], other_staff), (cases["z"], other_staff)):
         assert view(case, staff)["citizen_alias"] == ERASED
+
+
+def test_reports_are_not_caught_up_while_a_citizen_with_two_referrals_is_unsettled(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis, store: EventStore
+) -> None:
+    """A worker that committed its batches and died before settling: the reports say they are catching up until
+    a worker settles (the reviewer's finding: they said caught up while the citizen counted twice)."""
+    from shared.nudges import enqueue_sweeps
+    from shared.projections import ProjectionRunner
+    from tests.test_projections import Unsettled
+
+    for key in (PARTNER, LIVA):
+        body = referral_body(referred_on="2016-01-05", citizen={"cpr": "010190-1234"})
+        assert intake.post("/referrals", json=body, headers=key).status_code == 201
+    run_workers(connection, "caseflow")
+    ProjectionRunner(store, Unsettled()).catch_up_all()
+    status = "/programmes/demo-cph/statistics/status?on=2016-01-06"
+    before = reporting.get(status, headers=STAFF).get_json()
+    assert (before["caught_up"], before["citizens"]["referred"], before["distinct_citizens"]) == (False, 2, 1)
+    enqueue_sweeps(connection, "cf")  # as the scheduler does every 30 s: it settles what the dead worker left
+    run_workers(connection)
+    after = reporting.get(status, headers=STAFF).get_json()
+    assert (after["caught_up"], after["citizens"]["referred"], after["distinct_citizens"]) == (True, 1, 1)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 
 import fakeredis
 import pytest
 import redis
 
 from services.caseflow.projection import CaseflowProjection
+from services.reporting import citizens, settle
+from services.reporting.citizens import CourseStatuses
 from services.reporting.projection import ReportingProjection
 from shared import projections
 from shared.bootstrap import event_store
 from shared.config import Settings
-from shared.events import RecordedEvent
+from shared.domain import events as ev
+from shared.events import DomainEvent, NewEvent, RecordedEvent
+from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
 from shared.nudges import SUBSCRIBERS
 from shared.projections import (
@@ -300,17 +305,15 @@ def test_a_worker_process_lets_go_of_documents_of_a_generation_no_longer_read(
     }
 
 
-def test_a_settle_overtaken_by_a_batch_keeps_its_citizen_marked_and_the_next_settle_puts_it_right(
-    store: EventStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A citizen referred twice: a settle reads the referrals, a batch moves one of them before the settle
-    writes. The settle's correction is then stale, so it must leave the citizen marked (and not forget it)."""
-    from datetime import date
+class Unsettled(ReportingProjection):
+    """A reporting worker that commits its batches and has not settled yet."""
 
-    from services.reporting import citizens, settle
-    from shared.domain import events as ev
-    from shared.events import DomainEvent, NewEvent
-    from shared.events.envelope import start_of_day
+    def settle(self, connection: redis.Redis, namespace: str) -> int:
+        return 0
+
+
+def referred_twice(store: EventStore) -> tuple[Callable[[str, DomainEvent, str, int], None], ProjectionRunner]:
+    """A citizen referred twice, settled; then one referral declined, committed and not yet settled."""
 
     def append(case_id: str, payload: DomainEvent, day: str, version: int) -> None:
         event = NewEvent(case_id, payload, start_of_day(date.fromisoformat(day)), "test")
@@ -318,28 +321,68 @@ def test_a_settle_overtaken_by_a_batch_keeps_its_citizen_marked_and_the_next_set
 
     for case_id, day in (("case-one", "2016-01-04"), ("case-two", "2016-01-05")):
         append(case_id, ev.ReferralReceived("demo-cph", "reden", True, citizen_id="citizen-x"), day, 0)
-    reporting = ReportingProjection()
-    runner = ProjectionRunner(store, reporting)
+    runner = ProjectionRunner(store, ReportingProjection())
     runner.catch_up_all()
     append("case-one", ev.ReferralDeclined("outside target group"), "2016-01-10", 1)
+    ProjectionRunner(store, Unsettled()).catch_up_all()
+    return append, runner
 
-    class Unsettled(ReportingProjection):  # a worker that commits batches and has not settled yet
-        def settle(self, connection: redis.Redis, namespace: str) -> int:
-            return 0
 
+def test_a_settle_overtaken_by_a_batch_keeps_its_citizen_marked_and_the_next_settle_puts_it_right(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settle reads the referrals, a batch moves one of them before the settle writes. The settle's
+    correction is then stale, so it must leave the citizen marked (and not forget it)."""
+    append, runner = referred_twice(store)
     steps, raced = citizens.correction_steps, list[bool]()
 
-    def overtaken(courses: Sequence[object]) -> dict[tuple[str, str, str], int]:
+    def overtaken(courses: Sequence[CourseStatuses]) -> dict[tuple[str, str, str], int]:
         if not raced:
             raced.append(True)
             append("case-two", ev.ReferralWithdrawn("citizen moved"), "2016-01-12", 1)
             ProjectionRunner(store, Unsettled()).catch_up_all()
-        return steps(courses)  # type: ignore[arg-type]
+        return steps(courses)
 
     monkeypatch.setattr(settle, "correction_steps", overtaken)
-    ProjectionRunner(store, Unsettled()).catch_up_all()  # the decline, committed and marked
     assert settle.settle_citizens(store.redis, runner.namespace) == 1 and raced
-    assert reporting.unsettled(store.redis, runner.namespace)  # the withdrawal came after the settle's read
+    assert runner.projection.unsettled(store.redis, runner.namespace)  # the withdrawal came after the read
     runner.settle()
-    assert not reporting.unsettled(store.redis, runner.namespace)
-    assert live(runner) == reference(store, reporting)
+    assert not runner.projection.unsettled(store.redis, runner.namespace)
+    assert live(runner) == reference(store, runner.projection)
+
+
+def test_a_mark_set_again_after_another_settle_forgot_it_is_not_forgotten_by_a_settle_that_listed_it_before(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two settles list the same marked citizen. The second settles it and forgets the mark; a batch then moves a
+    referral and marks the citizen again, at the same count. The first, reading the referrals from before that
+    batch, must not take the new mark for the one it listed (the reviewer's finding: it did, and the citizen
+    stayed counted as withdrawn for good)."""
+    append, runner = referred_twice(store)
+    watch, first_steps, order = redis.client.Pipeline.watch, citizens.correction_steps, list[str]()
+
+    def second_settles_first(pipe: redis.client.Pipeline, *names: str) -> None:
+        if not order:  # the first settle has listed the citizen and is about to begin
+            order.append("second settles")
+            settle.settle_citizens(store.redis, runner.namespace)
+        watch(pipe, *names)  # type: ignore[no-untyped-call]
+
+    def then_a_batch(courses: Sequence[CourseStatuses]) -> dict[tuple[str, str, str], int]:
+        steps = first_steps(courses)
+        if order == ["second settles", "second reads"]:  # this read is the first settle's
+            order.append("a batch marks again")
+            append("case-two", ev.ReferralWithdrawn("citizen moved"), "2016-01-08", 1)
+            ProjectionRunner(store, Unsettled()).catch_up_all()
+        elif order == ["second settles"]:
+            order.append("second reads")
+        return steps
+
+    monkeypatch.setattr(redis.client.Pipeline, "watch", second_settles_first)
+    monkeypatch.setattr(settle, "correction_steps", then_a_batch)
+    settle.settle_citizens(store.redis, runner.namespace)
+    monkeypatch.undo()
+    if "a batch marks again" not in order:  # the first found the mark gone and left: the batch comes now
+        append("case-two", ev.ReferralWithdrawn("citizen moved"), "2016-01-08", 1)
+        ProjectionRunner(store, Unsettled()).catch_up_all()
+    runner.settle()
+    assert live(runner) == reference(store, runner.projection)

@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from services.reporting.export import courses_csv, measurements_csv, pseudonymised_fidelity
 from services.reporting.openapi import openapi
+from services.reporting.projection import ReportingProjection
 from services.reporting.queries import FIDELITY_CRITERIA, Reports, month_range, outcomes_only, period_months
 from shared import http
 from shared.authn import Authenticator, caller, keep_in_session, key_in_session
@@ -56,8 +57,10 @@ def _reports() -> Reports:
 
 
 def _caught_up() -> bool:
-    """Whether the generation this request reads has applied every event in the log."""
-    return caught_up(_store(), _reports().ns)
+    """Whether the generation this request reads has applied every event in the log, and settled the citizens
+    with several referrals (until then the citizens' counts may count one twice)."""
+    ns = _reports().ns
+    return caught_up(_store(), ns) and not ReportingProjection().unsettled(_store().redis, ns)
 
 
 def _statistics_caller(programme_id: str, *extra: Role) -> Principal:
