@@ -31,8 +31,10 @@ end
 return 0
 """
 _FORGET_IF_UNCHANGED = """
-local marks = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if marks and tonumber(marks) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+for i = 1, #ARGV, 2 do
+  local marks = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if marks and tonumber(marks) == tonumber(ARGV[i + 1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
 return 0
 """
 SETTLE_AT_ONCE = 200
@@ -89,49 +91,68 @@ def statuses_of(reader: redis.Redis, namespace: str, case_ids: list[str]) -> dic
 
 
 def settle_citizens(connection: redis.Redis, namespace: str, at_once: int = SETTLE_AT_ONCE) -> int:
-    """Settle up to ``at_once`` marked citizens; how many were marked (0: nothing to settle). Workers settling
-    at once take them in their own random order, so that they seldom settle the same citizen twice."""
+    """Settle up to ``at_once`` marked citizens together; how many were marked (0: nothing to settle)."""
     listed: list[bytes] = connection.zrange(f"{namespace}:{CITIZENS_TO_SETTLE}", 0, at_once - 1)  # type: ignore[assignment]
     marked = [as_text(m) for m in listed]
-    random.shuffle(marked)
-    for member in marked:
-        _settle(connection, namespace, member)
+    random.shuffle(marked)  # workers settling at once seldom take the same citizens in the same order
+    if marked:
+        _settle(connection, namespace, marked)
     return len(marked)
 
 
-def _settle(connection: redis.Redis, namespace: str, member: str) -> None:
-    programme_id, citizen = member.split("|", 1)
-    settled_key, marks_key = f"{namespace}:{settled(programme_id, citizen)}", f"{namespace}:{CITIZENS_TO_SETTLE}"
+def _settle(connection: redis.Redis, namespace: str, members: list[str]) -> None:
+    """Settle several citizens in one transaction (a handful of round trips however many)."""
+    marks_key = f"{namespace}:{CITIZENS_TO_SETTLE}"
+    citizens = [tuple(m.split("|", 1)) for m in members]
+    settled_keys = [f"{namespace}:{settled(p, c)}" for p, c in citizens]
     with connection.pipeline() as pipe:
         while True:
             try:
-                # The mark is read after the WATCH: another settle that forgot it since wrote the settled
+                # The marks are read after the WATCH: another settle that forgot one since wrote its settled
                 # correction (always, even an empty one), which aborts this one, so a mark a batch set again
                 # afterwards at the same count is never taken for the one read here.
-                pipe.watch(settled_key)  # type: ignore[no-untyped-call]
-                marks = pipe.zscore(marks_key, member)
-                if marks is None:
-                    return  # settled meanwhile
-                cases = referrals_of(connection, namespace, programme_id, [citizen])[citizen]
-                new = correction_steps(list(statuses_of(connection, namespace, cases).values()))
-                old = _steps(pipe.get(settled_key))
+                pipe.watch(*settled_keys)  # type: ignore[no-untyped-call]
+                marks = pipe.zmscore(marks_key, members)
+                olds = pipe.mget(settled_keys)
+                cases = _referrals(connection, namespace, [c for c, m in zip(citizens, marks, strict=True) if m])
+                courses = statuses_of(connection, namespace, [case for found in cases.values() for case in found])
                 changes: dict[str, dict[str, int]] = {}
-                for family, day, status in old.keys() | new.keys():
-                    if change := new.get((family, day, status), 0) - old.get((family, day, status), 0):
-                        series = f"{namespace}:{citizen_deltas(programme_id, family)}"
-                        for name, field, amount in changes_on(series, status, date.fromisoformat(day), change):
-                            fields = changes.setdefault(name, {})
-                            fields[field] = fields.get(field, 0) + amount
                 pipe.multi()
+                for (programme_id, citizen), key, mark, raw in zip(citizens, settled_keys, marks, olds, strict=True):
+                    if mark is None:
+                        continue  # settled meanwhile
+                    new = correction_steps([courses[c] for c in cases[(programme_id, citizen)] if c in courses])
+                    old = _steps(raw)
+                    for family, day, status in old.keys() | new.keys():
+                        if change := new.get((family, day, status), 0) - old.get((family, day, status), 0):
+                            series = f"{namespace}:{citizen_deltas(programme_id, family)}"
+                            for name, field, amount in changes_on(series, status, date.fromisoformat(day), change):
+                                fields = changes.setdefault(name, {})
+                                fields[field] = fields.get(field, 0) + amount
+                    pipe.set(key, orjson.dumps(sorted([*k, v] for k, v in new.items())))
                 if changes:
                     names = list(changes)
                     pipe.eval(_ADD_OR_DROP, len(names), *names, orjson.dumps([changes[n] for n in names]))
-                pipe.set(settled_key, orjson.dumps(sorted([*k, v] for k, v in new.items())))
-                pipe.eval(_FORGET_IF_UNCHANGED, 1, marks_key, member, int(marks))
+                forget = [
+                    arg for member, mark in zip(members, marks, strict=True) if mark for arg in (member, int(mark))
+                ]
+                if forget:
+                    pipe.eval(_FORGET_IF_UNCHANGED, 1, marks_key, *forget)
                 pipe.execute()
                 return
             except redis.WatchError:
                 continue
+
+
+def _referrals(
+    reader: redis.Redis, namespace: str, citizens: list[tuple[str, ...]]
+) -> dict[tuple[str, ...], list[str]]:
+    """Each (programme, citizen)'s referrals: a round trip per programme."""
+    found: dict[tuple[str, ...], list[str]] = {}
+    for programme_id in sorted({p for p, _ in citizens}):
+        ids = [c for p, c in citizens if p == programme_id]
+        found |= {(programme_id, c): cases for c, cases in referrals_of(reader, namespace, programme_id, ids).items()}
+    return found
 
 
 def _steps(raw: bytes | str | None) -> dict[tuple[str, str, str], int]:
