@@ -11,7 +11,6 @@ mark only if no change came after the read.
 
 from __future__ import annotations
 
-import random
 from datetime import date
 
 import orjson
@@ -91,10 +90,11 @@ def statuses_of(reader: redis.Redis, namespace: str, case_ids: list[str]) -> dic
 
 
 def settle_citizens(connection: redis.Redis, namespace: str, at_once: int = SETTLE_AT_ONCE) -> int:
-    """Settle up to ``at_once`` marked citizens together; how many were marked (0: nothing to settle)."""
-    listed: list[bytes] = connection.zrange(f"{namespace}:{CITIZENS_TO_SETTLE}", 0, at_once - 1)  # type: ignore[assignment]
-    marked = [as_text(m) for m in listed]
-    random.shuffle(marked)  # workers settling at once seldom take the same citizens in the same order
+    """Settle up to ``at_once`` marked citizens together, picked at random (workers settling at once seldom pick
+    the same ones, and a citizen marked again and again waits no longer than one marked once); how many were
+    marked (0: nothing to settle)."""
+    listed: list[bytes] = connection.zrandmember(f"{namespace}:{CITIZENS_TO_SETTLE}", at_once) or []  # type: ignore[assignment]
+    marked = list(dict.fromkeys(as_text(m) for m in listed))
     if marked:
         _settle(connection, namespace, marked)
     return len(marked)
@@ -114,7 +114,8 @@ def _settle(connection: redis.Redis, namespace: str, members: list[str]) -> None
                 pipe.watch(*settled_keys)  # type: ignore[no-untyped-call]
                 marks = pipe.zmscore(marks_key, members)
                 olds = pipe.mget(settled_keys)
-                cases = _referrals(connection, namespace, [c for c, m in zip(citizens, marks, strict=True) if m])
+                still = [c for c, m in zip(citizens, marks, strict=True) if m is not None]
+                cases = _referrals(connection, namespace, still)
                 courses = statuses_of(connection, namespace, [case for found in cases.values() for case in found])
                 changes: dict[str, dict[str, int]] = {}
                 pipe.multi()
@@ -134,7 +135,10 @@ def _settle(connection: redis.Redis, namespace: str, members: list[str]) -> None
                     names = list(changes)
                     pipe.eval(_ADD_OR_DROP, len(names), *names, orjson.dumps([changes[n] for n in names]))
                 forget = [
-                    arg for member, mark in zip(members, marks, strict=True) if mark for arg in (member, int(mark))
+                    arg
+                    for member, mark in zip(members, marks, strict=True)
+                    if mark is not None
+                    for arg in (member, int(mark))
                 ]
                 if forget:
                     pipe.eval(_FORGET_IF_UNCHANGED, 1, marks_key, *forget)
