@@ -277,7 +277,8 @@ class ProjectionRunner:
                 return applied
 
     def settle(self) -> None:
-        """Settle what the batches committed left to settle (a crashed worker's is settled by the next)."""
+        """Settle what the batches committed left to settle (what a worker that died before settling left is
+        settled by the next sweep's ``catch_up_all``)."""
         for _ in range(SETTLE_PASSES):
             if not self.projection.settle(self.redis, self.namespace):
                 return
@@ -421,7 +422,7 @@ def replay_into(
         if progress:
             progress(len(events))
     _write_behind(store.redis, [state for _, state in states], keep_docs)
-    if partitions is None:  # the whole log: what spans partitions is there to settle (``rebuild`` settles a share)
+    if partitions is None:  # the whole log; a share of it (a rebuild process's) is settled by ``rebuild`` after all
         settle_all(store.redis, targets)
     return applied
 

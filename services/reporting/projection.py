@@ -10,8 +10,9 @@ document, owned by the case's partition.
   enrolled), kept as calendar sums (``calendar_sums``): the status on a date is
   read from three small hashes, bounded by neither events nor days.
 - Distinct citizens: the first day each citizen was referred (ZADD LT). Each referral's status moves are kept
-  in a small document of its own, and which citizens have more than one referral (ZINCRBY), so that a count per
-  citizen reads the referrals of those few citizens only (``citizens``).
+  in a small document of its own, and each citizen's referrals are counted (ZINCRBY): the workers settle the
+  status of those with more than one after their batches (``settle``), so the status of citizens on a date is
+  calendar sums too.
 - Intake and referral outcomes: per partner and referral month (the cohort), so they can
   be filtered by period. A reopened course is a new course, not a referral.
 - Courses, the phases they reached, the success criteria and the waitlist's waits are

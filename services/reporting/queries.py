@@ -354,7 +354,7 @@ class Reports:
                     "Every contact (henvendelse) is registered. Citizens are counted once each: referrals with the "
                     "same CPR number are one citizen; without a CPR number each referral is its own citizen "
                     "unless a coordinator confirmed a match. A citizen's status on the report date is that of "
-                    "their referral: of a citizen with several, an open course before an ended one (indskrevet, "
+                    "their referral: of a citizen with several, an open referral before an ended one (indskrevet, "
                     "then i afklaring, then henvendelse), else the one that ended last."
                 ),
             },
