@@ -51,14 +51,12 @@ for i, fields in ipairs(cjson.decode(ARGV[1])) do
 end
 return 0
 """
-# Counts in sorted sets, each marking its member in another sorted set once it reaches a threshold (as the
-# count stands at commit, so whichever partition commits last sees the others' counts). ARGV[1]: a list of
-# [count key's index, mark key's index, member, amount, marked member, threshold].
-_TALLIES = """
+# Marks in a sorted set (ZINCRBY), each where a lexicographic range of another sorted set holds enough members as
+# it stands at commit, after the batch's own members were added: whichever partition commits last sees the
+# others'. ARGV[1]: a list of [range key's index, mark key's index, min, max, threshold, marked member].
+_MARKS = """
 for _, t in ipairs(cjson.decode(ARGV[1])) do
-  local n = redis.call('ZSCORE', KEYS[t[1]], t[3])
-  if t[4] ~= 0 then n = redis.call('ZINCRBY', KEYS[t[1]], t[4], t[3]) end
-  if n and tonumber(n) >= t[6] then redis.call('ZINCRBY', KEYS[t[2]], 1, t[5]) end
+  if redis.call('ZLEXCOUNT', KEYS[t[1]], t[3], t[4]) >= t[5] then redis.call('ZINCRBY', KEYS[t[2]], 1, t[6]) end
 end
 return 0
 """
@@ -103,7 +101,7 @@ class ProjectionState:
         self._members: dict[str, set[str]] = {}
         self._lowest: dict[str, dict[str, float]] = {}
         self._scores: dict[str, dict[str, float]] = {}
-        self._tallies: dict[tuple[str, str], list[Any]] = {}
+        self._marks: dict[tuple[str, str], list[Any]] = {}
 
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
@@ -152,15 +150,11 @@ class ProjectionState:
         """Set a member's score; only for sorted sets owned by one stream's partition."""
         self._scores.setdefault(self.key(name), {})[member] = score
 
-    def tally(self, name: str, member: str, amount: int, marks: str, marked: str, at_least: int) -> None:
-        """Add to a member's count (ZINCRBY: a sum, so commutative across partitions) and, if the count at
-        commit is then ``at_least``, mark ``marked`` in the sorted set ``marks`` (a work list: see the reporting
-        projection's ``settle``). An amount of 0 marks without counting."""
-        key = (self.key(name), member)
-        if key in self._tallies:
-            self._tallies[key][3] += amount
-        else:
-            self._tallies[key] = [self.key(name), self.key(marks), member, amount, marked, at_least]
+    def mark_if(self, marks: str, marked: str, name: str, lex_range: tuple[str, str], at_least: int) -> None:
+        """Mark ``marked`` in the sorted set ``marks`` (a work list: see the reporting projection's ``settle``) if,
+        at commit, the sorted set ``name`` holds ``at_least`` members in the lexicographic range (ZLEXCOUNT), this
+        batch's ``score``s included."""
+        self._marks[(self.key(marks), marked)] = [self.key(name), self.key(marks), *lex_range, at_least, marked]
 
     @property
     def documents_held(self) -> int:
@@ -196,13 +190,13 @@ class ProjectionState:
             pipe.zadd(key, scores, lt=True)
         for key, scores in self._scores.items():
             pipe.zadd(key, scores)
-        if self._tallies:
-            keys = list(dict.fromkeys(k for t in self._tallies.values() for k in t[:2]))
+        if self._marks:  # after the scores above: a range counts the members this batch added
+            keys = list(dict.fromkeys(k for t in self._marks.values() for k in t[:2]))
             index = {k: i + 1 for i, k in enumerate(keys)}
-            tallies = [[index[t[0]], index[t[1]], *t[2:]] for t in self._tallies.values()]
-            pipe.eval(_TALLIES, len(keys), *keys, orjson.dumps(tallies))
+            marks = [[index[t[0]], index[t[1]], *t[2:]] for t in self._marks.values()]
+            pipe.eval(_MARKS, len(keys), *keys, orjson.dumps(marks))
         self._dirty, self._increments, self._members, self._lowest, self._scores = {}, {}, {}, {}, {}
-        self._tallies = {}
+        self._marks = {}
 
 
 class Projection(Protocol):

@@ -10,9 +10,9 @@ document, owned by the case's partition.
   enrolled), kept as calendar sums (``calendar_sums``): the status on a date is
   read from three small hashes, bounded by neither events nor days.
 - Distinct citizens: the first day each citizen was referred (ZADD LT). Each referral's status moves are kept
-  in a small document of its own, and each citizen's referrals are counted (ZINCRBY): the workers settle the
-  status of those with more than one after their batches (``settle``), so the status of citizens on a date is
-  calendar sums too.
+  in a small document of its own, and each citizen's referrals are indexed: the workers settle the status of
+  those with more than one after their batches (``settle``), so the status of citizens on a date is calendar
+  sums too.
 - Intake and referral outcomes: per partner and referral month (the cohort), so they can
   be filtered by period. A reopened course is a new course, not a referral.
 - Courses, the phases they reached, the success criteria and the waitlist's waits are
@@ -34,7 +34,7 @@ from services.reporting.settle import (
     CITIZENS_TO_SETTLE,
     citizen_referrals,
     course_statuses,
-    referrals_per_citizen,
+    referral_range,
     settle_citizens,
 )
 from shared.domain import events as ev
@@ -279,7 +279,7 @@ class ReportingProjection:
             for family in families(doc):
                 state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
             state.score(citizen_referrals(p), f"{doc['citizen_id']}|{event.stream_id}", 0)
-            self._put_statuses(state, event.stream_id, doc, referral=1)
+            self._put_statuses(state, event.stream_id, doc)
             state.add(programme_cases(p), event.stream_id)
             if not payload.reopened_from:
                 state.add(partners_of(p), partner)
@@ -301,13 +301,13 @@ class ReportingProjection:
             self._put_statuses(state, event.stream_id, doc)
 
     @staticmethod
-    def _put_statuses(state: ProjectionState, case_id: str, doc: dict[str, Any], referral: int = 0) -> None:
-        """Keep a referral's status moves, and count its citizen's referrals: a citizen with more than one is
-        marked to be settled whenever one of them moves (seen at commit, whichever partition commits last)."""
+    def _put_statuses(state: ProjectionState, case_id: str, doc: dict[str, Any]) -> None:
+        """Keep a referral's status moves; a citizen with more than one referral is marked to be settled whenever
+        one of them moves (as their referrals stand at commit, whichever partition commits last)."""
         families_of_citizens = [f for f in families(doc) if not f.startswith("method:")]  # a citizen has no method
         state.put_doc(course_statuses(case_id), {"families": families_of_citizens, "moves": doc["moves"]})
         p, citizen = doc["programme_id"], doc["citizen_id"]
-        state.tally(referrals_per_citizen(p), citizen, referral, CITIZENS_TO_SETTLE, f"{p}|{citizen}", at_least=2)
+        state.mark_if(CITIZENS_TO_SETTLE, f"{p}|{citizen}", citizen_referrals(p), referral_range(citizen), at_least=2)
 
     def settle(self, connection: redis.Redis, namespace: str) -> int:
         return settle_citizens(connection, namespace)

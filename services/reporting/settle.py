@@ -1,7 +1,7 @@
 """Settling the citizens with several referrals: the counts of citizens, kept beside the referrals'.
 
 A partition's worker sees only its own referrals, and a citizen's may lie in several partitions, so the worker
-only marks such a citizen (``ProjectionState.tally``, at commit: whichever partition commits last sees the
+only marks such a citizen (``ProjectionState.mark_if``, at commit: whichever partition commits last sees the
 others' referrals). ``settle_citizens`` then reads all the citizen's referrals as committed, works out their
 correction (``citizens.correction_steps``) and moves ``citizen_deltas`` by its difference from the one it last
 settled. It is convergent, not counted: any number of settles, racing or crashing, end with the correction of
@@ -44,11 +44,6 @@ def course_statuses(case_id: str) -> str:
     return f"course-statuses:{case_id}"
 
 
-def referrals_per_citizen(programme_id: str) -> str:
-    """Sorted set: citizen id -> how many referrals they have in the programme, reopened courses included."""
-    return f"programme:{programme_id}:referrals-per-citizen"
-
-
 CITIZENS_TO_SETTLE = "citizens-to-settle"  # sorted set "<programme>|<citizen>" -> changes not yet settled
 
 
@@ -67,13 +62,18 @@ def citizen_referrals(programme_id: str) -> str:
     return f"programme:{programme_id}:citizen-referrals"
 
 
+def referral_range(citizen_id: str) -> tuple[str, str]:
+    """A citizen's members of ``citizen_referrals`` as a lexicographic range ('}' is the character after '|')."""
+    return f"[{citizen_id}|", f"({citizen_id}}}"
+
+
 def referrals_of(
     reader: redis.Redis, namespace: str, programme_id: str, citizen_ids: list[str]
 ) -> dict[str, list[str]]:
     """Each citizen's referrals (case ids), in one round trip."""
     pipe = reader.pipeline(transaction=False)
-    for citizen in citizen_ids:  # "<citizen>|<case>": '}' is the character after '|'
-        pipe.zrangebylex(f"{namespace}:{citizen_referrals(programme_id)}", f"[{citizen}|", f"({citizen}}}")
+    for citizen in citizen_ids:
+        pipe.zrangebylex(f"{namespace}:{citizen_referrals(programme_id)}", *referral_range(citizen))
     return {
         citizen: [as_text(m).split("|", 1)[1] for m in listed]
         for citizen, listed in zip(citizen_ids, pipe.execute(), strict=True)
