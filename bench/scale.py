@@ -35,6 +35,7 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "scale.json"
 sys.path.insert(0, str(ROOT))
 
 from bench.workload import drop, workload_log  # noqa: E402
@@ -163,7 +164,11 @@ def main() -> None:
     parser.add_argument("--rebuild-events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--query-citizens", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count(), help="rebuild processes")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plots from the last results, no run")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(RESULTS.read_text()))
+        return
     with workload_log(args.citizens) as (url, store, heads, generate_s):
         connection, head = store.redis, store.head()
         results: dict[str, Any] = {
@@ -178,7 +183,7 @@ def main() -> None:
             connection, url, [n for n in args.rebuild_events if n <= head], args.processes
         )
         results["queries"] = measure_queries(store, heads, [c for c in args.query_citizens if c in heads])
-    (ROOT / "bench" / "results" / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     plot(results)
 
 
