@@ -16,8 +16,28 @@ from rq import Queue
 
 from shared.config import Settings
 from shared.domain.access import hash_secret, partner_stream
-from shared.domain.case import Refused, decide_decline, decide_start_assessment, decide_withdraw, evolve
-from shared.domain.events import ApiKeyIssued, PartnerRegistered, ReferralReceived
+from shared.domain.case import (
+    CLOSE_REASONS,
+    HOUSING_SITUATIONS,
+    JOB_CENTRE_CATEGORIES,
+    Case,
+    CaseStatus,
+    Refused,
+    decide_decline,
+    decide_start_assessment,
+    decide_withdraw,
+    evolve,
+)
+from shared.domain.events import (
+    AddictionTreatmentChanged,
+    ApiKeyIssued,
+    CitizenEnrolled,
+    CourseClosed,
+    HousingChanged,
+    JobCentreCategoryChanged,
+    PartnerRegistered,
+    ReferralReceived,
+)
 from shared.events import DomainEvent, NewEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore
@@ -108,11 +128,15 @@ def run_workers(connection: redis.Redis, *queues: str) -> None:
     SuiteWorker(names, connection=connection).work(burst=True)
 
 
-def generate_log(store: EventStore, cases: int, seed: int = 1, nudge: bool = False, prefix: str = "cf") -> int:
-    """Append plausible lifecycles, interleaved across cases. Returns how many events were appended."""
+def generate_log(
+    store: EventStore, cases: int, seed: int = 1, nudge: bool = False, prefix: str = "cf", citizens: int = 0
+) -> int:
+    """Append plausible lifecycles, interleaved across cases, of ``citizens`` citizens (default: two thirds of the
+    cases, so some are referred more than once). Returns how many events were appended."""
     rng = random.Random(seed)
 
     open_cases: dict[str, Any] = {}
+    last_on: dict[str, date] = {}
     appended = 0
     start = date(2016, 1, 1)
     for i in range(cases):
@@ -123,35 +147,58 @@ def generate_log(store: EventStore, cases: int, seed: int = 1, nudge: bool = Fal
             source=rng.choice(PARTNERS),
             consent_given=True,
             # Some citizens are referred more than once, their referrals in different partitions.
-            citizen_id=f"citizen-{seed:04d}-{rng.randrange(max(1, cases * 2 // 3))}",
+            citizen_id=f"citizen-{seed:04d}-{rng.randrange(max(1, citizens or cases * 2 // 3))}",
+            age_band=rng.choice((None, "under_18", "18_24")),
         )
+        last_on[case_id] = on
         appended += _append(store, case_id, payload, on, 0, nudge, prefix)
         open_cases[case_id] = evolve(None, case_id, payload, on)
         # Interleave: now and then move a random open case on.
-        for _ in range(rng.randint(0, 2)):
+        for _ in range(rng.randint(0, 3)):
             if not open_cases:
                 break
             other = rng.choice(sorted(open_cases))
             case = open_cases[other]
-            later = case.history[-1].on + timedelta(days=rng.randint(0, 20))
-            decide = rng.choice(
-                (
-                    lambda c, d: decide_start_assessment(c, d),
-                    lambda c, d: decide_decline(c, "outside target group", d),
-                    lambda c, d: decide_withdraw(c, "citizen moved", d),
+            later = last_on[other] + timedelta(days=rng.randint(0, 20))  # a case's records are in date order
+            if case.status is CaseStatus.ENROLLED or (case.status is CaseStatus.IN_ASSESSMENT and rng.random() < 0.7):
+                event = _course_event(rng, case)
+            else:
+                [decide] = rng.choices(
+                    (
+                        lambda c, d: decide_start_assessment(c, d),
+                        lambda c, d: decide_decline(c, "outside target group", d),
+                        lambda c, d: decide_withdraw(c, "citizen moved", d),
+                    ),
+                    weights=(3, 1, 1),
                 )
-            )
-            try:
-                event = decide(case, later)
-            except Refused:
-                continue
+                try:
+                    event = decide(case, later)
+                except Refused:
+                    continue
             appended += _append(store, other, event, later, case.version, nudge, prefix)
+            last_on[other] = later
             case = evolve(case, other, event, later)
             if case.status.is_open:
                 open_cases[other] = case
             else:
                 del open_cases[other]
     return appended
+
+
+def _course_event(rng: random.Random, case: Case) -> DomainEvent:
+    """An enrolment, then what the success criteria read (housing, treatment, the job centre), then a closure.
+    Appended without the programme's rules (``decide``): what reporting folds, not what intake would accept."""
+    if case.status is CaseStatus.IN_ASSESSMENT:
+        method = rng.choice(("cti", "icm"))
+        return CitizenEnrolled(method, "phase_1" if method == "cti" else None)
+    return rng.choice(
+        (
+            lambda: HousingChanged(rng.choice(HOUSING_SITUATIONS)),
+            lambda: AddictionTreatmentChanged(rng.random() < 0.5),
+            lambda: JobCentreCategoryChanged(rng.choice(JOB_CENTRE_CATEGORIES)),
+            lambda: CourseClosed(rng.choice(CLOSE_REASONS)),
+        )
+    )()
 
 
 def _append(

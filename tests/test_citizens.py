@@ -213,6 +213,40 @@ def test_a_confirmed_match_is_one_citizen_in_the_reports(
     assert [(m["referrals"], m["new_citizens"]) for m in intake_report.get_json()["months"]] == [(2, 1)]
 
 
+def test_a_confirmed_match_is_one_young_person_in_the_success_criteria(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """Two records without a CPR number, each enrolled: one moved into a home, the other is recorded homeless
+    later. Apart they are one young person who kept the home; confirmed as one, a person who lost it."""
+    cases = []
+    for key, day in ((PARTNER, "2016-01-05"), (LIVA, "2016-01-20")):
+        body = referral_body(referred_on=day, citizen={"alias": "Maja", "birth_date": "1990-05-05"})
+        case = intake.post("/referrals", json=body, headers=key).get_json()["case_id"]
+        for path, command in (("referrals/{}/assessment", {}), ("cases/{}/enrolment", {"scores": {"housing": 3}})):
+            answer = intake.post("/" + path.format(case), json=command | {"on": "2016-02-01"}, headers=STAFF)
+            assert answer.status_code == 201, answer.get_json()
+        cases.append(case)
+    for case, day, situation in ((cases[0], "2016-02-10", "permanent"), (cases[1], "2016-03-01", "homeless")):
+        answer = intake.post(f"/cases/{case}/housing", json={"on": day, "situation": situation}, headers=STAFF)
+        assert answer.status_code == 201, answer.get_json()
+    run_workers(connection)
+
+    def still_housed() -> tuple[int, int]:
+        url = "/programmes/demo-cph/statistics/success-criteria?on=2016-04-01"
+        report = reporting.get(url, headers=STAFF).get_json()
+        [row] = [r for r in report["criteria"] if r["criterion"] == "still_housed"]
+        return row["numerator"], row["denominator"]
+
+    assert still_housed() == (1, 1)
+    [match] = intake.get("/programmes/demo-cph/probable-matches", headers=STAFF).get_json()["matches"]
+    assert (
+        intake.post("/programmes/demo-cph/matches", json=match | {"decision": "confirm"}, headers=STAFF).status_code
+        == 201
+    )
+    run_workers(connection)
+    assert still_housed() == (0, 1)
+
+
 def test_a_citizen_confirmed_as_one_is_new_in_the_month_of_the_first_referral(
     intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
 ) -> None:

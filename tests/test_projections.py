@@ -12,7 +12,7 @@ import redis
 
 from services.caseflow.projection import CaseflowProjection
 from services.reporting import citizens, settle
-from services.reporting.citizens import CourseStatuses
+from services.reporting.citizens import ReferralSummary
 from services.reporting.projection import ReportingProjection
 from shared import projections
 from shared.bootstrap import event_store
@@ -336,7 +336,7 @@ def test_a_settle_overtaken_by_a_batch_keeps_its_citizen_marked_and_the_next_set
     append, runner = referred_twice(store)
     steps, raced = citizens.correction_steps, list[bool]()
 
-    def overtaken(courses: Sequence[CourseStatuses]) -> dict[tuple[str, str, str], int]:
+    def overtaken(courses: Sequence[ReferralSummary]) -> dict[tuple[str, str, str], int]:
         if not raced:
             raced.append(True)
             append("case-two", ev.ReferralWithdrawn("citizen moved"), "2016-01-12", 1)
@@ -367,7 +367,7 @@ def test_a_mark_set_again_after_another_settle_forgot_it_is_not_forgotten_by_a_s
             settle.settle_citizens(store.redis, runner.namespace)
         watch(pipe, *names)  # type: ignore[no-untyped-call]
 
-    def then_a_batch(courses: Sequence[CourseStatuses]) -> dict[tuple[str, str, str], int]:
+    def then_a_batch(courses: Sequence[ReferralSummary]) -> dict[tuple[str, str, str], int]:
         steps = first_steps(courses)
         if order == ["second settles", "second reads"]:  # this read is the first settle's
             order.append("a batch marks again")

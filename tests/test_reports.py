@@ -683,7 +683,7 @@ def test_the_pages_sign_in_keeps_the_key_sealed_in_its_cookie_and_signs_out(
     ],
 )
 def test_education_ready_within_a_year_counts_calendar_months(activity: str, education: str, within: bool) -> None:
-    from services.reporting.projection import criteria_on
+    from services.reporting.criteria import criteria_on
 
     doc = {"enrolled_on": "2016-01-15", "activity_ready_on": activity, "education_ready_on": education}
     assert criteria_on(doc, "2017-12-31")["jobcentre|education_ready"] == int(within)
@@ -692,7 +692,7 @@ def test_education_ready_within_a_year_counts_calendar_months(activity: str, edu
 def test_education_ready_is_pending_while_the_year_is_open_and_decided_by_a_closure() -> None:
     """20 % go from activity-ready to education-ready within one year: a course still inside its year is not
     a failure yet; it counts as one the day after its year, or the day it closes without it."""
-    from services.reporting.projection import criteria_on, criteria_steps
+    from services.reporting.criteria import criteria_on, criteria_steps
 
     doc = {"enrolled_on": "2016-01-15", "activity_ready_on": "2016-02-01"}
 
@@ -734,7 +734,7 @@ def test_a_closure_decides_the_job_centre_criterion_in_the_read_model(
 def test_a_course_counts_in_a_success_criterion_from_the_day_what_it_reads_happened() -> None:
     """Housing recorded during the assessment (dated 1 March), then the enrolment dated back to 20 February: the
     course is in the housing criterion's denominator from its enrolment, in its numerator from 1 March."""
-    from services.reporting.projection import criteria_steps
+    from services.reporting.criteria import criteria_steps
 
     doc = {"enrolled_on": "2016-02-20", "housing": [["2016-03-01", "permanent"]], "age_band": "18_24"}
     assert criteria_steps(doc | {"method": "act"}) == {
@@ -994,15 +994,15 @@ def test_a_citizen_with_several_referrals_counts_once_in_the_most_telling_status
     """Pure rules: an open referral before an ended one, the most engaged open one, else the one that ended last;
     a referral not yet made, or one in another family, does not count; the settled calendar steps add up to the
     correction on every day."""
-    from services.reporting.citizens import CourseStatuses, correction_steps, most_telling, on_day, one_of
+    from services.reporting.citizens import ReferralSummary, correction_steps, most_telling, on_day, one_of
 
-    declined = CourseStatuses(
+    declined = ReferralSummary(
         "case-a", ("all", "partner:reden"), (("2016-01-04", "referred"), ("2016-01-10", "declined"))
     )
-    withdrawn = CourseStatuses(
+    withdrawn = ReferralSummary(
         "case-b", ("all", "partner:liva"), (("2016-01-05", "referred"), ("2016-02-01", "withdrawn"))
     )
-    enrolled = CourseStatuses(
+    enrolled = ReferralSummary(
         "case-c",
         ("all", "partner:liva"),
         (("2016-03-01", "referred"), ("2016-03-05", "in_assessment"), ("2016-04-01", "enrolled")),
@@ -1039,3 +1039,108 @@ def test_a_citizen_with_several_referrals_counts_once_in_the_most_telling_status
                 if f == family and on <= day:
                     summed[status] += change
             assert {s: n for s, n in summed.items() if n} == one_of(on_day(courses, family, day)), (day, family)
+
+
+def test_a_citizen_with_two_courses_counts_once_in_the_success_criteria() -> None:
+    """A course closed without education-ready and with permanent housing, then the citizen's reopened course:
+    education-ready within a year of the first course's activity-ready, and the home lost. Counted per course, the
+    citizen failed the job-centre criterion, kept the home, and was two young people; counted once, the citizen
+    is ready in time, did not keep the home, and is one."""
+    from services.reporting.citizens import ReferralSummary, criteria_correction_steps
+    from services.reporting.criteria import citizen_on, citizen_steps, criteria_on, criteria_steps
+
+    first = {
+        "enrolled_on": "2016-01-15",
+        "closed_on": "2016-05-10",
+        "method": "cti",
+        "age_band": "under_18",
+        "housing": [["2016-03-01", "permanent"]],
+        "jobcentre": [["2016-02-01", "activity_ready"]],
+        "activity_ready_on": "2016-02-01",
+    }
+    # Its job-centre record comes before any activity-ready of its own: the course alone does not count it.
+    second = {
+        "enrolled_on": "2016-07-01",
+        "method": "cti",
+        "age_band": "under_18",
+        "housing": [["2016-08-01", "lost"]],
+        "jobcentre": [["2016-09-01", "education_ready"]],
+    }
+    courses = [first, second]
+
+    def each(day: str) -> Counter[str]:
+        return Counter(criteria_on(first, day)) + Counter(criteria_on(second, day))
+
+    assert each("2016-12-31")["jobcentre|n"] == 1 and each("2016-12-31")["jobcentre|education_ready"] == 0
+    assert each("2016-12-31")["kept|still"] == 1 and each("2016-12-31")["housing|under_18|n"] == 2
+    job_centre = {
+        day: (citizen_on(courses, day)["jobcentre|education_ready"], citizen_on(courses, day)["jobcentre|n"])
+        for day in ("2016-05-09", "2016-05-10", "2016-07-01", "2016-09-01")
+    }
+    # Pending in the first course's year, failed while every course is closed, pending again while the second
+    # runs, and ready in time once it records education-ready.
+    assert job_centre == {"2016-05-09": (0, 0), "2016-05-10": (0, 1), "2016-07-01": (0, 0), "2016-09-01": (1, 1)}
+    late = citizen_on(courses, "2016-12-31")
+    assert (late["kept|n"], late["kept|still"], late["housing|under_18|n"], late["housing|under_18|housed"]) == (
+        1,
+        0,
+        1,
+        1,
+    )
+    # The settled correction is the difference on every day, family by family.
+    summaries = [
+        ReferralSummary("case-1", ("all", "partner:reden", "method:cti"), (), first),
+        ReferralSummary("case-2", ("all", "method:cti"), (), second),  # reopened: nobody's referral
+    ]
+    correction = criteria_correction_steps(summaries)
+    assert {family for family, _, _ in correction} == {"all", "method:cti"}  # one course in reden's
+    days = sorted({day for _, day, _ in correction} | {"2016-01-01", "2017-06-01"})
+    for day in days:
+        settled = Counter[str]()
+        for (family, on, name), n in correction.items():
+            if family == "all" and on <= day:
+                settled[name] += n
+        summed = Counter[str]()
+        for (on, name), n in [*criteria_steps(first).items(), *criteria_steps(second).items()]:
+            if on <= day:
+                summed[name] += n
+        summed.update(settled)
+        assert +summed == +Counter(citizen_on(courses, day)), day
+    # One course is counted as the course itself: the citizen's rule read over one course is the course's.
+    for course in courses:
+        assert citizen_steps([course]) == criteria_steps(course)
+        assert all(citizen_on([course], day) == criteria_on(course, day) for day in days)
+
+
+def test_a_reopened_course_and_the_first_are_one_young_person_in_the_success_criteria(
+    intake: FlaskClient, reporting: FlaskClient, cph: str, connection: redis.Redis
+) -> None:
+    """Through the API: a course closes without education-ready, the coordinator reopens it, and the new course
+    records education-ready within a year of the first's activity-ready. The evaluator's success criteria count
+    one citizen, ready in time."""
+    case = enrolled(intake)  # 1 February 2016
+    post(intake, f"/cases/{case}/job-centre-category", {"on": "2016-02-12", "category": "activity_ready"})
+    post(intake, f"/cases/{case}/housing", {"on": "2016-02-15", "situation": "permanent"})
+    post(intake, f"/cases/{case}/closure", {"on": "2016-03-01", "reason": "dropped_out"})
+    reopened = intake.post(
+        f"/cases/{case}/reopen", json={"on": "2016-03-10", "consent": {"given": True}}, headers=STAFF
+    )
+    assert reopened.status_code == 201, reopened.get_json()
+    again = reopened.get_json()["case_id"]
+    post(intake, f"/referrals/{again}/assessment", {"on": "2016-03-11"})
+    post(intake, f"/cases/{again}/enrolment", {"on": "2016-03-15", "scores": {"housing": 3}})
+    post(intake, f"/cases/{again}/housing", {"on": "2016-04-01", "situation": "lost"})
+    post(intake, f"/cases/{again}/job-centre-category", {"on": "2016-06-01", "category": "education_ready"})
+    run_workers(connection)
+
+    def criteria(on: str, query: str = "") -> dict[str, tuple[int, int]]:
+        report = get(reporting, f"statistics/success-criteria?on={on}{query}", EVALUATOR)
+        return {r["criterion"]: (r["numerator"], r["denominator"]) for r in report["criteria"]}
+
+    assert criteria("2016-03-05")["education_ready"] == (0, 1)  # the first course closed without it
+    assert criteria("2016-03-15")["education_ready"] == (0, 0)  # pending again while the second runs
+    assert criteria("2016-06-01")["education_ready"] == (1, 1)
+    assert criteria("2016-06-01")["still_housed"] == (0, 1)  # one young person, who lost the home
+    assert criteria("2016-06-01", "&method=cti")["education_ready"] == (1, 1)
+    # The referring partner's figures have the first course only (a reopened course is nobody's referral).
+    assert criteria("2016-06-01", "&partner=kk-socialforvaltning")["education_ready"] == (0, 1)

@@ -17,28 +17,29 @@ document, owned by the case's partition.
   be filtered by period. A reopened course is a new course, not a referral.
 - Courses, the phases they reached, the success criteria and the waitlist's waits are
   calendar sums too, each change on the day it happened: a report on a past date
-  counts what had happened by then, not what has happened since.
+  counts what had happened by then, not what has happened since. The success criteria
+  count citizens: a citizen with several courses is settled as for the status.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import redis
 
 from services.reporting.calendar_sums import add_on
+from services.reporting.criteria import criteria_steps
 from services.reporting.settle import (
     CITIZENS_TO_SETTLE,
     citizen_referrals,
-    course_statuses,
     referral_range,
+    referral_summary,
     settle_citizens,
 )
 from shared.domain import events as ev
-from shared.domain.calendar import add_months
 from shared.domain.case import discharged_early, voided_by_closure
 from shared.domain.programme import evolve_programme, programme_from_doc, programme_to_doc
 from shared.events import RecordedEvent
@@ -123,74 +124,11 @@ def measures(programme_id: str, family: str = "all") -> str:
 
 
 def success_deltas(programme_id: str, family: str = "all") -> str:
-    """Calendar sums of the success criteria's numerators and denominators (see ``criteria_on``)."""
+    """Calendar sums of the success criteria's numerators and denominators (see ``criteria.criteria_on``)."""
     return f"programme:{programme_id}:success-deltas:{family}"
 
 
-def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
-    """Which numerators and denominators of the success criteria one course counts in on a day (ISO date;
-    0 or 1 each), from what was recorded as happening by then. Only courses (enrolled citizens) count."""
-    if not doc.get("enrolled_on") or doc["enrolled_on"] > day:
-        return {}
-    # What the course recorded by then: a closure dated back before records already made ends the course there.
-    closed = _dated_by(doc.get("closed_on"), day)
-    seen = closed or day
-    housing = [situation for on, situation in doc.get("housing", []) if on <= seen]
-    treatment = [in_treatment for on, in_treatment in doc.get("treatment", []) if on <= seen]
-    ever_permanent = "permanent" in housing
-    band = doc.get("age_band")
-    activity, education = (_dated_by(doc.get(k), seen) for k in ("activity_ready_on", "education_ready_on"))
-    # Within a calendar year (366 days across a 29 February). A course counts in the denominator once that is
-    # decided: on the day it became education-ready in time, or once its year is over or the course closed
-    # without it; while the year is open it is pending, not a failure.
-    window_end = _year_after(activity) if activity else None
-    ready_in_time = bool(activity and education and window_end and activity <= education <= window_end)
-    decided = ready_in_time or bool(window_end and (day > window_end or closed))
-    counted = {
-        "kept|n": ever_permanent,
-        "kept|still": ever_permanent and housing[-1] == "permanent",
-        "kept|cti_icm": ever_permanent and doc.get("method") in ("cti", "icm"),
-        "addiction|n": bool(treatment),
-        "addiction|in_treatment": bool(treatment) and treatment[-1],
-        "jobcentre|n": decided,
-        "jobcentre|education_ready": ready_in_time,
-    }
-    if band:
-        counted |= {f"housing|{band}|n": True, f"housing|{band}|housed": ever_permanent}
-    return {k: int(v) for k, v in counted.items()}
-
-
-def _year_after(on: str) -> str:
-    """The last day of the calendar year that begins on an ISO date (ISO as well)."""
-    return add_months(date.fromisoformat(on), 12).isoformat()
-
-
-def _dated_by(on: str | None, day: str) -> str | None:
-    """A recorded date, if it is no later than the day."""
-    return on if on and on <= day else None
-
-
-def criteria_steps(doc: dict[str, Any]) -> dict[tuple[str, str], int]:
-    """A course's counts in the success criteria over time, as changes: (day, field) -> change on that day.
-    They change only on the days of what ``criteria_on`` reads, so those days are the only ones looked at."""
-    if not doc.get("enrolled_on"):
-        return {}
-    days = {doc["enrolled_on"], *(on for on, _ in doc.get("housing", [])), *(on for on, _ in doc.get("treatment", []))}
-    days |= {doc[k] for k in ("activity_ready_on", "education_ready_on", "closed_on") if doc.get(k)}
-    if doc.get("activity_ready_on"):  # the day after its year, when a course not ready by then counts as not
-        days.add((date.fromisoformat(_year_after(doc["activity_ready_on"])) + timedelta(days=1)).isoformat())
-    steps: dict[tuple[str, str], int] = {}
-    before: dict[str, int] = {}
-    for day in sorted(d for d in days if d >= doc["enrolled_on"]):
-        now = criteria_on(doc, day)
-        for field in before.keys() | now.keys():
-            if change := now.get(field, 0) - before.get(field, 0):
-                steps[(day, field)] = change
-        before = now
-    return steps
-
-
-# The only events that change what ``criteria_on`` or ``families`` read (enrolment, method, housing, treatment,
+# The only events that change what ``criteria.criteria_on`` or ``families`` read (enrolment, method, housing, treatment,
 # job-centre category, closure): for the others the difference is nothing, so it is not worked out.
 CHANGES_CRITERIA = (
     ev.CitizenEnrolled,
@@ -198,6 +136,19 @@ CHANGES_CRITERIA = (
     ev.AddictionTreatmentChanged,
     ev.JobCentreCategoryChanged,
     ev.CourseClosed,
+)
+
+# The course document's fields that ``criteria`` reads, kept in the referral's summary for a citizen's count.
+CRITERIA_READ = (
+    "enrolled_on",
+    "closed_on",
+    "method",
+    "age_band",
+    "housing",
+    "treatment",
+    "jobcentre",
+    "activity_ready_on",
+    "education_ready_on",
 )
 
 WAITING, SERVED, DAYS_WAITED = "waiting", "served", "days_waited"  # the waitlist series' counters
@@ -221,8 +172,9 @@ class ReportingProjection:
     # 13: early discharges by date; 14: education-ready within a year is pending, not failed, while the year is
     # open; 15: early discharges against the planned end the closure recorded; 16: the success criteria read no
     # record dated after a course's closure; 17: each referral's status moves and the citizens with more than
-    # one referral, for a status count per citizen (rebuilt from the log on upgrade)
-    version = 17
+    # one referral, for a status count per citizen; 18: the success criteria count a citizen once over their
+    # courses (rebuilt from the log on upgrade)
+    version = 18
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))
@@ -279,7 +231,7 @@ class ReportingProjection:
             for family in families(doc):
                 state.lowest(first_referrals(p, family), doc["citizen_id"], on.toordinal())
             state.score(citizen_referrals(p), f"{doc['citizen_id']}|{event.stream_id}", 0)
-            self._put_statuses(state, event.stream_id, doc)
+            self._put_summary(state, event.stream_id, doc)
             state.add(programme_cases(p), event.stream_id)
             if not payload.reopened_from:
                 state.add(partners_of(p), partner)
@@ -297,15 +249,18 @@ class ReportingProjection:
             self._course_event(event, doc, state)
             self._count_criteria_changes(state, doc, before, families_before)
         state.put_doc(name, doc)
-        if doc["status"] != status:
-            self._put_statuses(state, event.stream_id, doc)
+        if doc["status"] != status or isinstance(payload, CHANGES_CRITERIA):
+            self._put_summary(state, event.stream_id, doc)
 
     @staticmethod
-    def _put_statuses(state: ProjectionState, case_id: str, doc: dict[str, Any]) -> None:
-        """Keep a referral's status moves; a citizen with more than one referral is marked to be settled whenever
-        one of them moves (as their referrals stand at commit, whichever partition commits last)."""
-        families_of_citizens = [f for f in families(doc) if not f.startswith("method:")]  # a citizen has no method
-        state.put_doc(course_statuses(case_id), {"families": families_of_citizens, "moves": doc["moves"]})
+    def _put_summary(state: ProjectionState, case_id: str, doc: dict[str, Any]) -> None:
+        """Keep what a count per citizen reads of a referral; a citizen with more than one referral is marked to
+        be settled whenever one of them changes it (as their referrals stand at commit, whichever partition
+        commits last)."""
+        criteria = {k: doc[k] for k in CRITERIA_READ if doc.get(k)}
+        state.put_doc(
+            referral_summary(case_id), {"families": families(doc), "moves": doc["moves"], "criteria": criteria}
+        )
         p, citizen = doc["programme_id"], doc["citizen_id"]
         state.mark_if(CITIZENS_TO_SETTLE, f"{p}|{citizen}", citizen_referrals(p), referral_range(citizen), at_least=2)
 
@@ -381,6 +336,7 @@ class ReportingProjection:
         elif isinstance(payload, ev.AddictionTreatmentChanged):
             doc.setdefault("treatment", []).append([on.isoformat(), payload.in_treatment])
         elif isinstance(payload, ev.JobCentreCategoryChanged):
+            doc.setdefault("jobcentre", []).append([on.isoformat(), payload.category])  # a citizen's, over courses
             if payload.category == "activity_ready" and not doc.get("activity_ready_on"):
                 doc["activity_ready_on"] = on.isoformat()
             if payload.category == "education_ready" and doc.get("activity_ready_on"):

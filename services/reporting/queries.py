@@ -13,6 +13,7 @@ import redis
 
 from services.reporting.calendar_sums import totals_on
 from services.reporting.citizens import most_telling, on_day, one_of
+from services.reporting.criteria import citizen_on
 from services.reporting.projection import (
     DAYS_WAITED,
     SERVED,
@@ -33,7 +34,7 @@ from services.reporting.projection import (
     waiting,
     waitlist_deltas,
 )
-from services.reporting.settle import citizen_deltas, referrals_of, statuses_of
+from services.reporting.settle import citizen_deltas, citizen_success_deltas, referrals_of, summaries_of
 from shared.aggregates import load_identity, programme_stream
 from shared.domain.calendar import add_months, months_between
 from shared.domain.programme import PHASED_METHODS, Programme, course_dates, programme_from_doc
@@ -131,12 +132,32 @@ class Reports:
         (the settled counts), the person by the most telling of those."""
         records = sorted(set().union(*groups)) if groups else []
         cases = referrals_of(self.redis, self.ns, programme_id, records)
-        courses = statuses_of(self.redis, self.ns, [c for r in records for c in cases[r]])
+        courses = summaries_of(self.redis, self.ns, [c for r in records for c in cases[r]])
         change = Counter[str]()
         for group in groups:
             each = [on_day([courses[c] for c in cases[r] if c in courses], family, day) for r in sorted(group)]
             change.update(one_of([most_telling(counted) for counted in each if counted]))
         return dict(change)
+
+    def _one_person_criteria(self, programme_id: str, family: str, day: str) -> Counter[str]:
+        """Records confirmed as one person, counted once in the success criteria: each record counts over its own
+        courses (the settled counts), the person over all of theirs."""
+        groups = self._merged(programme_id)
+        records = sorted(set().union(*groups)) if groups else []
+        cases = referrals_of(self.redis, self.ns, programme_id, records)
+        summaries = summaries_of(self.redis, self.ns, [c for r in records for c in cases[r]])
+        change = Counter[str]()
+        for group in groups:
+            each = [
+                [dict(s.criteria) for c in cases[r] if (s := summaries.get(c)) and family in s.families]
+                for r in sorted(group)
+            ]
+            if sum(1 for courses in each if citizen_on(courses, day)) < 2:
+                continue
+            change.update(citizen_on([course for courses in each for course in courses], day))
+            for courses in each:
+                change.subtract(citizen_on(courses, day))
+        return change
 
     def _new_citizens(self, programme_id: str, family: str, months: list[str]) -> dict[str, int]:
         """Per month, the citizens first referred in it (in the family: a citizen new to a partner is new to it)."""
@@ -282,8 +303,15 @@ class Reports:
     def success_criteria(
         self, programme_id: str, day: date, partner: str | None = None, method: str | None = None
     ) -> dict[str, Any]:
-        """The Ballerup agreement's criteria on a day, each with numerator, denominator, percentage and target."""
-        [counts] = totals_on(self.redis, self.key, success_deltas(programme_id, family_of(partner, method)), [day])
+        """The Ballerup agreement's criteria on a day, each with numerator, denominator, percentage and target.
+        A citizen counts once over all their courses (``criteria.citizen_on``): each course's counts, each
+        citizen's settled correction, and records confirmed as one person joined here."""
+        family = family_of(partner, method)
+        [courses] = totals_on(self.redis, self.key, success_deltas(programme_id, family), [day])
+        [settled] = totals_on(self.redis, self.key, citizen_success_deltas(programme_id, family), [day])
+        counts = Counter(courses)
+        counts.update(settled)
+        counts.update(self._one_person_criteria(programme_id, family, day.isoformat()))
         rows = []
         for criterion, description, numerator, denominator, target in SUCCESS_CRITERIA:
             n, d = counts.get(numerator, 0), counts.get(denominator, 0)

@@ -3,8 +3,9 @@
 A partition's worker sees only its own referrals, and a citizen's may lie in several partitions, so the worker
 only marks such a citizen (``ProjectionState.mark_if``, at commit: whichever partition commits last sees the
 others' referrals). ``settle_citizens`` then reads all the citizen's referrals as committed, works out their
-correction (``citizens.correction_steps``) and moves ``citizen_deltas`` by its difference from the one it last
-settled. It is convergent, not counted: any number of settles, racing or crashing, end with the correction of
+corrections (``citizens.correction_steps`` of the status counts, ``citizens.criteria_correction_steps`` of the
+success criteria) and moves ``citizen_deltas`` and ``citizen_success_deltas`` by their difference from the ones
+it last settled. It is convergent, not counted: any number of settles, racing or crashing, end with the correction of
 the referrals as they stand, because each writes under WATCH of the citizen's settled correction, and forgets a
 mark only if no change came after the read.
 """
@@ -17,7 +18,7 @@ import orjson
 import redis
 
 from services.reporting.calendar_sums import changes_on
-from services.reporting.citizens import CourseStatuses, correction_steps
+from services.reporting.citizens import ReferralSummary, correction_steps, criteria_correction_steps
 from shared.redis_values import as_text
 
 # Calendar sums that settle leave with exactly the non-zero fields, however many settles it took.
@@ -39,22 +40,31 @@ return 0
 SETTLE_AT_ONCE = 200
 
 
-def course_statuses(case_id: str) -> str:
-    """A referral's status moves and the families it counts in, for a count per citizen (``citizens``)."""
-    return f"course-statuses:{case_id}"
+def referral_summary(case_id: str) -> str:
+    """What a count per citizen reads of a referral (``citizens.ReferralSummary``)."""
+    return f"referral-summary:{case_id}"
 
 
 CITIZENS_TO_SETTLE = "citizens-to-settle"  # sorted set "<programme>|<citizen>" -> changes not yet settled
 
 
 def settled(programme_id: str, citizen_id: str) -> str:
-    """The correction ``settle`` last put in ``citizen_deltas`` for a citizen with several referrals."""
+    """The corrections ``settle`` last put in ``citizen_deltas`` and ``citizen_success_deltas`` for a citizen with
+    several referrals: [series, family, day, field, change], series "status" or "success"."""
     return f"programme:{programme_id}:settled:{citizen_id}"
 
 
 def citizen_deltas(programme_id: str, family: str = "all") -> str:
     """Calendar sums that turn the referrals' status counts (``status_deltas``) into the citizens'."""
     return f"programme:{programme_id}:citizen-deltas:{family}"
+
+
+def citizen_success_deltas(programme_id: str, family: str = "all") -> str:
+    """Calendar sums that turn the courses' success criteria (``success_deltas``) into the citizens'."""
+    return f"programme:{programme_id}:citizen-success-deltas:{family}"
+
+
+SERIES = {"status": citizen_deltas, "success": citizen_success_deltas}
 
 
 def citizen_referrals(programme_id: str) -> str:
@@ -80,10 +90,10 @@ def referrals_of(
     }
 
 
-def statuses_of(reader: redis.Redis, namespace: str, case_ids: list[str]) -> dict[str, CourseStatuses]:
-    raw = reader.mget([f"{namespace}:{course_statuses(c)}" for c in case_ids]) if case_ids else []
+def summaries_of(reader: redis.Redis, namespace: str, case_ids: list[str]) -> dict[str, ReferralSummary]:
+    raw = reader.mget([f"{namespace}:{referral_summary(c)}" for c in case_ids]) if case_ids else []
     return {
-        c: CourseStatuses.from_doc(c, orjson.loads(doc))
+        c: ReferralSummary.from_doc(c, orjson.loads(doc))
         for c, doc in zip(case_ids, raw, strict=True)
         if doc is not None
     }
@@ -116,20 +126,21 @@ def _settle(connection: redis.Redis, namespace: str, members: list[str]) -> None
                 olds = pipe.mget(settled_keys)
                 still = [c for c, m in zip(citizens, marks, strict=True) if m is not None]
                 cases = _referrals(connection, namespace, still)
-                courses = statuses_of(connection, namespace, [case for found in cases.values() for case in found])
+                summaries = summaries_of(connection, namespace, [case for found in cases.values() for case in found])
                 changes: dict[str, dict[str, int]] = {}
                 pipe.multi()
                 for (programme_id, citizen), key, mark, raw in zip(citizens, settled_keys, marks, olds, strict=True):
                     if mark is None:
                         continue  # settled meanwhile
-                    new = correction_steps([courses[c] for c in cases[(programme_id, citizen)] if c in courses])
-                    old = _steps(raw)
-                    for family, day, status in old.keys() | new.keys():
-                        if change := new.get((family, day, status), 0) - old.get((family, day, status), 0):
-                            series = f"{namespace}:{citizen_deltas(programme_id, family)}"
-                            for name, field, amount in changes_on(series, status, date.fromisoformat(day), change):
+                    new = corrections([summaries[c] for c in cases[(programme_id, citizen)] if c in summaries])
+                    old = _corrections(raw)
+                    for series, family, day, field in old.keys() | new.keys():
+                        at = (series, family, day, field)
+                        if change := new.get(at, 0) - old.get(at, 0):
+                            sums = f"{namespace}:{SERIES[series](programme_id, family)}"
+                            for name, name_field, amount in changes_on(sums, field, date.fromisoformat(day), change):
                                 fields = changes.setdefault(name, {})
-                                fields[field] = fields.get(field, 0) + amount
+                                fields[name_field] = fields.get(name_field, 0) + amount
                     pipe.set(key, orjson.dumps(sorted([*k, v] for k, v in new.items())))
                 if changes:
                     names = list(changes)
@@ -159,5 +170,14 @@ def _referrals(
     return found
 
 
-def _steps(raw: bytes | str | None) -> dict[tuple[str, str, str], int]:
-    return {(family, day, status): change for family, day, status, change in orjson.loads(raw)} if raw else {}
+Corrections = dict[tuple[str, str, str, str], int]  # (series, family, ISO day, field) -> change on that day
+
+
+def corrections(referrals: list[ReferralSummary]) -> Corrections:
+    """Both of a citizen's corrections, each keyed by its series (``SERIES``)."""
+    status = {("status", *k): v for k, v in correction_steps(referrals).items()}
+    return status | {("success", *k): v for k, v in criteria_correction_steps(referrals).items()}
+
+
+def _corrections(raw: bytes | str | None) -> Corrections:
+    return {(series, family, day, field): n for series, family, day, field, n in orjson.loads(raw)} if raw else {}
