@@ -1106,7 +1106,13 @@ def test_a_citizen_with_two_courses_counts_once_in_the_success_criteria() -> Non
                 summed[name] += n
         summed.update(settled)
         assert +summed == +Counter(citizen_on(courses, day)), day
-    # One course is counted as the course itself: the citizen's rule read over one course is the course's.
+    # One course is counted as the course itself: the citizen's rule read over one course is the course's, also
+    # on a log from before back-dated records were refused, where the last recorded is not the latest.
+    out_of_order = {"enrolled_on": "2016-01-15", "housing": [["2016-03-01", "permanent"], ["2016-02-01", "homeless"]]}
+    assert (
+        criteria_on(out_of_order, "2016-04-01")["kept|still"] == citizen_on([out_of_order], "2016-04-01")["kept|still"]
+    )
+    assert criteria_on(out_of_order, "2016-04-01")["kept|still"] == 1
     for course in courses:
         assert citizen_steps([course]) == criteria_steps(course)
         assert all(citizen_on([course], day) == criteria_on(course, day) for day in days)

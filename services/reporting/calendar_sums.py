@@ -17,7 +17,7 @@ write is an increment, so partitions may commit in any order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 
 import redis
@@ -46,10 +46,11 @@ def changes_on(series: str, who: str, day: date, amount: int) -> list[tuple[str,
 
 
 def totals_on(
-    connection: redis.Redis, key: Callable[[str], str], series: str, days: Iterable[date]
+    connection: redis.Redis, key: Callable[[str], str], series: str | Sequence[str], days: Iterable[date]
 ) -> list[dict[str, int]]:
-    """Each ``who``'s total on each of the days (one round trip for all of them)."""
-    wanted = [_buckets(series, day.isoformat()) for day in days]
+    """Each ``who``'s total on each of the days, in one series or summed over several (one round trip for all)."""
+    several = [series] if isinstance(series, str) else series
+    wanted = [[bucket for one in several for bucket in _buckets(one, day.isoformat())] for day in days]
     names = list(dict.fromkeys(name for buckets in wanted for name, _, _ in buckets))
     pipe = connection.pipeline(transaction=False)
     for name in names:

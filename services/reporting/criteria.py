@@ -28,8 +28,10 @@ def criteria_on(doc: dict[str, Any], day: str) -> dict[str, int]:
     # What the course recorded by then: a closure dated back before records already made ends the course there.
     closed = _dated_by(doc.get("closed_on"), day)
     seen = closed or day
-    housing = [situation for on, situation in doc.get("housing", []) if on <= seen]
-    treatment = [in_treatment for on, in_treatment in doc.get("treatment", []) if on <= seen]
+    # In date order, the latest last (as intake records them since the domain refused back-dated records; a log
+    # from before holds some out of order).
+    housing = [situation for on, situation in _by_date(doc.get("housing", [])) if on <= seen]
+    treatment = [in_treatment for on, in_treatment in _by_date(doc.get("treatment", [])) if on <= seen]
     ever_permanent = "permanent" in housing
     band = doc.get("age_band")
     activity, education = (_dated_by(doc.get(k), seen) for k in ("activity_ready_on", "education_ready_on"))
@@ -67,17 +69,18 @@ def citizen_on(courses: Sequence[dict[str, Any]], day: str) -> dict[str, int]:
     own records up to its own closure, housing and treatment in date order across courses, education-ready
     within a year of the first activity-ready whichever course recorded it, CTI or ICM if any course was, and
     the age band they came in with."""
+    # In the order they ran: a course reopened on the day of its first's closure comes after it.
     begun = sorted(
-        (c for c in courses if c.get("enrolled_on") and c["enrolled_on"] <= day), key=lambda c: c["enrolled_on"]
+        (c for c in courses if c.get("enrolled_on") and c["enrolled_on"] <= day),
+        key=lambda c: (c["enrolled_on"], c.get("closed_on") or "9999-12-31"),
     )
     if not begun:
         return {}
     closures = [_dated_by(c.get("closed_on"), day) for c in begun]
 
     def records(key: str) -> list[list[Any]]:
-        """Each course's records up to its closure; sorted is stable, so one course's keep their order."""
-        kept = [r for c in begun for r in c.get(key, []) if not c.get("closed_on") or r[0] <= c["closed_on"]]
-        return sorted(kept, key=lambda r: str(r[0]))
+        """Each course's records up to its closure, in date order (a day's in the order the courses ran)."""
+        return _by_date([r for c in begun for r in c.get(key, []) if not c.get("closed_on") or r[0] <= c["closed_on"]])
 
     job_centre = records("jobcentre")
     # As a course keeps them: the first activity-ready, and the first education-ready recorded after it.
@@ -133,6 +136,11 @@ def _steps(days: set[str], counted_on: Callable[[str], dict[str, int]]) -> Steps
                 steps[(day, field)] = change
         before = now
     return steps
+
+
+def _by_date(records: list[list[Any]]) -> list[list[Any]]:
+    """Dated records in date order (stable: one day's keep the order they were recorded in)."""
+    return sorted(records, key=lambda r: str(r[0]))
 
 
 def _year_after(on: str) -> str:

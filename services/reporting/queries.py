@@ -307,10 +307,9 @@ class Reports:
         A citizen counts once over all their courses (``criteria.citizen_on``): each course's counts, each
         citizen's settled correction, and records confirmed as one person joined here."""
         family = family_of(partner, method)
-        [courses] = totals_on(self.redis, self.key, success_deltas(programme_id, family), [day])
-        [settled] = totals_on(self.redis, self.key, citizen_success_deltas(programme_id, family), [day])
-        counts = Counter(courses)
-        counts.update(settled)
+        sums = (success_deltas(programme_id, family), citizen_success_deltas(programme_id, family))
+        [courses_and_settled] = totals_on(self.redis, self.key, sums, [day])
+        counts = Counter(courses_and_settled)
         counts.update(self._one_person_criteria(programme_id, family, day.isoformat()))
         rows = []
         for criterion, description, numerator, denominator, target in SUCCESS_CRITERIA:
