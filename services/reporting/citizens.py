@@ -80,9 +80,8 @@ def correction_steps(courses: Sequence[ReferralSummary]) -> dict[tuple[str, str,
     """One citizen's correction as calendar changes, (family, day, status) -> change: from each day one of their
     referrals moved on, what turns their referrals' counts into their own (nothing while they have one)."""
     steps: dict[tuple[str, str, str], int] = {}
-    for family in sorted(
-        {f for c in courses for f in c.families if not f.startswith("method:")}
-    ):  # a citizen has no method
+    families = sorted({f for c in courses for f in c.families if not f.startswith("method:")})  # a citizen has none
+    for family in families:
         mine = [c for c in courses if family in c.families]
         if len(mine) < 2:
             continue
