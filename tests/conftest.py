@@ -23,7 +23,7 @@ from services.intake.app import create_app as create_intake
 from services.reporting.app import create_app as create_reporting
 from shared.bootstrap import event_store
 from shared.config import DEVELOPMENT_SECRETS, Settings
-from shared.embedded import _install_info_command
+from shared.embedded import install_shims
 from shared.eventstore import EventStore
 from tests.support import auth, grant_test_keys
 
@@ -90,7 +90,7 @@ def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(params=["fakeredis", "real-redis"])
 def connection(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     if request.param == "fakeredis":
-        _install_info_command()  # RQ asks the server's version; fakeredis has no INFO of its own
+        install_shims()  # INFO for RQ, and a BLMOVE that blocks (shared.embedded)
         yield fakeredis.FakeRedis()
         return
     conn = redis.Redis.from_url(request.getfixturevalue("real_redis_url"))

@@ -13,7 +13,7 @@ from services.reporting.app import create_app as create_reporting
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.demo import PROGRAMMES, generate
-from shared.embedded import _install_info_command
+from shared.embedded import install_shims
 from shared.suite import DEMO_KEYS
 from tests.support import run_workers
 
@@ -82,7 +82,7 @@ def test_the_generator_fills_every_report_and_is_seeded(connection: redis.Redis)
     enrolled = sum(m["enrolled"] for p in first["made"] for m in first[f"{p}/statistics/courses"]["by_method"])
     assert enrolled > 0 and first["head"] > 100  # stars, WHO-5, contacts, housing... not just referrals
 
-    _install_info_command()
+    install_shims()
     again = demo(fakeredis.FakeRedis(), citizens=12, seed=5)  # another store, the same seed
     assert {k: v for k, v in again.items() if "fidelity" not in k} == {
         k: v for k, v in first.items() if "fidelity" not in k

@@ -14,13 +14,13 @@ from services.intake.app import create_app
 from services.intake.openapi import REQUEST_SCHEMAS, SITUATIONS
 from shared.bootstrap import event_store
 from shared.config import Settings
-from shared.embedded import _install_info_command
+from shared.embedded import install_shims
 from tests.conftest import COPENHAGEN, STAFF, referral_body
 from tests.support import grant_test_keys
 
 
 def _app() -> Any:
-    _install_info_command()
+    install_shims()
     connection = fakeredis.FakeRedis()
     grant_test_keys(event_store(connection, Settings.from_env({})))
     app = create_app(connection, Settings.from_env({}))

@@ -121,3 +121,35 @@ def test_a_second_run_on_the_same_redis_keeps_the_demo_loaded_by_the_first(tmp_p
     finally:
         server.terminate()
         server.wait()
+
+
+def test_the_embedded_store_holds_a_blocking_move_until_a_job_arrives() -> None:
+    """RQ's workers wait for a job with BLMOVE. fakeredis's answered at once over TCP, so an idle suite's workers
+    asked without pause and kept a core busy; the embedded store's waits as Redis does: a move begun on an empty
+    queue takes the job pushed after it began, and one that times out leaves both lists as they were."""
+    import threading
+
+    import redis
+
+    from shared.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    try:
+        waiting, pusher = redis.Redis.from_url(server.url), redis.Redis.from_url(server.url)
+
+        def push_later() -> None:
+            time.sleep(0.3)  # the move below has begun by then, most likely; if not, it finds the job at once
+            pusher.rpush("queue", b"job-1")
+
+        later = threading.Thread(target=push_later)
+        later.start()
+        assert waiting.blmove("queue", "intermediate", 5) == b"job-1"  # was None at once: the queue was empty
+        later.join()
+        assert (waiting.lrange("queue", 0, -1), waiting.lrange("intermediate", 0, -1)) == ([], [b"job-1"])
+        waiting.rpush("queue", b"job-2", b"job-3")
+        assert waiting.blmove("queue", "intermediate", 1, src="RIGHT", dest="LEFT") == b"job-3"
+        assert waiting.lrange("intermediate", 0, -1) == [b"job-3", b"job-1"]
+        assert waiting.blmove("empty", "intermediate", 1) is None
+        assert waiting.lrange("intermediate", 0, -1) == [b"job-3", b"job-1"]
+    finally:
+        server.stop()
