@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
+from operator import itemgetter
 from typing import Any
 
 from shared.domain.calendar import add_months
@@ -140,7 +141,7 @@ def _steps(days: set[str], counted_on: Callable[[str], dict[str, int]]) -> Steps
 
 def _by_date(records: list[list[Any]]) -> list[list[Any]]:
     """Dated records in date order (stable: one day's keep the order they were recorded in)."""
-    return sorted(records, key=lambda r: str(r[0]))
+    return sorted(records, key=itemgetter(0))
 
 
 def _year_after(on: str) -> str:

@@ -242,14 +242,15 @@ class ReportingProjection:
         if not doc:
             raise RuntimeError(f"{event.stream_id}: {event.event_type} before its referral")
         status = doc["status"]
-        if not isinstance(payload, CHANGES_CRITERIA):
+        changes_criteria = isinstance(payload, CHANGES_CRITERIA)
+        if not changes_criteria:
             self._course_event(event, doc, state)
         else:
             before, families_before = criteria_steps(doc), families(doc)
             self._course_event(event, doc, state)
             self._count_criteria_changes(state, doc, before, families_before)
         state.put_doc(name, doc)
-        if doc["status"] != status or isinstance(payload, CHANGES_CRITERIA):
+        if doc["status"] != status or changes_criteria:
             self._put_summary(state, event.stream_id, doc)
 
     @staticmethod
