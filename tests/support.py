@@ -291,3 +291,10 @@ def spawn_worker(kind: str, url: str, **env: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def gc_thresholds() -> tuple[int, int, int]:
+    """A job that answers with the garbage collector's thresholds of the worker process running it."""
+    import gc
+
+    return gc.get_threshold()

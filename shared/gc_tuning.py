@@ -1,0 +1,22 @@
+"""When the garbage collector walks the whole heap, in processes that fold the log.
+
+A worker or a rebuild holds hundreds of thousands of folded documents between batches. CPython's
+full collection walks every object alive, and under its default thresholds (700, 10, 10) it ran 26
+times in one replay of 247,740 events: a third of the replay's time, to free 10 objects that sat in
+reference cycles (docs/benchmarks.md, "Seventeenth session"). What these processes make is freed by
+reference counting; young collections still run as often as before and catch the few cycles early.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# A full collection after this many collections of the middle generation (CPython's default: 10), and,
+# as always, only once a quarter more objects have survived since the last one.
+FULL_COLLECTION_AFTER = 1000
+
+
+def collect_rarely() -> None:
+    """Make full collections rare for the rest of this process (and the processes it forks)."""
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
