@@ -1,7 +1,7 @@
 """Referrals accepted per second over HTTP, against a bare Flask endpoint with one Redis round trip, both under
-gunicorn with the same settings, loaded by wrk on loopback (measure 1); then, under the same load with one
-caseflow and one reporting worker running, how long an accepted referral takes to be visible in reporting
-(measure 5).
+gunicorn with the deployment's settings (``shared/gunicorn_conf.py``, as compose runs intake), loaded by wrk
+on loopback (measure 1); then, under the same load with one caseflow and one reporting worker running, how
+long an accepted referral takes to be visible in reporting (measure 5).
 
     .venv/bin/python bench/intake.py --seconds 10 --connections 16 --rounds 3
 
@@ -55,7 +55,18 @@ def serve(target: str, url: str, workers: int) -> tuple[subprocess.Popen[bytes],
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     process = subprocess.Popen(
-        [gunicorn, "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", target],
+        [
+            gunicorn,
+            "-c",
+            "python:shared.gunicorn_conf",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            target,
+        ],
         env={**os.environ, **DEVELOPMENT_SECRETS, "REDIS_URL": url},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
