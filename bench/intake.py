@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ from tests.support import _key_parts, grant_test_keys
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _without(environment: Mapping[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in environment.items() if k != name}
+
+
 def serve(target: str, url: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
@@ -67,7 +72,8 @@ def serve(target: str, url: str, workers: int) -> tuple[subprocess.Popen[bytes],
             "warning",
             target,
         ],
-        env={**os.environ, **DEVELOPMENT_SECRETS, "REDIS_URL": url},
+        # each server names its own metrics directory (shared/gunicorn_conf.py): a shared one would be emptied
+        env={**_without(os.environ, "PROMETHEUS_MULTIPROC_DIR"), **DEVELOPMENT_SECRETS, "REDIS_URL": url},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -36,7 +36,7 @@ from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
-from shared.gc_tuning import collect_rarely
+from shared.gc_tuning import make_full_collections_rare
 from shared.projections import Projection, ProjectionRunner, replay
 
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
@@ -142,7 +142,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-peer", action="store_true", help="leave out the naive peer (it takes a while)")
     args = parser.parse_args()
-    collect_rarely()  # as the workers' and the rebuild's entry points do; the forked workers inherit it
+    make_full_collections_rare()  # as the workers' and the rebuild's entry points do; the forked workers inherit it
     with workload_log(args.citizens) as (url, store, _, generate_s):
         connection = store.redis
         events = store.head()

@@ -45,7 +45,7 @@ from services.reporting.queries import Reports  # noqa: E402
 from shared.bootstrap import event_store  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.eventstore import EventStore  # noqa: E402
-from shared.gc_tuning import collect_rarely  # noqa: E402
+from shared.gc_tuning import make_full_collections_rare  # noqa: E402
 from shared.projections import rebuild, replay  # noqa: E402
 
 PROGRAMME = "bench-cph"
@@ -56,7 +56,7 @@ def rebuild_both(url: str, until: int, processes: int) -> dict[str, float]:
     """In a fresh process: what ``projections rebuild all --processes N`` does, up to ``until`` (both read
     models in one pass, the partitions shared among N forked processes); seconds and peak RSS (the largest
     process: the parent, or one rebuild process)."""
-    collect_rarely()  # as the rebuild command does
+    make_full_collections_rare()  # as the rebuild command does
     store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
     started = time.perf_counter()
     rebuild(

@@ -15,7 +15,7 @@ from shared.backup import BackupError, export_log, import_log, verify_log
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
-from shared.gc_tuning import collect_rarely
+from shared.gc_tuning import make_full_collections_rare
 from shared.nudges import queue_health, requeue_failed
 from shared.projections import Projection, ProjectionRunner, RebuildOverlapped, can_fork_readers, rebuild
 from shared.vault import Vault, export_keys, import_keys
@@ -39,7 +39,7 @@ def _store() -> tuple[EventStore, str]:
 )
 def rebuild_command(name: str, processes: int) -> None:
     """Rebuild into new keys from the log (every read model in one pass), then switch readers and workers."""
-    collect_rarely()  # before the rebuild's processes fork: each holds the documents it folds
+    make_full_collections_rare()  # before the rebuild's processes fork: each holds the documents it folds
     store, prefix = _store()
     chosen = list(ALL.values()) if name == "all" else [ALL[name]]
     if processes <= 0:

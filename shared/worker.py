@@ -16,7 +16,7 @@ from shared.bootstrap import connect, event_store, projection_runner
 from shared.config import DEVELOPMENT_SECRETS, Settings
 from shared.durability import warn_if_not_durable
 from shared.eventstore import EventStore
-from shared.gc_tuning import collect_rarely
+from shared.gc_tuning import make_full_collections_rare
 from shared.logs import configure_logging
 from shared.nudges import SUBSCRIBERS, enqueue_sweeps, queue_name
 from shared.projections import Projection, ProjectionRunner
@@ -68,7 +68,7 @@ def suite_worker(connection: redis.Redis, prefix: str, queue: str) -> SuiteWorke
 def run_worker(queue: str, service: str) -> None:
     """A worker on the suite's ``queue`` ("caseflow", "reporting") under the configured key prefix."""
     configure_logging(service)
-    collect_rarely()  # a worker holds its partitions' folded documents from batch to batch
+    make_full_collections_rare()  # a worker holds its partitions' folded documents from batch to batch
     settings = Settings.from_env()
     connection = connect(settings)
     warn_if_not_durable(connection, service)

@@ -6,6 +6,7 @@ when given). If it cannot be started or reached, the tests fail: they never skip
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -69,6 +70,15 @@ def start_redis_server(directory: Path, *extra: str, port: int | None = None) ->
             time.sleep(0.05)
     process.kill()
     pytest.fail(f"redis-server did not answer on port {port}")
+
+
+@pytest.fixture(autouse=True)
+def gc_thresholds_restored() -> Iterator[None]:
+    """The rebuild command makes full collections rare for the process it runs in (shared.gc_tuning): here,
+    pytest's. Each test starts with the thresholds the one before it started with."""
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
 
 
 @pytest.fixture(scope="session")
