@@ -152,11 +152,12 @@ class Reports:
                 [dict(s.criteria) for c in cases[r] if (s := summaries.get(c)) and family in s.families]
                 for r in sorted(group)
             ]
-            if sum(1 for courses in each if citizen_on(courses, day)) < 2:
+            counted = [found for courses in each if (found := citizen_on(courses, day))]
+            if len(counted) < 2:
                 continue
             change.update(citizen_on([course for courses in each for course in courses], day))
-            for courses in each:
-                change.subtract(citizen_on(courses, day))
+            for found in counted:
+                change.subtract(found)
         return change
 
     def _new_citizens(self, programme_id: str, family: str, months: list[str]) -> dict[str, int]:
