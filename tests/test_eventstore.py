@@ -260,6 +260,8 @@ def test_an_event_read_from_the_log_is_the_one_its_constructor_would_build(store
         assert event == dataclasses.replace(event)
         assert vars(event).keys() - {"occurred_on"} == {f.name for f in dataclasses.fields(event)}
         assert event.occurred_on == event.occurred_at.astimezone(COPENHAGEN).date()
+        payload = event.payload  # built without its constructor too (``EventRegistry.load``)
+        assert vars(payload) == vars(dataclasses.replace(payload))
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 1000])

@@ -51,12 +51,19 @@ class RecordedEvent:
         is read a million events at a time. Fields set here are exactly the constructor's."""
         event = object.__new__(cls)
         event.__dict__.update(fields)
+        # Worked out now, not on the first read: nearly every reader reads it, and on Python 3.11 a
+        # cached_property takes a lock on its first read, which cost as much as the date itself.
+        event.__dict__["occurred_on"] = danish_date(event.occurred_at)
         return event
 
     @cached_property
     def occurred_on(self) -> date:
         """The Danish calendar date the event happened on: what reports count by."""
-        return self.occurred_at.astimezone(COPENHAGEN).date()
+        return danish_date(self.occurred_at)
+
+
+def danish_date(instant: datetime) -> date:
+    return instant.astimezone(COPENHAGEN).date()
 
 
 def today() -> date:

@@ -110,28 +110,41 @@ class EventRegistry:
 
 
 def _build(cls: type[DomainEvent], data: dict[str, Any]) -> DomainEvent:
-    """An event dataclass from its stored JSON: dates from ISO strings, lists as tuples."""
-    converters = _converters(cls)
-    return cls(**{k: converters[k](v) if v is not None else None for k, v in data.items()})
+    """An event dataclass from its stored JSON: dates from ISO strings, lists as tuples.
+
+    A stored payload holds exactly its class's fields (orjson wrote them all), so the object is built as
+    ``RecordedEvent.from_log`` builds the envelope, without the frozen class's per-field ``__setattr__``: a
+    million events are read at a time. Any other set of fields goes through the constructor, which fills
+    defaults and refuses what the class does not know."""
+    names, converters = _fields(cls)
+    if converters:
+        data = dict(data)  # the caller's dict stays as stored
+        for name, convert in converters:
+            if (value := data.get(name)) is not None:
+                data[name] = convert(value)
+    if data.keys() != names:
+        return cls(**data)
+    event = object.__new__(cls)
+    event.__dict__.update(data)
+    return event
 
 
-_CONVERTERS: dict[type[DomainEvent], dict[str, Callable[[Any], Any]]] = {}
+_FIELDS: dict[type[DomainEvent], tuple[frozenset[str], tuple[tuple[str, Callable[[Any], Any]], ...]]] = {}
 
 
-def _converters(cls: type[DomainEvent]) -> dict[str, Callable[[Any], Any]]:
-    """How to turn each stored field back into its type, worked out once per event class."""
-    if cls not in _CONVERTERS:
+def _fields(cls: type[DomainEvent]) -> tuple[frozenset[str], tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """A class's field names, and how to turn each stored field that JSON cannot hold as is back into its
+    type; worked out once per event class."""
+    if cls not in _FIELDS:
         hints = typing.get_type_hints(cls)
-        converters: dict[str, Callable[[Any], Any]] = {}
+        converters: list[tuple[str, Callable[[Any], Any]]] = []
         for spec in dataclasses.fields(cls):
             text = str(hints[spec.name])
             if "datetime.date" in text:
-                converters[spec.name] = date.fromisoformat
+                converters.append((spec.name, date.fromisoformat))
             elif text.startswith("tuple[tuple"):
-                converters[spec.name] = lambda v: tuple(tuple(x) for x in v)
+                converters.append((spec.name, lambda v: tuple(tuple(x) for x in v)))
             elif text.startswith("tuple"):
-                converters[spec.name] = tuple
-            else:
-                converters[spec.name] = lambda v: v
-        _CONVERTERS[cls] = converters
-    return _CONVERTERS[cls]
+                converters.append((spec.name, tuple))
+        _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls)), tuple(converters)
+    return _FIELDS[cls]
