@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import date, timedelta
 
+import orjson
 import pytest
 
 from shared.domain import events as ev
@@ -26,6 +27,8 @@ from shared.domain.case import (
 from shared.domain.caseload import (
     Caseload,
     assigned_method,
+    caseload_from_doc,
+    caseload_to_doc,
     decide_assignment,
     decide_offers,
     decide_release,
@@ -327,8 +330,10 @@ def test_capacity_and_the_waitlist() -> None:
         decide_assignment(load, p, second, "anna", False, date(2016, 2, 3))
     assert full.value.code == "worker_at_capacity" and "1 of 1" in full.value.message
     [waitlisted] = decide_assignment(load, p, second, "anna", True, date(2016, 2, 3))
+    assert waitlisted == ev.CaseWaitlisted("case-2", method="cti")  # anna's: the citizen waits for a CTI slot
     load = evolve_caseload(load, waitlisted, date(2016, 2, 3))
-    assert load.waitlist == (("case-2", date(2016, 2, 3)),)
+    assert load.waitlist == (("case-2", date(2016, 2, 3)),) and load.waiting_for == {"case-2": "cti"}
+    assert caseload_from_doc(orjson.loads(orjson.dumps(caseload_to_doc(load)))) == load
     with pytest.raises(Refused, match="already on the waitlist"):
         decide_assignment(load, p, second, "anna", True, date(2016, 2, 3))
     with pytest.raises(Refused) as lower:

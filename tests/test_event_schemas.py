@@ -10,7 +10,7 @@ import orjson
 import pytest
 from marshmallow import fields
 
-from shared.domain.events import CitizenEnrolled, CourseClosed, ReferralReceived
+from shared.domain.events import CaseWaitlisted, CitizenEnrolled, CourseClosed, ReferralReceived
 from shared.events import CorruptEvent, DomainEvent, EventRegistry, UnknownEventType
 from shared.events.catalogue import REGISTRY, EventSchema
 
@@ -59,6 +59,13 @@ def test_a_v1_closure_is_read_without_a_planned_end() -> None:
     name, version, data = dumped(CourseClosed("moved", date(2016, 12, 31)))
     assert (version, data) == (2, {"reason": "moved", "planned_end": "2016-12-31"})
     assert REGISTRY.load(name, version, data) == CourseClosed("moved", date(2016, 12, 31))
+
+
+def test_a_v1_waitlisting_is_read_as_a_wait_for_any_slot() -> None:
+    assert REGISTRY.load("CaseWaitlisted", 1, {"case_id": "case-1"}) == CaseWaitlisted("case-1", None)
+    name, version, data = dumped(CaseWaitlisted("case-1", "icm"))
+    assert (version, data) == (2, {"case_id": "case-1", "method": "icm"})
+    assert REGISTRY.load(name, version, data) == CaseWaitlisted("case-1", "icm")
 
 
 def test_a_stored_payload_that_breaks_its_schema_is_refused() -> None:

@@ -177,13 +177,15 @@ def test_caseloads_are_never_over_capacity_and_nobody_is_lost(steps: list[tuple[
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from(["cti", "icm"]), st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=4),
-    st.lists(st.sampled_from([None, "cti", "icm"]), max_size=8),
+    st.lists(st.tuples(st.sampled_from([None, "cti", "icm"]), st.sampled_from([None, "cti", "icm"])), max_size=8),
 )
 def test_offers_place_as_many_waiting_citizens_as_the_free_slots_allow_each_in_a_slot_of_its_method(
-    workers: list[tuple[str, int, int]], waiting: list[str | None]
+    workers: list[tuple[str, int, int]], waiting: list[tuple[str | None, str | None]]
 ) -> None:
     """Workers of two methods, each with a capacity and some citizens already; a waitlist of enrolled courses (of
-    a method) and citizens not yet enrolled (None). Every offer suits its citizen, nobody goes over capacity,
+    a method) and citizens not yet enrolled (None), each waitlisted for a worker of a method (or, as in v1
+    waitlistings, for none): a course waits for its enrolled method, else for the one it was waitlisted for,
+    else for any. Every offer suits its citizen, nobody goes over capacity,
     nobody is left waiting beside a free slot that suits them, as many are placed as any choice could place, and
     nobody is passed over but to place someone who waited longer."""
     p = programme()
@@ -196,28 +198,31 @@ def test_offers_place_as_many_waiting_citizens_as_the_free_slots_allow_each_in_a
             caseload = evolve_caseload(
                 caseload, ev.CaseAssigned(f"busy-{index}-{n}", worker_id, "request"), date(2016, 1, 5)
             )
-    methods = {f"wait-{n}": method for n, method in enumerate(waiting)}
+    methods = {f"wait-{n}": enrolled for n, (enrolled, _) in enumerate(waiting)}
+    asked = {f"wait-{n}": method for n, (_, method) in enumerate(waiting)}
+    wanted = {case_id: methods[case_id] or asked[case_id] for case_id in methods}
     for n, case_id in enumerate(methods):
-        caseload = evolve_caseload(caseload, ev.CaseWaitlisted(case_id), date(2016, 1, 10) + timedelta(days=n))
+        waitlisted = ev.CaseWaitlisted(case_id, asked[case_id])
+        caseload = evolve_caseload(caseload, waitlisted, date(2016, 1, 10) + timedelta(days=n))
     free = {w: p.capacity_of(w) - caseload.load(w) for w in p.workers}
     offers = decide_offers(caseload, p, methods, date(2016, 2, 1))
     for offer in offers:
         assert isinstance(offer, ev.CaseAssigned)
-        assert methods[offer.case_id] in (None, p.workers[offer.worker_id].method)
+        assert wanted[offer.case_id] in (None, p.workers[offer.worker_id].method)
         caseload = evolve_caseload(caseload, offer, date(2016, 2, 1))
     assert all(caseload.load(w) <= p.capacity_of(w) for w in p.workers)
     left = {w: p.capacity_of(w) - caseload.load(w) for w in p.workers}
     for case_id, _ in caseload.waitlist:
-        assert not any(n > 0 and methods[case_id] in (None, p.workers[w].method) for w, n in left.items())
+        assert not any(n > 0 and wanted[case_id] in (None, p.workers[w].method) for w, n in left.items())
     per_method = {m: sum(n for w, n in free.items() if p.workers[w].method == m) for m in ("cti", "icm")}
-    enrolled = {m: sum(1 for wanted in waiting if wanted == m) for m in ("cti", "icm")}
-    spare = sum(max(per_method[m] - enrolled[m], 0) for m in per_method)
-    best = sum(min(per_method[m], enrolled[m]) for m in per_method) + min(waiting.count(None), spare)
+    bound = {m: sum(1 for method in wanted.values() if method == m) for m in ("cti", "icm")}
+    spare = sum(max(per_method[m] - bound[m], 0) for m in per_method)
+    best = sum(min(per_method[m], bound[m]) for m in per_method) + min(list(wanted.values()).count(None), spare)
     assert len(offers) == best
 
     def placeable(cases: list[str]) -> bool:  # Hall's condition: each method's courses fit its slots, all fit all
-        wanted = [methods[c] for c in cases]
-        return len(cases) <= sum(per_method.values()) and all(wanted.count(m) <= per_method[m] for m in per_method)
+        needs = [wanted[c] for c in cases]
+        return len(cases) <= sum(per_method.values()) and all(needs.count(m) <= per_method[m] for m in per_method)
 
     placed = [offer.case_id for offer in offers if isinstance(offer, ev.CaseAssigned)]
     queue = [f"wait-{n}" for n in range(len(waiting))]  # longest waiting first

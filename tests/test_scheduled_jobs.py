@@ -145,12 +145,14 @@ def test_a_funding_end_cut_while_the_scheduler_decides_lets_no_move_after_it_in(
 def test_a_case_enrolled_while_caseflow_offers_it_a_slot_is_offered_one_of_its_method(
     intake: FlaskClient, cti_and_icm: str, store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The policy read the waiting case still in assessment (any worker would do); before its append, the case
-    was enrolled in ICM. The append read-checks the case it offers, so anna's CTI slot goes to nobody."""
-    frejs = in_assessment(intake)
-    post(intake, f"/cases/{frejs}/assignment", {"worker_id": "frej", "on": "2016-01-25"})
+    """The policy read the waiting case still in assessment, waiting for anna's CTI slot, which has just been
+    freed; before its append, the case was enrolled in ICM. The append read-checks the case it offers, so anna's
+    CTI slot goes to nobody (frej, who works with ICM, is full)."""
+    for worker in ("anna", "frej"):
+        post(intake, f"/cases/{in_assessment(intake)}/assignment", {"worker_id": worker, "on": "2016-01-25"})
     waiting = in_assessment(intake)
-    post(intake, f"/cases/{waiting}/assignment", {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-01-25"})
+    post(intake, f"/cases/{waiting}/assignment", {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-01-25"})
+    post(intake, f"/programmes/{cti_and_icm}/workers/anna/capacity", {"capacity": 2, "on": "2016-01-26"})
     enrolled_meanwhile: list[str] = []
 
     def read_then_enrol(store: EventStore, case_ids: list[str]) -> dict[str, Case]:
@@ -165,6 +167,27 @@ def test_a_case_enrolled_while_caseflow_offers_it_a_slot_is_offered_one_of_its_m
     assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 0
     assert enrolled_meanwhile == [waiting]
     assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["worker_id"] is None
+
+
+def test_a_citizen_waitlisted_for_a_worker_waits_for_a_slot_of_that_workers_method(
+    intake: FlaskClient, cti_and_icm: str, store: EventStore
+) -> None:
+    """Not yet enrolled, a citizen waitlisted for anna (CTI) is not offered frej's ICM slot when it frees (the
+    course would have been enrolled in ICM, which nobody chose); anna's slot, when it frees, is theirs."""
+    for worker in ("anna", "frej"):
+        post(intake, f"/cases/{in_assessment(intake)}/assignment", {"worker_id": worker, "on": "2016-01-25"})
+    waiting = in_assessment(intake)
+    post(intake, f"/cases/{waiting}/assignment", {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-01-25"})
+    assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["waitlisted_for"] == "cti"
+    post(intake, f"/programmes/{cti_and_icm}/workers/frej/capacity", {"capacity": 2, "on": "2016-02-01"})
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 1)) == 0
+    still = intake.get(f"/cases/{waiting}", headers=STAFF).get_json()
+    assert (still["worker_id"], still["waitlisted_for"]) == (None, "cti")
+    post(intake, f"/programmes/{cti_and_icm}/workers/anna/capacity", {"capacity": 2, "on": "2016-02-02"})
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 2)) == 1
+    offered = intake.get(f"/cases/{waiting}", headers=STAFF).get_json()
+    assert (offered["worker_id"], offered["waitlisted_for"]) == ("anna", None)
+    assert offered["assignments"] == [{"worker_id": "anna", "from": "2016-02-02", "until": None, "via": "waitlist"}]
 
 
 def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(
@@ -186,7 +209,7 @@ def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(
     monkeypatch.setattr(policies, "load_cases", counting)
     assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 0  # nobody has room
     assert reads == []
-    post(intake, f"/programmes/{cti_and_icm}/workers/frej/capacity", {"capacity": 2, "on": "2016-02-05"})
+    post(intake, f"/programmes/{cti_and_icm}/workers/anna/capacity", {"capacity": 2, "on": "2016-02-05"})
     with counting_round_trips() as sent:
         assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 5)) == 1  # the longest waiting
     assert len(reads) == 1 and len(reads[0]) == 5

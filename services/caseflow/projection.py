@@ -99,9 +99,9 @@ def kind_of(stream_id: str) -> tuple[StreamKind, str] | None:
 
 class CaseflowProjection:
     name = "caseflow"
-    # 2: a closure voids the scheduler's phase moves dated after it; 3: ICM and ACT courses have no phases
-    # (rebuilt from the log on upgrade)
-    version = 3
+    # 2: a closure voids the scheduler's phase moves dated after it; 3: ICM and ACT courses have no phases;
+    # 4: a caseload keeps the method each waitlisted citizen waits for (rebuilt from the log on upgrade)
+    version = 4
 
     def settle(self, connection: redis.Redis, namespace: str) -> int:
         return 0  # every document belongs to one stream's partition: nothing spans partitions

@@ -33,6 +33,7 @@ class Caseload:
     version: int = 0
     # Every assignment a case has had, oldest first: [worker, from, until or None, via]. Reassignment keeps history.
     history: dict[str, tuple[tuple[str, str, str | None, str], ...]] = field(default_factory=dict)
+    waiting_for: dict[str, str] = field(default_factory=dict)  # waitlisted case id -> the method asked for
 
     def load(self, worker_id: str) -> int:
         return sum(1 for w in self.assignments.values() if w == worker_id)
@@ -56,13 +57,14 @@ def caseload_to_doc(c: Caseload) -> dict[str, Any]:
         "waitlist": [[case_id, since.isoformat()] for case_id, since in c.waitlist],
         "version": c.version,
         "history": {case_id: [list(s) for s in spells] for case_id, spells in c.history.items()},
+        "waiting_for": c.waiting_for,
     }
 
 
 def caseload_from_doc(d: dict[str, Any]) -> Caseload:
     waitlist = tuple((case_id, date.fromisoformat(since)) for case_id, since in d["waitlist"])
     history = {case_id: tuple((w, a, u, v) for w, a, u, v in spells) for case_id, spells in d["history"].items()}
-    return Caseload(d["programme_id"], dict(d["assignments"]), waitlist, d["version"], history)
+    return Caseload(d["programme_id"], dict(d["assignments"]), waitlist, d["version"], history, dict(d["waiting_for"]))
 
 
 def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseload:
@@ -75,6 +77,7 @@ def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseloa
                 assignments={**caseload.assignments, case_id: worker_id},
                 waitlist=tuple(w for w in caseload.waitlist if w[0] != case_id),
                 history={**caseload.history, case_id: spells},
+                waiting_for=_without(caseload.waiting_for, case_id),
             )
         case CaseReleased(case_id=case_id):
             *earlier, (worker, start, _, via) = caseload.history[case_id]
@@ -84,11 +87,20 @@ def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseloa
                 assignments={c: w for c, w in caseload.assignments.items() if c != case_id},
                 history={**caseload.history, case_id: spells},
             )
-        case CaseWaitlisted(case_id=case_id):
-            return replace(caseload, waitlist=(*caseload.waitlist, (case_id, on)))
+        case CaseWaitlisted(case_id=case_id, method=method):
+            waiting_for = {**caseload.waiting_for, case_id: method} if method else caseload.waiting_for
+            return replace(caseload, waitlist=(*caseload.waitlist, (case_id, on)), waiting_for=waiting_for)
         case CaseLeftWaitlist(case_id=case_id):
-            return replace(caseload, waitlist=tuple(w for w in caseload.waitlist if w[0] != case_id))
+            return replace(
+                caseload,
+                waitlist=tuple(w for w in caseload.waitlist if w[0] != case_id),
+                waiting_for=_without(caseload.waiting_for, case_id),
+            )
     raise ValueError(f"caseload {caseload.programme_id}: no rule for {type(event).__name__}")
+
+
+def _without(waiting_for: dict[str, str], case_id: str) -> dict[str, str]:
+    return {c: m for c, m in waiting_for.items() if c != case_id} if case_id in waiting_for else waiting_for
 
 
 def _require_after_last_assignment_change(caseload: Caseload, case_id: str, on: date) -> None:
@@ -129,7 +141,7 @@ def decide_assignment(
         if waitlist_if_full and current is None:
             if caseload.is_waitlisted(case.case_id):
                 raise Refused("already_waitlisted", "the citizen is already on the waitlist")
-            return [CaseWaitlisted(case_id=case.case_id)]
+            return [CaseWaitlisted(case_id=case.case_id, method=method)]
         raise Refused("worker_at_capacity", f"{worker_id} already works with {load} of {capacity} citizens")
     events: list[DomainEvent] = []
     if current is not None:
@@ -167,29 +179,31 @@ def decide_offers(
 ) -> list[DomainEvent]:
     """Offer the free slots to the waiting citizens, each a slot that suits them: a course enrolled in a method
     (``methods``: each waiting case's, None before its enrolment) waits for a worker of that method, one not yet
-    enrolled takes any. Who is placed: the longest-waiting first, each kept if all kept so far can still be
-    placed, which places as many as the slots allow and, among those, the longest waiting (a citizen passed
-    over could only have been placed in the stead of one who waited longer). Then the enrolled courses take
-    slots of their method and the rest what is left, workers in id order. None after the funding end: no course
-    runs past it, and an assignment dated then would leave a course no closure date."""
+    enrolled for a worker of the method of the worker it was waitlisted for (one waitlisted before the waitlist
+    recorded that, v1, takes any). Who is placed: the longest-waiting first, each kept if all kept so far can
+    still be placed, which places as many as the slots allow and, among those, the longest waiting (a citizen
+    passed over could only have been placed in the stead of one who waited longer). Then those bound to a method
+    take slots of it and the rest what is left, workers in id order. None after the funding end: no course runs
+    past it, and an assignment dated then would leave a course no closure date."""
     if on > programme.funding_end:
         return []
     free = free_slots(caseload, programme)
     slots = Counter[str]()
     for worker_id, n in free.items():
         slots[programme.workers[worker_id].method] += n
+    wanted = {case_id: methods.get(case_id) or caseload.waiting_for.get(case_id) for case_id, _ in caseload.waitlist}
     placed: list[str] = []
-    enrolled = Counter[str]()  # the courses placed, per method
+    bound = Counter[str]()  # those placed who need a slot of one method, per method
     for case_id, _ in caseload.longest_waiting_first():
-        wanted = methods.get(case_id)
-        if len(placed) < slots.total() and (wanted is None or enrolled[wanted] < slots[wanted]):
+        method = wanted[case_id]
+        if len(placed) < slots.total() and (method is None or bound[method] < slots[method]):
             placed.append(case_id)
-            if wanted is not None:
-                enrolled[wanted] += 1
+            if method is not None:
+                bound[method] += 1
     worker_of: dict[str, str] = {}
-    for case_id in sorted(placed, key=lambda c: methods.get(c) is None):  # enrolled courses first (a stable sort)
-        wanted = methods.get(case_id)
-        worker_id = next(w for w, n in free.items() if n > 0 and wanted in (None, programme.workers[w].method))
+    for case_id in sorted(placed, key=lambda c: wanted[c] is None):  # those bound to a method first (a stable sort)
+        method = wanted[case_id]
+        worker_id = next(w for w, n in free.items() if n > 0 and method in (None, programme.workers[w].method))
         free[worker_id] -= 1
         worker_of[case_id] = worker_id
     return [CaseAssigned(case_id=c, worker_id=worker_of[c], via="waitlist") for c in placed]

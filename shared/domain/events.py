@@ -206,6 +206,7 @@ class CaseReleased(DomainEvent):
 @dataclass(frozen=True)
 class CaseWaitlisted(DomainEvent):
     case_id: str
+    method: str | None = None  # of the worker asked for: the citizen waits for a slot of it (None in v1: any slot)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ def course_status(
     if caseload is not None:
         view["worker_id"] = caseload.assignments.get(case.case_id)
         view["waitlisted_since"] = next((s.isoformat() for c, s in caseload.waitlist if c == case.case_id), None)
+        view["waitlisted_for"] = caseload.waiting_for.get(case.case_id)  # the method whose slot it waits for
         view["assignments"] = [
             {"worker_id": w, "from": start, "until": until, "via": via}
             for w, start, until, via in caseload.history.get(case.case_id, ())

@@ -173,7 +173,14 @@ def build_registry() -> EventRegistry:
     case_and_worker = {"case_id": fields.String(required=True), "worker_id": _slug(required=True)}
     r.register(ev.CaseAssigned, schema(ev.CaseAssigned, via=_slug(required=True), **case_and_worker))
     r.register(ev.CaseReleased, schema(ev.CaseReleased, reason=_slug(required=True), **case_and_worker))
-    r.register(ev.CaseWaitlisted, schema(ev.CaseWaitlisted, case_id=fields.String(required=True)))
+    r.register(
+        ev.CaseWaitlisted,
+        schema(
+            ev.CaseWaitlisted, case_id=fields.String(required=True), method=_slug(load_default=None, allow_none=True)
+        ),
+        version=2,
+        upcasters={1: lambda data: data},  # v1 kept no method: it loads as None, a wait for any slot
+    )
     r.register(
         ev.CaseLeftWaitlist,
         schema(ev.CaseLeftWaitlist, case_id=fields.String(required=True), reason=_slug(required=True)),
