@@ -52,7 +52,8 @@ class RecordedEvent:
         event = object.__new__(cls)
         event.__dict__.update(fields)
         # Worked out now, not on the first read: nearly every reader reads it, and on Python 3.11 a
-        # cached_property takes a lock on its first read, which cost as much as the date itself.
+        # cached_property takes a lock on its first read, which cost as much as the date itself. (So an event
+        # read from the log holds it in its __dict__ from the start, one built in code once it is read.)
         event.__dict__["occurred_on"] = danish_date(event.occurred_at)
         return event
 

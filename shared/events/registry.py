@@ -115,26 +115,29 @@ def _build(cls: type[DomainEvent], data: dict[str, Any]) -> DomainEvent:
     A stored payload holds exactly its class's fields (orjson wrote them all), so the object is built as
     ``RecordedEvent.from_log`` builds the envelope, without the frozen class's per-field ``__setattr__``: a
     million events are read at a time. Any other set of fields goes through the constructor, which fills
-    defaults and refuses what the class does not know."""
+    defaults and refuses what the class does not know. The attributes are set in the fields' order, as the
+    constructor sets them (events written by an earlier encoder stored them in their schema's order)."""
     names, converters = _fields(cls)
     if converters:
         data = dict(data)  # the caller's dict stays as stored
         for name, convert in converters:
             if (value := data.get(name)) is not None:
                 data[name] = convert(value)
-    if data.keys() != names:
-        return cls(**data)
+    if tuple(data) != names:
+        if data.keys() != set(names):
+            return cls(**data)
+        data = {name: data[name] for name in names}
     event = object.__new__(cls)
     event.__dict__.update(data)
     return event
 
 
-_FIELDS: dict[type[DomainEvent], tuple[frozenset[str], tuple[tuple[str, Callable[[Any], Any]], ...]]] = {}
+_FIELDS: dict[type[DomainEvent], tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]] = {}
 
 
-def _fields(cls: type[DomainEvent]) -> tuple[frozenset[str], tuple[tuple[str, Callable[[Any], Any]], ...]]:
-    """A class's field names, and how to turn each stored field that JSON cannot hold as is back into its
-    type; worked out once per event class."""
+def _fields(cls: type[DomainEvent]) -> tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """A class's field names in order, and how to turn each stored field that JSON cannot hold as is back into
+    its type; worked out once per event class."""
     if cls not in _FIELDS:
         hints = typing.get_type_hints(cls)
         converters: list[tuple[str, Callable[[Any], Any]]] = []
@@ -146,5 +149,5 @@ def _fields(cls: type[DomainEvent]) -> tuple[frozenset[str], tuple[tuple[str, Ca
                 converters.append((spec.name, lambda v: tuple(tuple(x) for x in v)))
             elif text.startswith("tuple"):
                 converters.append((spec.name, tuple))
-        _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls)), tuple(converters)
+        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)), tuple(converters)
     return _FIELDS[cls]
