@@ -346,6 +346,11 @@ def test_capacity_and_the_waitlist() -> None:
     assert decide_release(load, "case-1", "course_closed", date(2016, 3, 1)) == [
         ev.CaseReleased("case-1", "anna", "course_closed")
     ]
+    # Closing the waiting citizen's course takes them off the waitlist, and what they waited for with them.
+    [left] = decide_release(load, "case-2", "course_closed", date(2016, 3, 1))
+    assert left == ev.CaseLeftWaitlist("case-2", "course_closed")
+    closed = evolve_caseload(load, left, date(2016, 3, 1))
+    assert (closed.waitlist, closed.waiting_for) == ((), {})
 
 
 def test_a_workers_capacity_never_exceeds_the_programmes_caseload_limit() -> None:

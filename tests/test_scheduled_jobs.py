@@ -190,6 +190,27 @@ def test_a_citizen_waitlisted_for_a_worker_waits_for_a_slot_of_that_workers_meth
     assert offered["assignments"] == [{"worker_id": "anna", "from": "2016-02-02", "until": None, "via": "waitlist"}]
 
 
+def test_a_waitlisted_citizen_enrols_in_the_method_waited_for_unless_another_is_asked_for(
+    intake: FlaskClient, cti_and_icm: str, store: EventStore
+) -> None:
+    """Waiting for frej (ICM, full), a citizen whose first star names no method enrols in ICM, not in the
+    programme's first method; one whose star names CTI enrols in CTI and from then on waits for a CTI slot,
+    which anna's free one is."""
+    post(intake, f"/cases/{in_assessment(intake)}/assignment", {"worker_id": "frej", "on": "2016-01-25"})
+    waiting = [in_assessment(intake) for _ in range(2)]
+    for case_id in waiting:
+        body = {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-01-25"}
+        post(intake, f"/cases/{case_id}/assignment", body)
+    star = {"on": "2016-02-01", "scores": {"housing": 3}}
+    post(intake, f"/cases/{waiting[0]}/enrolment", star)
+    post(intake, f"/cases/{waiting[1]}/enrolment", star | {"method": "cti"})
+    views = [intake.get(f"/cases/{case_id}", headers=STAFF).get_json() for case_id in waiting]
+    assert [(v["method"], v["waitlisted_for"]) for v in views] == [("icm", "icm"), ("cti", "cti")]
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 2)) == 1
+    views = [intake.get(f"/cases/{case_id}", headers=STAFF).get_json() for case_id in waiting]
+    assert [(v["worker_id"], v["waitlisted_for"]) for v in views] == [(None, "icm"), ("anna", None)]
+
+
 def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(
     intake: FlaskClient, cti_and_icm: str, store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

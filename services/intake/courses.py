@@ -41,14 +41,16 @@ bp = Blueprint("courses", __name__)
 
 
 def _star(case_id: str, must_enrol: bool) -> Response:
-    """A star; the first enrols, in the method asked for or that of the case's relation worker (no other)."""
+    """A star; the first enrols, in the method asked for or that of the case's relation worker (no other), else
+    the one the citizen waits for on the waitlist."""
     principal = caller(*STAFF)
     checked = scoped_case(principal, case_id)
     ctx, d = load(principal, s.StarRequest)
 
     def decide(case: Case, programme: Programme, caseload: Caseload) -> list[DomainEvent]:
         worker_method = assigned_method(caseload, programme, case_id)
-        return decide_star(case, programme, d["scores"], d["on"], d["method"], must_enrol, worker_method)
+        waited_for = caseload.waiting_for.get(case_id)
+        return decide_star(case, programme, d["scores"], d["on"], d["method"], must_enrol, worker_method, waited_for)
 
     result = intake().on_case(ctx, case_id, d["on"], decide, read=checked)
     return written(result, lambda: case_view(case_id, at=result), f"/cases/{case_id}")

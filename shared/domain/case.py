@@ -432,10 +432,12 @@ def decide_star(
     method: str | None,
     must_enrol: bool,
     assigned_method: str | None = None,
+    waited_for: str | None = None,
 ) -> list[DomainEvent]:
     """A star. The first one, recorded in assessment, enrols the citizen on its date, in the method asked for, else
-    that of the relation worker the case is assigned to (``assigned_method``), else the programme's first that a
-    worker works with. Once the programme has workers, not in a method none of them works with."""
+    that of the relation worker the case is assigned to (``assigned_method``), else the one whose slot the citizen
+    waits for on the waitlist (``waited_for``), else the programme's first that a worker works with. Once the
+    programme has workers, not in a method none of them works with."""
     if must_enrol and case.status is CaseStatus.ENROLLED:
         raise Refused("already_enrolled", f"the citizen was enrolled on {_iso(case.enrolled_on)}")
     _require(case, on, CaseStatus.IN_ASSESSMENT, CaseStatus.ENROLLED, action="record a star")
@@ -455,7 +457,7 @@ def decide_star(
             f"{programme.recruitment_start.isoformat()} to {programme.recruitment_end.isoformat()}",
         )
     staffed = [m for m in programme.methods if any(w.method == m for w in programme.workers.values())]
-    method = method or assigned_method or (staffed or programme.methods)[0]
+    method = method or assigned_method or waited_for or (staffed or programme.methods)[0]
     if method not in programme.methods:
         raise Invalid({"method": [f"this programme offers {', '.join(programme.methods)}"]})
     if programme.workers and method not in staffed:  # a course no relation worker could ever take on
