@@ -32,6 +32,7 @@ from shared.domain.caseload import (
     decide_assignment,
     decide_offers,
     decide_release,
+    decide_wait_on_enrolment,
     evolve_caseload,
 )
 from shared.domain.programme import Programme, course_dates, due_phase_moves, evolve_programme
@@ -351,6 +352,31 @@ def test_capacity_and_the_waitlist() -> None:
     assert left == ev.CaseLeftWaitlist("case-2", "course_closed")
     closed = evolve_caseload(load, left, date(2016, 3, 1))
     assert (closed.waitlist, closed.waiting_for) == ((), {})
+
+
+def test_a_waiting_citizen_keeps_their_place_when_their_wait_moves_to_another_method() -> None:
+    """Waiting for anna (CTI), a citizen asked for frej (ICM, full too) waits for an ICM slot from then on, from
+    the date they first waited; asked for a worker of the method they already wait for, they are refused. A
+    course that enrols while waiting waits for its own method."""
+    p = programme(ev.WorkerJoined("anna", "cti", capacity=1), ev.WorkerJoined("frej", "icm", capacity=1))
+    p = dataclasses.replace(p, methods=("cti", "icm"))
+    load = Caseload("cph")
+    for busy, worker in (("busy-1", "anna"), ("busy-2", "frej")):
+        load = evolve_caseload(load, ev.CaseAssigned(busy, worker, "request"), date(2016, 1, 5))
+    assessing = Case(**{**enrolled_case(date(2016, 2, 1)).__dict__, "case_id": "case-2"})
+    assessing = Case(**{**assessing.__dict__, "status": CaseStatus.IN_ASSESSMENT, "method": None})
+    [waitlisted] = decide_assignment(load, p, assessing, "anna", True, date(2016, 2, 3))
+    load = evolve_caseload(load, waitlisted, date(2016, 2, 3))
+    with pytest.raises(Refused) as again:
+        decide_assignment(load, p, assessing, "anna", True, date(2016, 2, 4))
+    assert again.value.code == "already_waitlisted"
+    [moved] = decide_assignment(load, p, assessing, "frej", True, date(2016, 2, 4))
+    assert moved == ev.WaitingForChanged("case-2", "icm")
+    load = evolve_caseload(load, moved, date(2016, 2, 4))
+    assert (load.waitlist, load.waiting_for) == ((("case-2", date(2016, 2, 3)),), {"case-2": "icm"})
+    assert decide_wait_on_enrolment(load, "case-2", "icm") == []
+    assert decide_wait_on_enrolment(load, "case-2", "cti") == [ev.WaitingForChanged("case-2", "cti")]
+    assert decide_wait_on_enrolment(load, "busy-1", "cti") == []  # not waiting
 
 
 def test_a_workers_capacity_never_exceeds_the_programmes_caseload_limit() -> None:

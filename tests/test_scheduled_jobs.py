@@ -206,9 +206,39 @@ def test_a_waitlisted_citizen_enrols_in_the_method_waited_for_unless_another_is_
     post(intake, f"/cases/{waiting[1]}/enrolment", star | {"method": "cti"})
     views = [intake.get(f"/cases/{case_id}", headers=STAFF).get_json() for case_id in waiting]
     assert [(v["method"], v["waitlisted_for"]) for v in views] == [("icm", "icm"), ("cti", "cti")]
+    listed = intake.get(f"/programmes/{cti_and_icm}/caseload", headers=STAFF).get_json()["waitlist"]
+    assert [entry["waitlisted_for"] for entry in listed] == ["icm", "cti"]  # the enrolment moved the second's wait
     assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 2)) == 1
     views = [intake.get(f"/cases/{case_id}", headers=STAFF).get_json() for case_id in waiting]
     assert [(v["worker_id"], v["waitlisted_for"]) for v in views] == [(None, "icm"), ("anna", None)]
+
+
+def test_a_wait_moves_to_a_worker_of_another_method_keeping_its_place(
+    intake: FlaskClient, reporting: FlaskClient, cti_and_icm: str, store: EventStore, connection: redis.Redis
+) -> None:
+    """Waiting for anna (CTI), a citizen asked for frej (ICM, full too) waits for an ICM slot from then on,
+    still from the day they first waited, and the programme's caseload lists it; frej's slot, when it frees,
+    is theirs. Asked for frej again, they are told they are already waiting for one."""
+    for worker in ("anna", "frej"):
+        post(intake, f"/cases/{in_assessment(intake)}/assignment", {"worker_id": worker, "on": "2016-01-25"})
+    waiting = in_assessment(intake)
+    for worker, on in (("anna", "2016-01-25"), ("frej", "2016-01-27")):
+        body = {"worker_id": worker, "waitlist_if_full": True, "on": on}
+        post(intake, f"/cases/{waiting}/assignment", body)
+    view = intake.get(f"/cases/{waiting}", headers=STAFF).get_json()
+    assert (view["waitlisted_since"], view["waitlisted_for"]) == ("2016-01-25", "icm")
+    listed = intake.get(f"/programmes/{cti_and_icm}/caseload", headers=STAFF).get_json()["waitlist"]
+    assert listed == [{"case_id": waiting, "since": "2016-01-25", "waitlisted_for": "icm"}]
+    again = {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-01-28"}
+    refused(intake, f"/cases/{waiting}/assignment", again, 409, "already_waitlisted")
+    run_workers(connection)  # reporting counts one wait, not a second one when it moved
+    waits = reporting.get(f"/programmes/{cti_and_icm}/statistics/caseloads?on=2016-01-28", headers=STAFF).get_json()
+    assert (waits["waitlist"], waits["caught_up"]) == (1, True)
+    post(intake, f"/programmes/{cti_and_icm}/workers/anna/capacity", {"capacity": 2, "on": "2016-02-01"})
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 1)) == 0  # a CTI slot: not theirs
+    post(intake, f"/programmes/{cti_and_icm}/workers/frej/capacity", {"capacity": 2, "on": "2016-02-02"})
+    assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 2)) == 1
+    assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["worker_id"] == "frej"
 
 
 def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(

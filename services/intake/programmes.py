@@ -110,7 +110,12 @@ def get_caseload(programme_id: str) -> Response:
         }
         for worker_id in sorted(programme.workers)
     ]
-    waitlist = [{"case_id": c, "since": since.isoformat()} for c, since in caseload.longest_waiting_first()]
+    # waitlisted_for: the method whose slot each waits for (None: any, for a wait recorded before the waitlist
+    # kept the method; such a course, once enrolled, waits for its own method)
+    waitlist = [
+        {"case_id": c, "since": since.isoformat(), "waitlisted_for": caseload.waiting_for.get(c)}
+        for c, since in caseload.longest_waiting_first()
+    ]
     return jsonify(programme_id=programme_id, workers=workers, waitlist=waitlist, version=caseload.version)
 
 

@@ -26,7 +26,13 @@ from shared.aggregates import (
 from shared.domain import events as ev
 from shared.domain.access import Authority
 from shared.domain.case import Case, Invalid, Refused, decide_reopen, earliest_closure, require_within_funding
-from shared.domain.caseload import Caseload, caseload_stream, decide_release, last_assignment_change
+from shared.domain.caseload import (
+    Caseload,
+    caseload_stream,
+    decide_release,
+    decide_wait_on_enrolment,
+    last_assignment_change,
+)
 from shared.domain.cpr import Cpr, age_band, cpr_fingerprint, match_key
 from shared.domain.programme import Programme
 from shared.events import DomainEvent, NewEvent
@@ -317,8 +323,10 @@ class Intake:
             offers_for = None
             if ending is None:
                 require_within_funding(case, programme, on)
-                if any(isinstance(e, ev.CitizenEnrolled) for e in events):
-                    writes.append(Write(caseload_stream(case.programme_id), [], caseload.version))
+                if enrolment := next((e for e in events if isinstance(e, ev.CitizenEnrolled)), None):
+                    waits = decide_wait_on_enrolment(caseload, case_id, enrolment.method)
+                    writes.append(Write(caseload_stream(case.programme_id), waits, caseload.version))
+                    offers_for = case.programme_id if waits else None  # a slot of the method may be free
             else:
                 floor = earliest_closure(case, last_assignment_change(caseload, case_id))
                 require_within_funding(case, programme, on, earliest_closure=floor)
@@ -352,8 +360,9 @@ class Intake:
                 Write(case_id, [], case.version),
                 Write(programme_stream(programme.programme_id), [], programme.version),
             ]
-            frees_slot = any(isinstance(e, ev.CaseReleased) for e in events)
-            offers_for = programme.programme_id if frees_slot else None
+            # A freed slot, or a wait moved to a method that may have one free.
+            may_offer = any(isinstance(e, ev.CaseReleased | ev.WaitingForChanged) for e in events)
+            offers_for = programme.programme_id if may_offer else None
             return self.write(ctx, on, writes, offers_for=offers_for, course_of=programme.programme_id)
 
         return self.retrying(ctx, attempt)

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from shared.domain.case import Case, CaseStatus, Invalid, Refused, require_in_date_order
-from shared.domain.events import CaseAssigned, CaseLeftWaitlist, CaseReleased, CaseWaitlisted
+from shared.domain.events import CaseAssigned, CaseLeftWaitlist, CaseReleased, CaseWaitlisted, WaitingForChanged
 from shared.domain.programme import Programme
 from shared.events import DomainEvent
 
@@ -90,6 +90,8 @@ def evolve_caseload(caseload: Caseload, event: DomainEvent, on: date) -> Caseloa
         case CaseWaitlisted(case_id=case_id, method=method):
             waiting_for = {**caseload.waiting_for, case_id: method} if method else caseload.waiting_for
             return replace(caseload, waitlist=(*caseload.waitlist, (case_id, on)), waiting_for=waiting_for)
+        case WaitingForChanged(case_id=case_id, method=method):
+            return replace(caseload, waiting_for={**caseload.waiting_for, case_id: method})
         case CaseLeftWaitlist(case_id=case_id):
             return replace(
                 caseload,
@@ -139,15 +141,27 @@ def decide_assignment(
     load, capacity = caseload.load(worker_id), programme.capacity_of(worker_id)
     if load >= capacity:
         if waitlist_if_full and current is None:
-            if caseload.is_waitlisted(case.case_id):
-                raise Refused("already_waitlisted", "the citizen is already on the waitlist")
-            return [CaseWaitlisted(case_id=case.case_id, method=method)]
+            if not caseload.is_waitlisted(case.case_id):
+                return [CaseWaitlisted(case_id=case.case_id, method=method)]
+            if method == (case.method or caseload.waiting_for.get(case.case_id)):
+                raise Refused(
+                    "already_waitlisted", f"the citizen is already on the waitlist, for a {method.upper()} slot"
+                )
+            return [WaitingForChanged(case_id=case.case_id, method=method)]  # their place kept
         raise Refused("worker_at_capacity", f"{worker_id} already works with {load} of {capacity} citizens")
     events: list[DomainEvent] = []
     if current is not None:
         events.append(CaseReleased(case_id=case.case_id, worker_id=current, reason="reassigned"))
     events.append(CaseAssigned(case_id=case.case_id, worker_id=worker_id, via="request"))
     return events
+
+
+def decide_wait_on_enrolment(caseload: Caseload, case_id: str, method: str) -> list[DomainEvent]:
+    """A waitlisted citizen whose course enrols waits from then on for a slot of its method (a course works with
+    a relation worker of its own method), in the enrolment's append."""
+    if caseload.is_waitlisted(case_id) and caseload.waiting_for.get(case_id) != method:
+        return [WaitingForChanged(case_id=case_id, method=method)]
+    return []
 
 
 def decide_release(caseload: Caseload, case_id: str, reason: str, on: date) -> list[DomainEvent]:

@@ -210,6 +210,15 @@ class CaseWaitlisted(DomainEvent):
 
 
 @dataclass(frozen=True)
+class WaitingForChanged(DomainEvent):
+    """A waitlisted citizen now waits for a slot of another method (keeping their place): their course enrolled
+    in it, or the coordinator asked for a full worker of it."""
+
+    case_id: str
+    method: str
+
+
+@dataclass(frozen=True)
 class CaseLeftWaitlist(DomainEvent):
     case_id: str
     reason: str

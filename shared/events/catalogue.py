@@ -182,6 +182,10 @@ def build_registry() -> EventRegistry:
         upcasters={1: lambda data: data},  # v1 kept no method: it loads as None, a wait for any slot
     )
     r.register(
+        ev.WaitingForChanged,
+        schema(ev.WaitingForChanged, case_id=fields.String(required=True), method=_slug(required=True)),
+    )
+    r.register(
         ev.CaseLeftWaitlist,
         schema(ev.CaseLeftWaitlist, case_id=fields.String(required=True), reason=_slug(required=True)),
     )
