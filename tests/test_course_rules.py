@@ -377,6 +377,12 @@ def test_a_waiting_citizen_keeps_their_place_when_their_wait_moves_to_another_me
     assert decide_wait_on_enrolment(load, "case-2", "icm") == []
     assert decide_wait_on_enrolment(load, "case-2", "cti") == [ev.WaitingForChanged("case-2", "cti")]
     assert decide_wait_on_enrolment(load, "busy-1", "cti") == []  # not waiting
+    # Enrolled in CTI while its wait still names ICM (a wait recorded before enrolments moved it): asked for a
+    # full CTI worker, it is already waiting for what applies, its course's method.
+    enrolled = Case(**{**assessing.__dict__, "status": CaseStatus.ENROLLED, "method": "cti"})
+    with pytest.raises(Refused) as applies:
+        decide_assignment(load, p, enrolled, "anna", True, date(2016, 2, 5))
+    assert applies.value.code == "already_waitlisted"
 
 
 def test_a_workers_capacity_never_exceeds_the_programmes_caseload_limit() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 import redis
@@ -13,6 +13,7 @@ from services.caseflow.policies import emit_due_phase_moves
 from shared.aggregates import load_case, load_cases, load_programme
 from shared.domain.case import Case
 from shared.domain.programme import Programme
+from shared.events.envelope import today
 from shared.eventstore import EventStore
 from tests.conftest import STAFF
 from tests.support import counting_round_trips, run_workers, suite_queue
@@ -239,6 +240,32 @@ def test_a_wait_moves_to_a_worker_of_another_method_keeping_its_place(
     post(intake, f"/programmes/{cti_and_icm}/workers/frej/capacity", {"capacity": 2, "on": "2016-02-02"})
     assert policies.offer_free_slots(store, "cf", "demo-cph", on=date(2016, 2, 2)) == 1
     assert intake.get(f"/cases/{waiting}", headers=STAFF).get_json()["worker_id"] == "frej"
+
+
+def test_a_wait_moved_to_a_method_with_a_free_slot_is_offered_it_by_the_job_the_move_queues(
+    intake: FlaskClient, cti_and_icm: str, connection: redis.Redis
+) -> None:
+    """Gus (ICM) has room while anna (CTI) and frej (ICM) are full. Two citizens wait for anna; one is then asked
+    for frej, the other's course enrols in ICM: each move queues an offer job, which gives them gus's slots.
+    (Funded past today: the job offers slots today, and none after the funding end.)"""
+    funded = {"funding_end": (today() + timedelta(days=365)).isoformat(), "on": "2016-01-02"}
+    post(intake, f"/programmes/{cti_and_icm}/changes", funded)
+    body = {"worker_id": "gus", "method": "icm", "capacity": 2, "on": "2016-01-02"}
+    post(intake, f"/programmes/{cti_and_icm}/workers", body)
+    for worker in ("anna", "frej"):
+        post(intake, f"/cases/{in_assessment(intake)}/assignment", {"worker_id": worker, "on": "2016-01-25"})
+    waiting = [in_assessment(intake) for _ in range(2)]
+    for case_id in waiting:
+        body = {"worker_id": "anna", "waitlist_if_full": True, "on": "2016-01-25"}
+        post(intake, f"/cases/{case_id}/assignment", body)
+    run_workers(connection)  # what the waitlistings queued: no CTI slot is free
+    assert [intake.get(f"/cases/{c}", headers=STAFF).get_json()["worker_id"] for c in waiting] == [None, None]
+    post(intake, f"/cases/{waiting[0]}/assignment", {"worker_id": "frej", "waitlist_if_full": True, "on": "2016-01-26"})
+    run_workers(connection)
+    assert [intake.get(f"/cases/{c}", headers=STAFF).get_json()["worker_id"] for c in waiting] == ["gus", None]
+    post(intake, f"/cases/{waiting[1]}/enrolment", {"on": "2016-02-01", "scores": {"housing": 3}, "method": "icm"})
+    run_workers(connection)
+    assert [intake.get(f"/cases/{c}", headers=STAFF).get_json()["worker_id"] for c in waiting] == ["gus", "gus"]
 
 
 def test_the_offer_job_reads_no_waiting_case_while_no_slot_is_free(

@@ -158,7 +158,8 @@ def decide_assignment(
 
 def decide_wait_on_enrolment(caseload: Caseload, case_id: str, method: str) -> list[DomainEvent]:
     """A waitlisted citizen whose course enrols waits from then on for a slot of its method (a course works with
-    a relation worker of its own method), in the enrolment's append."""
+    a relation worker of its own method), in the enrolment's append. Dated as the enrolment, which may be before
+    the wait began: nothing reads the date of such a change (offers read the method, reports count waits)."""
     if caseload.is_waitlisted(case_id) and caseload.waiting_for.get(case_id) != method:
         return [WaitingForChanged(case_id=case_id, method=method)]
     return []
