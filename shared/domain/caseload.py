@@ -44,6 +44,12 @@ class Caseload:
     def is_waitlisted(self, case_id: str) -> bool:
         return any(c == case_id for c, _ in self.waitlist)
 
+    def method_waited_for(self, case_id: str, course_method: str | None) -> str | None:
+        """The method whose slot a waiting citizen waits for: their course's once enrolled (a course works with a
+        relation worker of its own method), else that of the worker they were waitlisted for; None, any slot (a
+        wait recorded before the waitlist kept the method)."""
+        return course_method or self.waiting_for.get(case_id)
+
     def longest_waiting_first(self) -> list[tuple[str, date]]:
         """The waitlist by the date each began to wait (a waitlisting may be recorded days after its date);
         those of one date in the order recorded."""
@@ -143,7 +149,7 @@ def decide_assignment(
         if waitlist_if_full and current is None:
             if not caseload.is_waitlisted(case.case_id):
                 return [CaseWaitlisted(case_id=case.case_id, method=method)]
-            if method == (case.method or caseload.waiting_for.get(case.case_id)):
+            if method == caseload.method_waited_for(case.case_id, case.method):
                 raise Refused(
                     "already_waitlisted", f"the citizen is already on the waitlist, for a {method.upper()} slot"
                 )
@@ -206,7 +212,7 @@ def decide_offers(
     slots = Counter[str]()
     for worker_id, n in free.items():
         slots[programme.workers[worker_id].method] += n
-    wanted = {case_id: methods.get(case_id) or caseload.waiting_for.get(case_id) for case_id, _ in caseload.waitlist}
+    wanted = {case_id: caseload.method_waited_for(case_id, methods.get(case_id)) for case_id, _ in caseload.waitlist}
     placed: list[str] = []
     bound = Counter[str]()  # those placed who need a slot of one method, per method
     for case_id, _ in caseload.longest_waiting_first():

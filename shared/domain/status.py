@@ -46,10 +46,8 @@ def course_status(
     if caseload is not None:
         view["worker_id"] = caseload.assignments.get(case.case_id)
         view["waitlisted_since"] = next((s.isoformat() for c, s in caseload.waitlist if c == case.case_id), None)
-        # The method whose slot the citizen waits for: the course's once enrolled (an enrolment in another method
-        # than the one waitlisted for moves the wait to it), else that of the worker it was waitlisted for.
         waiting = caseload.is_waitlisted(case.case_id)
-        view["waitlisted_for"] = (case.method or caseload.waiting_for.get(case.case_id)) if waiting else None
+        view["waitlisted_for"] = caseload.method_waited_for(case.case_id, case.method) if waiting else None
         view["assignments"] = [
             {"worker_id": w, "from": start, "until": until, "via": via}
             for w, start, until, via in caseload.history.get(case.case_id, ())
