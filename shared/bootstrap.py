@@ -19,13 +19,11 @@ log = logging.getLogger(__name__)
 
 def connect(settings: Settings) -> redis.Redis:
     """The Redis holding the log: through Sentinel when sentinels are configured, else at REDIS_URL."""
-    retry = {
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-    }
     if settings.redis_sentinels:
-        sentinel = Sentinel(list(settings.redis_sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
-        primary: redis.Redis = sentinel.master_for(settings.redis_sentinel_service, **retry)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(settings.redis_sentinels), socket_timeout=5)
+        primary: redis.Redis = sentinel.master_for(
+            settings.redis_sentinel_service, retry=_retry(), retry_on_error=[redis.ConnectionError, redis.TimeoutError]
+        )
         return primary
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (the local runner `caseflow-suite up` sets it for you)")
@@ -34,9 +32,13 @@ def connect(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
+        retry=_retry(),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8)
 
 
 def event_store(connection: redis.Redis, settings: Settings) -> EventStore:
