@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import fakeredis
+import orjson
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +101,7 @@ def check(case: Case) -> None:
     if case.status is CaseStatus.CLOSED:
         assert case.closed_on is not None and case.closed_on >= case.enrolled_on  # type: ignore[operator]
     assert all(c.on >= case.referred_on for c in case.history)
-    assert Case.from_dict(case.to_dict()) == case
+    assert Case.from_stored(orjson.loads(orjson.dumps(case))) == case
 
 
 @settings(max_examples=300, deadline=None)

@@ -54,11 +54,11 @@ class StreamKind:
     from_doc: Callable[[dict[str, Any]], Any]
     initial: Callable[[str], Any]  # before the stream's first event
     evolve: Callable[[Any, str, DomainEvent, date], Any]
-    to_doc: Callable[[Any], dict[str, Any]]
+    to_doc: Callable[[Any], Any]  # what orjson writes: a dict, or a dataclass it writes as it is
 
 
 KINDS = (
-    StreamKind("case-", case_doc_name, Case.from_dict, lambda _: None, evolve, lambda case: case.to_dict()),
+    StreamKind("case-", case_doc_name, Case.from_stored, lambda _: None, evolve, lambda case: case),  # see from_stored
     StreamKind(
         "programme-",
         programme_doc_name,
@@ -100,8 +100,9 @@ def kind_of(stream_id: str) -> tuple[StreamKind, str] | None:
 class CaseflowProjection:
     name = "caseflow"
     # 2: a closure voids the scheduler's phase moves dated after it; 3: ICM and ACT courses have no phases;
-    # 4: a caseload keeps the method each waitlisted citizen waits for (rebuilt from the log on upgrade)
-    version = 4
+    # 4: a caseload keeps the method each waitlisted citizen waits for (rebuilt from the log on upgrade);
+    # 5: a case is stored as orjson writes its dataclass (``Case.from_stored``)
+    version = 5
 
     def settle(self, connection: redis.Redis, namespace: str) -> int:
         return 0  # every document belongs to one stream's partition: nothing spans partitions

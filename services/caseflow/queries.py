@@ -47,7 +47,7 @@ class ReadModel:
 
     def cases(self, programme_id: str) -> list[Case]:
         ids = self.members(programme_index_name(programme_id))
-        return [Case.from_dict(d) for d in self.docs([case_doc_name(c) for c in ids])]
+        return [Case.from_stored(d) for d in self.docs([case_doc_name(c) for c in ids])]
 
 
 def cases_of_programme(connection: redis.Redis, prefix: str, programme_id: str) -> list[dict[str, Any]]:
@@ -78,7 +78,7 @@ def overdue_assessments(
     programme = programme_from_doc(programme_doc)
     case_ids = caseload_from_doc(caseload_doc).cases_of(worker_id)
     rows = []
-    for case in (Case.from_dict(d) for d in model.docs([case_doc_name(c) for c in case_ids])):
+    for case in (Case.from_stored(d) for d in model.docs([case_doc_name(c) for c in case_ids])):
         due = next_assessment_due(case, programme)
         if case.status is CaseStatus.ENROLLED and due is not None and due < on:
             rows.append(

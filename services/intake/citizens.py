@@ -47,7 +47,7 @@ def _citizen_cases(programme_id: str, citizen_id: str) -> list[Case]:
     """The citizen's cases in this programme (from the caseflow projection); 404 if there are none."""
     model = _model()
     ids = model.members(citizen_index_name(citizen_id))
-    cases = [Case.from_dict(d) for d in model.docs([f"case:{c}" for c in ids])]
+    cases = [Case.from_stored(d) for d in model.docs([f"case:{c}" for c in ids])]
     mine = [c for c in cases if c.programme_id == programme_id]
     if not mine:
         raise NotFound("no such citizen")
