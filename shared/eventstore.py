@@ -13,17 +13,19 @@ current version, not a retry loop.
 
 from __future__ import annotations
 
+import functools
 import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 import redis
 
 from shared.events import EventRegistry, NewEvent, RecordedEvent
+from shared.events.envelope import danish_date
 from shared.keys import LogKeys
 from shared.redis_values import as_text, entry_position, load_script, stream_entries
 
@@ -495,20 +497,34 @@ class EventStore:
         return entry_position(newest[0][0]) if newest else 0
 
     def _decode(self, entry_id: bytes, f: dict[bytes, bytes]) -> RecordedEvent:
-        event_type = f[b"type"].decode()
+        event_type = self.registry.event_type(f[b"type"].decode())
+        occurred_at, occurred_on = _instant(f[b"occurred_at"])
+        meta = f[b"meta"]
         return RecordedEvent.from_log(
-            event_id=f[b"id"].decode(),
-            event_type=event_type,
-            schema_version=self.registry.current_version(event_type),
-            stream_id=f[b"stream"].decode(),
-            stream_position=int(f[b"sp"]),
-            global_position=int(entry_id.partition(b"-")[0]),
-            occurred_at=datetime.fromisoformat(f[b"occurred_at"].decode()),
-            recorded_at=datetime.fromisoformat(f[b"recorded_at"].decode()),
-            actor=f[b"actor"].decode(),
-            payload=self.registry.load(event_type, int(f[b"v"]), orjson.loads(f[b"payload"])),
-            metadata=orjson.loads(f[b"meta"]) if f[b"meta"] != b"{}" else {},
+            {
+                "event_id": f[b"id"].decode(),
+                "event_type": event_type.name,
+                "schema_version": event_type.version,
+                "stream_id": f[b"stream"].decode(),
+                "stream_position": int(f[b"sp"]),
+                "global_position": int(entry_id.partition(b"-")[0]),
+                "occurred_at": occurred_at,
+                "recorded_at": datetime.fromisoformat(f[b"recorded_at"].decode()),
+                "actor": f[b"actor"].decode(),
+                "payload": self.registry.load_type(event_type, int(f[b"v"]), orjson.loads(f[b"payload"])),
+                "metadata": orjson.loads(meta) if meta != b"{}" else {},
+                "occurred_on": occurred_on,
+            }
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _instant(stored: bytes) -> tuple[datetime, date]:
+    """An event's instant and its Danish date, worked out once per distinct stored value: commands record the
+    start of the day they are dated, so a log holds a few instants a day, each read thousands of times (the
+    date's time zone conversion cost as much as the rest of an envelope). Both are immutable, so shared."""
+    instant = datetime.fromisoformat(stored.decode())
+    return instant, danish_date(instant)
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:

@@ -9,6 +9,7 @@ commutative adds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -97,6 +98,14 @@ def kind_of(stream_id: str) -> tuple[StreamKind, str] | None:
     raise ValueError(f"no projection rule for stream {stream_id}")
 
 
+@functools.lru_cache(maxsize=100_000)
+def document_of(stream_id: str) -> tuple[StreamKind, str, str] | None:
+    """``kind_of`` and the name of the stream's document, worked out once per stream: a worker meets the same
+    streams batch after batch."""
+    found = kind_of(stream_id)
+    return None if found is None else (*found, found[0].doc_name(found[1]))
+
+
 class CaseflowProjection:
     name = "caseflow"
     # 2: a closure voids the scheduler's phase moves dated after it; 3: ICM and ACT courses have no phases;
@@ -113,13 +122,12 @@ class CaseflowProjection:
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold each event into its stream's object, held by the state, which writes each touched document
         once when it flushes."""
-        kinds = [kind_of(e.stream_id) for e in events]
-        state.load_docs((found[0].doc_name(found[1]) for found in kinds if found), _from_doc)
-        for event, found in zip(events, kinds, strict=True):
+        documents = [document_of(e.stream_id) for e in events]
+        state.load_docs((found[2] for found in documents if found), _from_doc)
+        for event, found in zip(events, documents, strict=True):
             if found is None:
                 continue
-            kind, key = found
-            name = kind.doc_name(key)
+            kind, key, name = found
             before = state.get_doc(name, _from_doc)
             after = kind.evolve(
                 before if before is not None else kind.initial(key), key, event.payload, event.occurred_on

@@ -46,15 +46,15 @@ class RecordedEvent:
     metadata: dict[str, Any]
 
     @classmethod
-    def from_log(cls, **fields: Any) -> RecordedEvent:
+    def from_log(cls, fields: dict[str, Any]) -> RecordedEvent:
         """As the constructor, without its per-field ``object.__setattr__`` (a frozen class's price): the log
-        is read a million events at a time. Fields set here are exactly the constructor's."""
+        is read a million events at a time. ``fields`` are exactly the constructor's, and ``occurred_on``,
+        which the reader works out with ``occurred_at`` (``shared.eventstore``): nearly every reader reads it,
+        and on Python 3.11 a cached_property takes a lock on its first read, which cost as much as the date
+        itself. (So an event read from the log holds it in its __dict__ from the start, one built in code once
+        it is read.)"""
         event = object.__new__(cls)
         event.__dict__.update(fields)
-        # Worked out now, not on the first read: nearly every reader reads it, and on Python 3.11 a
-        # cached_property takes a lock on its first read, which cost as much as the date itself. (So an event
-        # read from the log holds it in its __dict__ from the start, one built in code once it is read.)
-        event.__dict__["occurred_on"] = danish_date(event.occurred_at)
         return event
 
     @cached_property

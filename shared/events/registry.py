@@ -84,9 +84,19 @@ class EventRegistry:
         """Upcast a stored payload to the current version. Current-version events were validated when written,
         so they are built directly (``validate=True`` re-checks them, as ``log verify`` does); older versions
         are upcast and validated."""
-        event_type = self._by_name.get(name)
-        if event_type is None:
-            raise UnknownEventType(name)
+        return self.load_type(self.event_type(name), version, data, validate)
+
+    def event_type(self, name: str) -> EventType:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownEventType(name) from None
+
+    def load_type(
+        self, event_type: EventType, version: int, data: dict[str, Any], validate: bool = False
+    ) -> DomainEvent:
+        """As ``load``, for an event type already looked up."""
+        name = event_type.name
         if version == event_type.version and not validate:
             try:
                 return _build(event_type.event_class, data)
@@ -101,12 +111,6 @@ class EventRegistry:
         except ValidationError as e:
             raise CorruptEvent(f"{name} v{version}: {e.messages}") from None
         return loaded
-
-    def current_version(self, name: str) -> int:
-        try:
-            return self._by_name[name].version
-        except KeyError:
-            raise UnknownEventType(name) from None
 
 
 def _build(cls: type[DomainEvent], data: dict[str, Any]) -> DomainEvent:
