@@ -41,7 +41,7 @@ class Settings:
             key_prefix=env.get("CASEFLOW_KEY_PREFIX", "cf"),
             partitions=int(env.get("CASEFLOW_PARTITIONS", "16")),
             lease_ttl_ms=int(env.get("CASEFLOW_LEASE_TTL_MS", "10000")),
-            batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "500")),
+            batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "2000")),
             idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
             cpr_hmac_secret=_secret(env, "CASEFLOW_CPR_SECRET").encode(),
             master_key=_secret(env, "CASEFLOW_MASTER_KEY").encode(),

@@ -386,3 +386,18 @@ def test_a_mark_set_again_after_another_settle_forgot_it_is_not_forgotten_by_a_s
         ProjectionRunner(store, Unsettled()).catch_up_all()
     runner.settle()
     assert live(runner) == reference(store, runner.projection)
+
+
+def test_a_flush_adds_every_member_to_every_set_however_many(connection: redis.Redis) -> None:
+    """A flush sends its adds as one script, a thousand members per SADD (Lua's ``unpack`` refuses more than
+    8,000 values): a set given 10,000 members in one flush holds them all, as does the set beside it."""
+    state = ProjectionState(connection, "flushed")
+    many = [f"case-{i:05d}" for i in range(10_000)]
+    for member in many:
+        state.add("programme:p:cases", member)
+    state.add("citizen:c:cases", "case-00001")
+    with connection.pipeline() as pipe:
+        state.flush(pipe)
+        pipe.execute()
+    assert connection.smembers("flushed:programme:p:cases") == {m.encode() for m in many}
+    assert connection.smembers("flushed:citizen:c:cases") == {b"case-00001"}

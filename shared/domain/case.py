@@ -299,11 +299,11 @@ def _updated(case: Case, changes: dict[str, Any]) -> Case:
     """``dataclasses.replace`` without re-running ``__init__``, which for a frozen class of two dozen fields
     was the fold's largest cost (~35 us per event). Case has no ``__post_init__`` and no cached values, so
     copying its fields and setting those that change (and the version) is the same thing."""
-    updated = object.__new__(Case)
-    fields = updated.__dict__
-    fields.update(case.__dict__)
+    fields = case.__dict__.copy()  # a copy of a whole dict is several times faster than adding its entries
     fields.update(changes)
     fields["version"] = case.version + 1
+    updated = object.__new__(Case)
+    object.__setattr__(updated, "__dict__", fields)
     return updated
 
 
