@@ -254,7 +254,7 @@ def verify_log(store: EventStore, progress: Callable[[int], None] | None = None)
                     problems.append(f"{stream}: event {sp} follows {len(stream_positions)}")
                 stream_positions.append(position)
                 try:
-                    store.registry.load(raw["type"], int(raw["v"]), json.loads(raw["payload"]), validate=True)
+                    store.registry.load(raw["type"], int(raw["v"]), raw["payload"], validate=True)
                 except Exception as e:
                     problems.append(f"position {position}: {type(e).__name__}")
                 indexed.append((raw["id"], f"{position}:{sp}"))

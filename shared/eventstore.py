@@ -511,7 +511,7 @@ class EventStore:
                 "occurred_at": occurred_at,
                 "recorded_at": datetime.fromisoformat(f[b"recorded_at"].decode()),
                 "actor": f[b"actor"].decode(),
-                "payload": self.registry.load_type(event_type, int(f[b"v"]), orjson.loads(f[b"payload"])),
+                "payload": self.registry.load_type(event_type, int(f[b"v"]), f[b"payload"]),
                 "metadata": orjson.loads(meta) if meta != b"{}" else {},
                 "occurred_on": occurred_on,
             }

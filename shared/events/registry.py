@@ -8,12 +8,11 @@ events are never rewritten, they are upcast when read.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
+import msgspec
 import orjson
 from marshmallow import Schema, ValidationError
 
@@ -41,6 +40,13 @@ class EventType:
     event_class: type[DomainEvent]
     schema: Schema
     upcasters: dict[int, Upcaster] = field(default_factory=dict)
+    # A current-version payload is read by msgspec, straight from its stored JSON into the class, types checked.
+    reader: msgspec.json.Decoder[Any] = field(init=False, repr=False)
+    field_names: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reader = msgspec.json.Decoder(self.event_class)
+        self.field_names = tuple(f.name for f in dataclasses.fields(self.event_class))
 
 
 class EventRegistry:
@@ -80,30 +86,37 @@ class EventRegistry:
             raise InvalidEvent(f"{event_type.name}: {errors}")
         return event_type.name, event_type.version, payload
 
-    def load(self, name: str, version: int, data: dict[str, Any], validate: bool = False) -> DomainEvent:
-        """Upcast a stored payload to the current version. Current-version events were validated when written,
-        so they are built directly (``validate=True`` re-checks them, as ``log verify`` does); older versions
-        are upcast and validated."""
-        return self.load_type(self.event_type(name), version, data, validate)
-
     def event_type(self, name: str) -> EventType:
         try:
             return self._by_name[name]
         except KeyError:
             raise UnknownEventType(name) from None
 
+    def load(self, name: str, version: int, stored: bytes | str, validate: bool = False) -> DomainEvent:
+        """An event's payload from its stored JSON, upcast to the current version.
+
+        Current-version events were validated by their schema when written, so msgspec reads them straight into
+        their class, checking each field's type (``validate=True`` re-checks them against the schema, as ``log
+        verify`` does: msgspec passes over a field the class does not have, the schema refuses it); older
+        versions are upcast and validated."""
+        return self.load_type(self.event_type(name), version, stored, validate)
+
     def load_type(
-        self, event_type: EventType, version: int, data: dict[str, Any], validate: bool = False
+        self, event_type: EventType, version: int, stored: bytes | str, validate: bool = False
     ) -> DomainEvent:
-        """As ``load``, for an event type already looked up."""
+        """As ``load``, for an event type already looked up (the log's reader, once per event)."""
         name = event_type.name
         if version == event_type.version and not validate:
             try:
-                return _build(event_type.event_class, data)
-            except (KeyError, TypeError, ValueError) as e:
-                raise CorruptEvent(f"{name} v{version}: {type(e).__name__}") from None
+                payload: DomainEvent = event_type.reader.decode(stored)
+            except msgspec.MsgspecError as e:  # names the field and the types, never the value
+                raise CorruptEvent(f"{name} v{version}: {e}") from None
+            if tuple(payload.__dict__) != event_type.field_names:
+                return _as_constructed(payload, event_type.field_names)
+            return payload
         if version > event_type.version:
             raise ValueError(f"{name} v{version} is newer than this code knows (v{event_type.version})")
+        data = orjson.loads(stored)
         for from_version in range(version, event_type.version):
             data = event_type.upcasters[from_version](data)
         try:
@@ -113,45 +126,11 @@ class EventRegistry:
         return loaded
 
 
-def _build(cls: type[DomainEvent], data: dict[str, Any]) -> DomainEvent:
-    """An event dataclass from its stored JSON: dates from ISO strings, lists as tuples.
-
-    A stored payload holds exactly its class's fields (orjson wrote them all), so the object is built as
-    ``RecordedEvent.from_log`` builds the envelope, without the frozen class's per-field ``__setattr__``: a
-    million events are read at a time. Any other set of fields goes through the constructor, which fills
-    defaults and refuses what the class does not know. The attributes are set in the fields' order, as the
-    constructor sets them (events written by an earlier encoder stored them in their schema's order)."""
-    names, converters = _fields(cls)
-    if converters:
-        data = dict(data)  # the caller's dict stays as stored
-        for name, convert in converters:
-            if (value := data.get(name)) is not None:
-                data[name] = convert(value)
-    if tuple(data) != names:
-        if data.keys() != set(names):
-            return cls(**data)
-        data = {name: data[name] for name in names}
-    event = object.__new__(cls)
-    event.__dict__.update(data)
-    return event
-
-
-_FIELDS: dict[type[DomainEvent], tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]] = {}
-
-
-def _fields(cls: type[DomainEvent]) -> tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]:
-    """A class's field names in order, and how to turn each stored field that JSON cannot hold as is back into
-    its type; worked out once per event class."""
-    if cls not in _FIELDS:
-        hints = typing.get_type_hints(cls)
-        converters: list[tuple[str, Callable[[Any], Any]]] = []
-        for spec in dataclasses.fields(cls):
-            text = str(hints[spec.name])
-            if "datetime.date" in text:
-                converters.append((spec.name, date.fromisoformat))
-            elif text.startswith("tuple[tuple"):
-                converters.append((spec.name, lambda v: tuple(tuple(x) for x in v)))
-            elif text.startswith("tuple"):
-                converters.append((spec.name, tuple))
-        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)), tuple(converters)
-    return _FIELDS[cls]
+def _as_constructed(payload: DomainEvent, names: tuple[str, ...]) -> DomainEvent:
+    """The payload with the attributes its constructor sets: every field, in the class's order. msgspec sets those
+    the stored JSON holds, in its order: an earlier encoder stored its schema's order, and an event stored before
+    a field with a default was added lacks it (read from the class, but missing from ``vars`` and from orjson's
+    rendering of the object)."""
+    built = object.__new__(type(payload))
+    built.__dict__.update({name: getattr(payload, name) for name in names})
+    return built
