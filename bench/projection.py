@@ -45,14 +45,14 @@ from shared.projections import Projection, ProjectionRunner, replay
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
 
 
-def _worker(url: str, name: str, partitions: list[int], batch_size: int) -> None:
+def _worker(url: str, name: str, partitions: list[int], batch_size: int | None) -> None:
     store = event_store(redis.Redis.from_url(url), Settings.from_env({}))
     runner = ProjectionRunner(store, PROJECTIONS[name], batch_size=batch_size)
     for p in partitions:
         runner.catch_up(p)
 
 
-def project(url: str, name: str, workers: int, batch_size: int) -> float:
+def project(url: str, name: str, workers: int, batch_size: int | None) -> float:
     """Seconds for ``workers`` processes to bring a fresh read model up to the log."""
     connection = redis.Redis.from_url(url)
     drop(connection, f"cf:proj:{name}:*")
@@ -145,9 +145,7 @@ def main() -> None:
     parser.add_argument("--citizens", type=int, default=2_000, help="about twelve events per citizen")
     parser.add_argument("--repeat", type=int, default=3, help="keep the best of this many runs of each")
     parser.add_argument("--peer-events", type=int, default=2_000, help="events the naive peer projects")
-    parser.add_argument(
-        "--batch-size", type=int, default=Settings.from_env({}).batch_size, help="events per committed batch"
-    )
+    parser.add_argument("--batch-size", type=int, help="events per committed batch (default: each projection's own)")
     parser.add_argument("--skip-peer", action="store_true", help="leave out the naive peer (it takes a while)")
     args = parser.parse_args()
     make_full_collections_rare()  # as the workers' and the rebuild's entry points do; the forked workers inherit it
@@ -157,7 +155,7 @@ def main() -> None:
         results: dict[str, Any] = {
             "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
             "citizens": args.citizens,
-            "batch_size": args.batch_size,
+            "batch_size": args.batch_size or {name: p.batch_size for name, p in PROJECTIONS.items()},
             "events": events,
             "generate_s": generate_s,
             "redis_bytes_per_event_log": round(connection.info("memory")["used_memory"] / events),
@@ -169,7 +167,8 @@ def main() -> None:
             return raw_reads[-1]
 
         decode = best(args.repeat, lambda: read_and_decode(store))
-        rounds = [(raw_read_timed(), read_decode_fold(store, args.batch_size)) for _ in range(args.repeat)]
+        fold_batch = args.batch_size or CaseflowProjection.batch_size
+        rounds = [(raw_read_timed(), read_decode_fold(store, fold_batch)) for _ in range(args.repeat)]
         results["read_and_decode_events_per_s"] = round(events / decode)
         results["read_decode_fold_events_per_s"] = round(events / min(fold for _, fold in rounds))
         results["read_decode_fold_vs_raw"] = median_ratio(rounds)

@@ -15,7 +15,7 @@ class Settings:
     key_prefix: str
     partitions: int
     lease_ttl_ms: int
-    batch_size: int
+    batch_size: int | None  # None: each projection's own (``Projection.batch_size``)
     idempotency_ttl_s: int
     # Secrets stay out of the settings' repr, so a logged or printed Settings shows none of them.
     cpr_hmac_secret: bytes = field(repr=False)
@@ -41,7 +41,7 @@ class Settings:
             key_prefix=env.get("CASEFLOW_KEY_PREFIX", "cf"),
             partitions=int(env.get("CASEFLOW_PARTITIONS", "16")),
             lease_ttl_ms=int(env.get("CASEFLOW_LEASE_TTL_MS", "10000")),
-            batch_size=int(env.get("CASEFLOW_BATCH_SIZE", "2000")),
+            batch_size=int(env["CASEFLOW_BATCH_SIZE"]) if env.get("CASEFLOW_BATCH_SIZE") else None,
             idempotency_ttl_s=int(env.get("CASEFLOW_IDEMPOTENCY_TTL_S", str(7 * 24 * 3600))),
             cpr_hmac_secret=_secret(env, "CASEFLOW_CPR_SECRET").encode(),
             master_key=_secret(env, "CASEFLOW_MASTER_KEY").encode(),

@@ -75,7 +75,9 @@ return 0
 """
 
 
-_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS  # a document's bytes depend only on its content
+# A document's bytes depend only on its content: a dict's keys are sorted; a dataclass (orjson writes its
+# attributes as they are, sorting none) holds its fields in their order, as every way of building one keeps them.
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 Decode = Callable[[str, dict[str, Any]], Any]
 Encode = Callable[[Any], Any]  # a document as orjson writes it: a dict, or a dataclass (written natively)
 
@@ -212,6 +214,9 @@ class ProjectionState:
 class Projection(Protocol):
     name: str
     version: int
+    # Events at most per committed batch (a worker that is up to date commits what is new): larger batches fold
+    # more events per document written, and hold Redis longer in their commit's transaction.
+    batch_size: int
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         """Fold a batch of one partition's events (in global order) into the read model."""
@@ -232,7 +237,7 @@ class ProjectionRunner:
         *,
         prefix: str = "cf",
         lease_ttl_ms: int = 10_000,
-        batch_size: int = 500,
+        batch_size: int | None = None,
     ) -> None:
         self.store = store
         self.redis: redis.Redis = store.redis
@@ -240,7 +245,7 @@ class ProjectionRunner:
         self.keys = ProjectionKeys(prefix, projection.name)
         self.namespace = active_namespace(self.redis, prefix, projection)
         self._lease_ttl_ms = lease_ttl_ms
-        self._batch_size = batch_size
+        self._batch_size = batch_size or projection.batch_size
         self._release = load_script(self.redis, _RELEASE)
         self._renew = load_script(self.redis, _RENEW)
 

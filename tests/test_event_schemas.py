@@ -180,3 +180,20 @@ def test_reading_without_revalidation_builds_exactly_what_validation_builds() ->
     assert REGISTRY.load(name, version, extra) == ev.CaseAssigned("case-1", "anna", "request")
     with pytest.raises(CorruptEvent):
         REGISTRY.load(name, version, extra, validate=True)
+
+
+def test_an_event_the_log_readers_would_refuse_never_reaches_the_log_and_log_verify_finds_one_that_did() -> None:
+    """marshmallow's Integer takes 3.0 and "3", which msgspec, the log's reader, refuses: such an event would stop
+    its partition's projection on every retry. So the append reads each event back as the workers will, and the
+    validating read (``log verify``) reads a stored one as they do."""
+    from shared.domain import events as ev
+    from shared.events import InvalidEvent
+
+    with pytest.raises(InvalidEvent, match="scores"):
+        dumped(ev.StarRecorded({"housing": 3.0}))  # type: ignore[dict-item]
+    version = REGISTRY.event_type("StarRecorded").version
+    for stored in (b'{"scores": {"housing": 3.0}}', b'{"scores": {"housing": "3"}}'):
+        assert REGISTRY._by_name["StarRecorded"].schema.validate(orjson.loads(stored)) == {}  # the schema takes it
+        for validate in (False, True):
+            with pytest.raises(CorruptEvent):
+                REGISTRY.load("StarRecorded", version, stored, validate=validate)

@@ -332,3 +332,14 @@ def test_an_append_sets_its_flags_with_its_events_and_says_which_it_set(store: E
     with pytest.raises(WrongExpectedVersion):
         append("case-c", new("case-c"), expected=0)
     assert not store.redis.exists(*flags)
+
+
+def test_an_event_is_dated_in_copenhagen_however_its_instant_was_stored(store: EventStore) -> None:
+    """The log's reader works an instant's Danish date out once per stored value (``_instant``): an instant stored
+    in UTC late on New Year's Eve is New Year's Day in Copenhagen, read once or again."""
+    late = datetime(2015, 12, 31, 23, 30, tzinfo=UTC)
+    for stream in ("case-utc-1", "case-utc-2"):
+        store.append(stream, [NewEvent(stream, REFERRAL, late, "reden")], expected_version=0)
+    for stream in ("case-utc-1", "case-utc-2"):
+        [event] = store.read_stream(stream)
+        assert event.occurred_at == late and event.occurred_on.isoformat() == "2016-01-01"

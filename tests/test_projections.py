@@ -59,11 +59,11 @@ def test_catching_up_twice_applies_each_event_once(store: EventStore, projection
 
 
 class Wrapping:
-    """A projection around another: its name, version and settling are the other's."""
+    """A projection around another: its name, version, batches and settling are the other's."""
 
     def __init__(self, inner: Projection) -> None:
         self.inner = inner
-        self.name, self.version = inner.name, inner.version
+        self.name, self.version, self.batch_size = inner.name, inner.version, inner.batch_size
 
     def settle(self, connection: redis.Redis, namespace: str) -> int:
         return self.inner.settle(connection, namespace)

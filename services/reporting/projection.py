@@ -175,6 +175,9 @@ class ReportingProjection:
     # one referral, for a status count per citizen; 18: the success criteria count a citizen once over their
     # courses (rebuilt from the log on upgrade)
     version = 18
+    # A commit's counters script holds Redis for its whole length, every append waiting meanwhile: at most 15 ms
+    # for 500 events, 46 ms for 2,000 (SLOWLOG, catching up a 247,740-event log).
+    batch_size = 500
 
     def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
         state.load_docs(course_doc(e.stream_id) for e in events if e.stream_id.startswith("case-"))

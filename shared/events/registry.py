@@ -76,14 +76,19 @@ class EventRegistry:
 
     def encode(self, event: DomainEvent) -> tuple[str, int, bytes]:
         """The type name, current schema version and stored JSON of an event. orjson writes the dataclass itself
-        (dates as ISO 8601, tuples as arrays: what its schema's dump gives, in a tenth of the time), and the
-        schema validates that JSON as it will be loaded, so no event its own schema refuses reaches the log."""
+        (dates as ISO 8601, tuples as arrays: what its schema's dump gives, in a tenth of the time); the schema
+        validates that JSON as it will be loaded, and the log's reader reads it (stricter on types than the
+        schema: 3.0 or "3" for an integer), so no event that either refuses reaches the log."""
         event_type = self._by_class.get(type(event))
         if event_type is None:
             raise UnknownEventType(type(event).__name__)
         payload = orjson.dumps(event)
         if errors := event_type.schema.validate(orjson.loads(payload)):
             raise InvalidEvent(f"{event_type.name}: {errors}")
+        try:
+            event_type.reader.decode(payload)
+        except msgspec.MsgspecError as e:
+            raise InvalidEvent(f"{event_type.name}: {e}") from None
         return event_type.name, event_type.version, payload
 
     def event_type(self, name: str) -> EventType:
@@ -95,10 +100,10 @@ class EventRegistry:
     def load(self, name: str, version: int, stored: bytes | str, validate: bool = False) -> DomainEvent:
         """An event's payload from its stored JSON, upcast to the current version.
 
-        Current-version events were validated by their schema when written, so msgspec reads them straight into
-        their class, checking each field's type (``validate=True`` re-checks them against the schema, as ``log
-        verify`` does: msgspec passes over a field the class does not have, the schema refuses it); older
-        versions are upcast and validated."""
+        Current-version events were validated by their schema and read back when written, so msgspec reads them
+        straight into their class, checking each field's type (``validate=True`` checks them against the schema
+        too, as ``log verify`` does: msgspec passes over a field the class does not have, the schema refuses it);
+        older versions are upcast and validated."""
         return self.load_type(self.event_type(name), version, stored, validate)
 
     def load_type(
@@ -106,16 +111,17 @@ class EventRegistry:
     ) -> DomainEvent:
         """As ``load``, for an event type already looked up (the log's reader, once per event)."""
         name = event_type.name
-        if version == event_type.version and not validate:
+        if version > event_type.version:
+            raise ValueError(f"{name} v{version} is newer than this code knows (v{event_type.version})")
+        if version == event_type.version:
             try:
                 payload: DomainEvent = event_type.reader.decode(stored)
             except msgspec.MsgspecError as e:  # names the field and the types, never the value
                 raise CorruptEvent(f"{name} v{version}: {e}") from None
-            if tuple(payload.__dict__) != event_type.field_names:
-                return _as_constructed(payload, event_type.field_names)
-            return payload
-        if version > event_type.version:
-            raise ValueError(f"{name} v{version} is newer than this code knows (v{event_type.version})")
+            if not validate:
+                if tuple(payload.__dict__) != event_type.field_names:
+                    return _as_constructed(payload, event_type.field_names)
+                return payload
         data = orjson.loads(stored)
         for from_version in range(version, event_type.version):
             data = event_type.upcasters[from_version](data)
