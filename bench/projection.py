@@ -143,7 +143,7 @@ def naive_peer(connection: redis.Redis, url: str, name: str, events: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--citizens", type=int, default=2_000, help="about twelve events per citizen")
-    parser.add_argument("--repeat", type=int, default=3, help="keep the best of this many runs of each")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds: ratios are their median, events/s the best")
     parser.add_argument("--peer-events", type=int, default=2_000, help="events the naive peer projects")
     parser.add_argument("--batch-size", type=int, help="events per committed batch (default: each projection's own)")
     parser.add_argument("--skip-peer", action="store_true", help="leave out the naive peer (it takes a while)")
