@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.workload import workload_log
 from shared.eventstore import EventStore
-from shared.redis_values import StreamEntries, stream_entries
+from shared.redis_values import StoredEntries
 
 
-def decode_all(store: EventStore, entries: StreamEntries) -> float:
+def decode_all(store: EventStore, entries: StoredEntries) -> float:
     """Process seconds to decode every entry once, each event's date included (every projection reads it)."""
     started = time.process_time()
     for entry_id, fields in entries:
@@ -38,11 +38,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="keep the best of this many passes")
     args = parser.parse_args()
     with workload_log(args.citizens) as (_, store, _, _):
-        entries = [
-            entry
-            for partition in range(store.partitions)
-            for entry in stream_entries(store.redis.xrange(store.keys.partition(partition)))
-        ]
+        entries = [entry for batch in store.scan_stored(0, None) for entry in batch]
     best = min(decode_all(store, entries) for _ in range(args.repeat))
     result = {"events": len(entries), "decode_us_per_event": round(best / len(entries) * 1e6, 2)}
     print(json.dumps(result))

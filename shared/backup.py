@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.eventstore import EventStore, partition_of
-from shared.redis_values import as_text, entry_position
+from shared.eventstore import STORED_FIELDS, EventStore, partition_of
+from shared.redis_values import as_text, entry_position, field_pairs
 
 FORMAT = "caseflow-event-log"
 BATCH = 1000
@@ -34,7 +34,8 @@ class BackupError(Exception):
 def _raw_events(store: EventStore, until: int | None = None) -> Iterator[dict[str, Any]]:
     for entries in store.scan_stored(0, until, batch_size=BATCH):
         for entry_id, fields in entries:
-            yield {"position": entry_position(entry_id)} | {as_text(k): as_text(v) for k, v in fields.items()}
+            named = field_pairs(fields)
+            yield {"position": entry_position(entry_id)} | {as_text(k): as_text(v) for k, v in named.items()}
 
 
 def export_log(store: EventStore, path: Path, progress: Callable[[int], None] | None = None) -> tuple[int, str]:
@@ -214,7 +215,8 @@ def _restore(store: EventStore, claim: str, batch: list[dict[str, Any]], before:
             store.keys.stream(event["stream"]),
         ]
         args += [position, event["id"], event["sp"], len(event)]
-        for name, value in event.items():
+        # In the order the append writes them (the file holds them by name): the log's reader takes them by place.
+        for name, value in ({name: event[name] for name in STORED_FIELDS if name in event} | event).items():
             args += [name, str(value)]
     outcome = as_text(store.redis.eval(_RESTORE, len(keys), *keys, *args))
     if outcome != "ok":
@@ -246,7 +248,7 @@ def verify_log(store: EventStore, progress: Callable[[int], None] | None = None)
             indexed: list[tuple[str, str]] = []
             for entry_id, stored in entries:
                 count += 1
-                raw = {as_text(k): as_text(v) for k, v in stored.items()}
+                raw = {as_text(k): as_text(v) for k, v in field_pairs(stored).items()}
                 position, stream, sp = entry_position(entry_id), raw["stream"], int(raw["sp"])
                 problems += _placement_problems(store, held, partition, position, stream)
                 stream_positions = positions.setdefault(stream, [])

@@ -27,9 +27,24 @@ import redis
 from shared.events import EventRegistry, NewEvent, RecordedEvent
 from shared.events.envelope import danish_date
 from shared.keys import LogKeys
-from shared.redis_values import as_text, entry_position, load_script, stream_entries
+from shared.redis_values import (
+    StoredEntries,
+    StoredFields,
+    as_text,
+    entry_position,
+    field_pairs,
+    load_script,
+    stored_entries,
+    stream_entries,
+    unparsed,
+)
 
 ANY_VERSION = -1
+# A stored event's fields, in the order the append writes them (and an import, ``shared.backup``): the reader
+# takes them by place when they are so, by name when not (a log imported before 2026-12-07 has them in the order
+# of their names).
+STORED_FIELDS = ("id", "type", "v", "stream", "sp", "occurred_at", "recorded_at", "actor", "payload", "meta")
+_STORED_NAMES = [name.encode() for name in STORED_FIELDS]
 Alongside = Callable[[Any], object]  # queues a command on a pipeline, so its reply is parsed as redis-py's own
 
 # KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream,
@@ -223,6 +238,7 @@ class EventStore:
         self.keys = LogKeys(prefix)
         self.partitions, self.log_id = self._agree(partitions)
         self._idempotency_ttl_s = idempotency_ttl_s
+        self._log_reader = unparsed(connection, "XRANGE")  # decoded from the stored fields: see ``_decode``
         self._append_script = load_script(connection, _APPEND)
         self._read_stream = load_script(connection, _READ_STREAM)
 
@@ -360,7 +376,7 @@ class EventStore:
 
     def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events in global order, starting after a position."""
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        entries: StoredEntries = []
         for batch in self.scan_stored(after, self.head(), batch_size=limit):
             entries += batch[: limit - len(entries)]
             if len(entries) == limit:
@@ -376,9 +392,10 @@ class EventStore:
 
     def scan_stored(
         self, after: int, until: int | None, partitions: Collection[int] | None = None, batch_size: int = 1000
-    ) -> Iterator[list[tuple[bytes, dict[bytes, bytes]]]]:
-        """The log's entries as stored, in global order: the partitions' streams merged by position, each
-        entry read once (``until`` None: whatever the streams held when the scan began, even beyond the head).
+    ) -> Iterator[StoredEntries]:
+        """The log's entries as stored (each one's fields as the server sends them), in global order: the
+        partitions' streams merged by position, each entry read once (``until`` None: whatever the streams held
+        when the scan began, even beyond the head).
 
         The merge needs an end fixed at the start: a partition read to its end is not read again, so an event
         appended to it later would be skipped while a later one in another partition was not."""
@@ -386,22 +403,22 @@ class EventStore:
             until = self._newest_stored(range(self.partitions) if partitions is None else partitions)
         end, last = f"{until}-0", until
         cursors = {p: after for p in (range(self.partitions) if partitions is None else partitions)}
-        buffers: dict[int, list[tuple[bytes, dict[bytes, bytes]]]] = {p: [] for p in cursors}
+        buffers: dict[int, StoredEntries] = {p: [] for p in cursors}
         unread = set(cursors)  # partitions that may hold events up to ``until`` not fetched yet
         while unread or any(buffers.values()):
             refill = sorted(p for p in unread if not buffers[p])
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._log_reader.pipeline(transaction=False)
             for p in refill:
                 pipe.xrange(self.keys.partition(p), f"{cursors[p] + 1}-0", end, count=batch_size)
             for p, entries in zip(refill, pipe.execute() if refill else [], strict=True):
                 if len(entries) < batch_size:
                     unread.discard(p)
                 if entries:
-                    buffers[p] = stream_entries(entries)
+                    buffers[p] = stored_entries(entries)
                     cursors[p] = entry_position(entries[-1][0])
             # Every event up to the lowest position fetched from a partition not read to the end is in hand.
             bound = min((cursors[p] for p in unread), default=last)
-            ready: list[tuple[int, bytes, dict[bytes, bytes]]] = []
+            ready: list[tuple[int, bytes, StoredFields]] = []
             for p, entries in buffers.items():
                 taken = 0
                 while taken < len(entries) and (position := entry_position(entries[taken][0])) <= bound:
@@ -451,7 +468,7 @@ class EventStore:
         return Streams(
             as_text(replies[0][0]),
             {
-                stream_id: [self._decode(entry_id, _pairs(fields)) for entry_id, fields in entries]
+                stream_id: [self._decode(entry_id, fields) for entry_id, fields in entries]
                 for stream_id, (_, *entries) in zip(after_versions, replies, strict=True)
             },
         )
@@ -489,29 +506,33 @@ class EventStore:
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[RecordedEvent]:
         """The events of one partition after a global position, in global order: one XRANGE."""
-        entries = stream_entries(self.redis.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit))
+        entries = stored_entries(
+            self._log_reader.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit)
+        )
         return [self._decode(entry_id, fields) for entry_id, fields in entries]
 
     def partition_head(self, partition: int) -> int:
         newest = stream_entries(self.redis.xrevrange(self.keys.partition(partition), "+", "-", count=1))
         return entry_position(newest[0][0]) if newest else 0
 
-    def _decode(self, entry_id: bytes, f: dict[bytes, bytes]) -> RecordedEvent:
-        event_type = self.registry.event_type(f[b"type"].decode())
-        occurred_at, occurred_on = _instant(f[b"occurred_at"])
-        meta = f[b"meta"]
+    def _decode(self, entry_id: bytes, stored: StoredFields) -> RecordedEvent:
+        """An event from its entry's fields as stored (name, value, ...), taken by place."""
+        values = stored[1::2] if stored[::2] == _STORED_NAMES else _in_stored_order(stored)
+        event_id, type_name, version, stream_id, position, occurred, recorded, actor, payload, meta = values
+        event_type = self.registry.event_type(type_name.decode())
+        occurred_at, occurred_on = _instant(occurred)
         return RecordedEvent.from_log(
             {
-                "event_id": f[b"id"].decode(),
+                "event_id": event_id.decode(),
                 "event_type": event_type.name,
                 "schema_version": event_type.version,
-                "stream_id": f[b"stream"].decode(),
-                "stream_position": int(f[b"sp"]),
+                "stream_id": stream_id.decode(),
+                "stream_position": int(position),
                 "global_position": int(entry_id.partition(b"-")[0]),
                 "occurred_at": occurred_at,
-                "recorded_at": datetime.fromisoformat(f[b"recorded_at"].decode()),
-                "actor": f[b"actor"].decode(),
-                "payload": self.registry.load_type(event_type, int(f[b"v"]), f[b"payload"]),
+                "recorded_at": datetime.fromisoformat(recorded.decode()),
+                "actor": actor.decode(),
+                "payload": self.registry.load_type(event_type, int(version), payload),
                 "metadata": orjson.loads(meta) if meta != b"{}" else {},
                 "occurred_on": occurred_on,
             }
@@ -527,9 +548,10 @@ def _instant(stored: bytes) -> tuple[datetime, date]:
     return instant, danish_date(instant)
 
 
-def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
-    """A stream entry's fields as Lua returns them (a flat list) into the dict redis-py's XRANGE gives."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _in_stored_order(stored: StoredFields) -> list[bytes]:
+    """An entry's values in ``STORED_FIELDS``' order (one of them missing: KeyError, a log written by other code)."""
+    named = field_pairs(stored)
+    return [named[name] for name in _STORED_NAMES]
 
 
 def _replayed(recorded: str, idempotency: IdempotencyKey) -> AppendResult:

@@ -19,7 +19,7 @@ from shared import backup
 from shared.backup import export_log, import_log, verify_log
 from shared.bootstrap import event_store
 from shared.config import Settings
-from shared.eventstore import EventStore, partition_of
+from shared.eventstore import STORED_FIELDS, EventStore, partition_of
 from shared.redis_values import stream_entries
 from tests import scenario
 from tests.conftest import COPENHAGEN, STAFF, referral_body
@@ -101,6 +101,43 @@ def test_an_export_taken_while_referrals_arrive_holds_the_log_up_to_its_head_and
     assert store.head() == 2 * head  # each referral here is one event
     store.redis.flushdb()
     assert import_log(store, exported) == head
+    assert verify_log(store).problems == []
+
+
+def _stored_field_names(store: EventStore) -> set[tuple[str, ...]]:
+    """The orders of field names the log's entries hold their fields in."""
+    entries = [e for p in range(store.partitions) for e in stream_entries(store.redis.xrange(store.keys.partition(p)))]
+    return {tuple(name.decode() for name in fields) for _, fields in entries}
+
+
+def test_an_import_stores_fields_in_the_appends_order_and_a_log_imported_in_another_reads_the_same(
+    intake: FlaskClient, cph: str, store: EventStore, tmp_path: Path
+) -> None:
+    """The log's reader takes an event's fields by place when they are in the order the append writes them, and
+    by name when not: an import before 2026-12-07 wrote them in the file's order, that of their names."""
+    for _ in range(5):
+        assert intake.post("/referrals", json=referral_body(), headers=STAFF).status_code == 201
+    before = store.read_all()
+    assert _stored_field_names(store) == {STORED_FIELDS}
+    exported = tmp_path / "log.jsonl.gz"
+    export_log(store, exported)
+    store.redis.flushdb()
+    assert import_log(store, exported) == len(before)
+    assert _stored_field_names(store) == {STORED_FIELDS}
+    assert store.read_all() == before
+
+    for p in range(store.partitions):  # as an earlier import left them
+        key = store.keys.partition(p)
+        entries = stream_entries(store.redis.xrange(key))
+        store.redis.delete(key)
+        for entry_id, fields in entries:
+            store.redis.xadd(key, dict(sorted(fields.items())), id=entry_id)
+    assert _stored_field_names(store) == {tuple(sorted(STORED_FIELDS))}
+    assert store.read_all() == before
+    assert [e for p in range(store.partitions) for e in store.read_partition(p, 0, 100)] == sorted(
+        before, key=lambda e: (partition_of(e.stream_id, store.partitions), e.global_position)
+    )
+    assert store.read_stream(before[-1].stream_id) == [before[-1]]
     assert verify_log(store).problems == []
 
 
