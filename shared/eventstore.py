@@ -13,6 +13,7 @@ current version, not a retry loop.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 import zlib
@@ -506,10 +507,33 @@ class EventStore:
 
     def read_partition(self, partition: int, after: int, limit: int) -> list[RecordedEvent]:
         """The events of one partition after a global position, in global order: one XRANGE."""
-        entries = stored_entries(
+        return self.decode(self.read_partition_stored(partition, after, limit))
+
+    def read_partition_stored(self, partition: int, after: int, limit: int) -> StoredEntries:
+        """``read_partition``'s entries as stored, not yet decoded."""
+        return stored_entries(
             self._log_reader.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit)
         )
+
+    def decode(self, entries: StoredEntries) -> list[RecordedEvent]:
+        """Stored entries (``scan_stored``, ``read_partition_stored``) as events."""
         return [self._decode(entry_id, fields) for entry_id, fields in entries]
+
+    def read_partition_ahead(self, partition: int, after: int, limit: int) -> ReadAhead:
+        """``read_partition``, sent now and its reply taken later (``ReadAhead.events``), on a connection of its
+        own: the server reads a worker's next batch while the worker folds this one, time it otherwise spent
+        waiting. Entries up to a position never change, so a read sent early is one made at that moment."""
+        pool = self._log_reader.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command(  # type: ignore[no-untyped-call]
+                "XRANGE", self.keys.partition(partition), f"{after + 1}-0", "+", "COUNT", limit
+            )
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(connection)
+            raise
+        return ReadAhead(self, partition, after, connection)
 
     def partition_head(self, partition: int) -> int:
         newest = stream_entries(self.redis.xrevrange(self.keys.partition(partition), "+", "-", count=1))
@@ -573,3 +597,33 @@ def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicat
             positions[stream] = tuple(int(pos) for pos, _ in split[offset : offset + n])
         offset += n
     return AppendResult(versions, tuple(int(pos) for pos, _ in split), duplicate, positions)
+
+
+class ReadAhead:
+    """A partition's read sent ahead (``EventStore.read_partition_ahead``): its events, taken once; or thrown
+    away, which reads the reply all the same, so that its connection can serve again."""
+
+    def __init__(self, store: EventStore, partition: int, after: int, connection: Any) -> None:
+        self.partition, self.after = partition, after
+        self._store, self._connection = store, connection
+
+    def stored(self) -> StoredEntries:
+        """The entries read, not yet decoded (``EventStore.decode``)."""
+        return stored_entries(self._reply())
+
+    def discard(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(redis.RedisError):  # its connection was dropped: nothing is left to read
+                self._reply()
+
+    def _reply(self) -> Any:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            raise RuntimeError("a read sent ahead is taken once")
+        try:
+            return connection.read_response()
+        except BaseException:
+            connection.disconnect()  # a reply half read would be taken for the next command's
+            raise
+        finally:
+            self._store._log_reader.connection_pool.release(connection)

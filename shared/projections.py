@@ -33,7 +33,7 @@ import redis
 from redis.client import Pipeline
 
 from shared.events import RecordedEvent
-from shared.eventstore import EventStore
+from shared.eventstore import EventStore, ReadAhead
 from shared.keys import ProjectionKeys
 from shared.redis_values import entry_position, load_script, stream_entries
 
@@ -248,6 +248,7 @@ class ProjectionRunner:
         self._batch_size = batch_size or projection.batch_size
         self._release = load_script(self.redis, _RELEASE)
         self._renew = load_script(self.redis, _RENEW)
+        self._ahead: ReadAhead | None = None  # the next batch's read, sent while this one is folded
 
     def checkpoint(self, partition: int) -> int:
         return int(self.redis.get(self.keys.checkpoint(self.namespace, partition)) or 0)
@@ -276,6 +277,7 @@ class ProjectionRunner:
                     applied += max(done, 0)
                     self._renew(keys=[lease], args=[token, self._lease_ttl_ms])
             finally:
+                self._discard_ahead()
                 self._release(keys=[lease], args=[token])
             # An event appended while we held the lease may have seen it held and not been nudged.
             if self.store.partition_head(partition) <= self.checkpoint(partition):
@@ -299,7 +301,7 @@ class ProjectionRunner:
             try:
                 pipe.watch(checkpoint_key)  # type: ignore[no-untyped-call]
                 after = int(pipe.get(checkpoint_key) or 0)
-                events = self.store.read_partition(partition, after, self._batch_size)
+                events = self._read_batch(partition, after)
                 if not events:
                     return 0
                 state = self._state_at(partition, after, pipe)
@@ -317,6 +319,27 @@ class ProjectionRunner:
                 return len(events)
             except redis.WatchError:
                 return -1
+
+    def _read_batch(self, partition: int, after: int) -> list[RecordedEvent]:
+        """The partition's events after the checkpoint. A full batch sends the next one's read, from where it ends,
+        before it is decoded and folded (the server reads while this process works: a tenth of a worker's time
+        was spent waiting); the next batch takes it if it starts there, whoever committed up to there (entries
+        up to a position never change, so the read is what one made now would give, up to its end)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and (ahead.partition, ahead.after) == (partition, after):
+            entries = ahead.stored()
+        else:
+            if ahead is not None:
+                ahead.discard()
+            entries = self.store.read_partition_stored(partition, after, self._batch_size)
+        if len(entries) == self._batch_size:  # before decoding: the server reads while this process decodes
+            self._ahead = self.store.read_partition_ahead(partition, entry_position(entries[-1][0]), self._batch_size)
+        return self.store.decode(entries)
+
+    def _discard_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.discard()
 
     def _state_at(self, partition: int, checkpoint: int, reader: Pipeline) -> ProjectionState:
         """The documents this process committed with ``checkpoint``, if that is still the partition's

@@ -343,3 +343,25 @@ def test_an_event_is_dated_in_copenhagen_however_its_instant_was_stored(store: E
     for stream in ("case-utc-1", "case-utc-2"):
         [event] = store.read_stream(stream)
         assert event.occurred_at == late and event.occurred_on.isoformat() == "2016-01-01"
+
+
+def test_a_read_sent_ahead_gives_the_partition_as_it_was_and_one_thrown_away_leaves_its_connection_clean(
+    store: EventStore,
+) -> None:
+    """A worker sends its next batch's read before folding the current one. Its reply is the partition as the
+    read found it (events appended after it come in a later read); one thrown away is read off its connection
+    all the same, or the next command sent on that connection would take its reply for its own."""
+    stream = "case-ahead"
+    partition = partition_of(stream, store.partitions)
+    store.append(stream, [new(stream)], expected_version=0)
+    ahead = store.read_partition_ahead(partition, 0, 100)
+    store.append(stream, [new(stream)], expected_version=1)
+    assert [e.stream_position for e in store.decode(ahead.stored())] == [1]
+    with pytest.raises(RuntimeError, match="taken once"):
+        ahead.stored()
+    first = store.read_partition(partition, 0, 1)[0].global_position
+    for _ in range(3):  # each thrown away, on whichever of the pool's connections
+        store.read_partition_ahead(partition, first, 100).discard()
+    assert [e.stream_position for e in store.read_partition(partition, 0, 100)] == [1, 2]
+    assert store.stream_version(stream) == 2
+    assert store.redis.ping()

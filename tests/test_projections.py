@@ -120,13 +120,18 @@ class OvertakenProjection(Wrapping):
         self.inner.apply(events, state)
 
 
+@pytest.mark.parametrize("batch_size", [None, 3], ids=["one-batch", "batches-read-ahead"])
 @pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
-def test_a_worker_that_lost_its_lease_cannot_commit_a_stale_batch(store: EventStore, projection: Projection) -> None:
+def test_a_worker_that_lost_its_lease_cannot_commit_a_stale_batch(
+    store: EventStore, projection: Projection, batch_size: int | None
+) -> None:
     """Reporting writes blindly, so its stale commit is stopped by the WATCH on the checkpoint; caseflow
-    reads the newer case documents and trips its own version check, which the runner sees as overtaken."""
+    reads the newer case documents and trips its own version check, which the runner sees as overtaken. In
+    batches, the slow worker has sent its next batch's read before it was overtaken: the read starts where its
+    stale batch ended, not where the other worker left the partition, and must not be taken for the next batch."""
     generate_log(store, cases=40)
     partition = max(range(store.partitions), key=store.partition_head)
-    slow = ProjectionRunner(store, OvertakenProjection(projection, store, partition))
+    slow = ProjectionRunner(store, OvertakenProjection(projection, store, partition), batch_size=batch_size)
     slow.catch_up(partition)
     assert slow.projection.overtaken  # type: ignore[attr-defined]
     ProjectionRunner(store, projection).catch_up_all()
@@ -267,6 +272,32 @@ def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, conn
     assert f"now reading cf:proj:reporting:v{ReportingProjection.version}:g1" in result.output
     status = create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "status"])
     assert "caught up" in status.output and ":g1" in status.output
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_a_batch_read_ahead_is_not_taken_once_another_worker_moved_the_partition_on(
+    store: EventStore, projection: Projection
+) -> None:
+    """A worker sends its next batch's read while it folds the current one. If another worker commits the
+    partition's next batches before this one starts its next, the read starts behind the checkpoint: taken, its
+    events would be applied twice."""
+    generate_log(store, cases=40)
+    partition = max(range(store.partitions), key=store.partition_head)
+    slow = ProjectionRunner(store, projection, batch_size=3)
+    renew, overtaken = slow._renew, list[int]()
+
+    def between_batches(**kwargs: object) -> object:  # after the first batch committed, before the second
+        if not overtaken:
+            other = ProjectionRunner(store, projection)
+            store.redis.delete(other.keys.lease(other.namespace, partition))  # the lease ran out
+            overtaken.append(other.catch_up(partition))
+        return renew(**kwargs)
+
+    slow._renew = between_batches
+    slow.catch_up(partition)
+    assert overtaken[0] > 0
+    ProjectionRunner(store, projection).catch_up_all()  # the other partitions
+    assert live(slow) == reference(store, projection)
 
 
 def test_documents_a_worker_holds_serve_only_the_log_they_came_from(store: EventStore, connection: redis.Redis) -> None:
