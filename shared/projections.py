@@ -21,6 +21,7 @@ order relative to each other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import time
@@ -324,16 +325,22 @@ class ProjectionRunner:
         """The partition's events after the checkpoint. A full batch sends the next one's read, from where it ends,
         before it is decoded and folded (the server reads while this process works: a tenth of a worker's time
         was spent waiting); the next batch takes it if it starts there, whoever committed up to there (entries
-        up to a position never change, so the read is what one made now would give, up to its end)."""
+        up to a position never change, so the read is what one made now would give, up to its end). A read ahead
+        is sent and taken without the client's retries: one whose connection dropped is made again with them."""
         ahead, self._ahead = self._ahead, None
+        entries = None
         if ahead is not None and (ahead.partition, ahead.after) == (partition, after):
-            entries = ahead.stored()
-        else:
-            if ahead is not None:
-                ahead.discard()
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):  # read again, with retries
+                entries = ahead.stored()
+        elif ahead is not None:
+            ahead.discard()
+        if entries is None:
             entries = self.store.read_partition_stored(partition, after, self._batch_size)
         if len(entries) == self._batch_size:  # before decoding: the server reads while this process decodes
-            self._ahead = self.store.read_partition_ahead(partition, entry_position(entries[-1][0]), self._batch_size)
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):  # the next batch reads for itself
+                self._ahead = self.store.read_partition_ahead(
+                    partition, entry_position(entries[-1][0]), self._batch_size
+                )
         return self.store.decode(entries)
 
     def _discard_ahead(self) -> None:

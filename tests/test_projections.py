@@ -20,7 +20,7 @@ from shared.config import Settings
 from shared.domain import events as ev
 from shared.events import DomainEvent, NewEvent, RecordedEvent
 from shared.events.envelope import start_of_day
-from shared.eventstore import EventStore
+from shared.eventstore import EventStore, ReadAhead
 from shared.nudges import SUBSCRIBERS
 from shared.projections import (
     Projection,
@@ -298,6 +298,29 @@ def test_a_batch_read_ahead_is_not_taken_once_another_worker_moved_the_partition
     assert overtaken[0] > 0
     ProjectionRunner(store, projection).catch_up_all()  # the other partitions
     assert live(slow) == reference(store, projection)
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_a_batch_read_ahead_on_a_connection_that_dropped_is_read_again(
+    store: EventStore, projection: Projection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read sent ahead bypasses the client's retries (which ride out a Redis restart): when its connection drops
+    before its reply is taken, the batch reads again as any read does, rather than fail the worker's job."""
+    generate_log(store, cases=40)
+    send = store.read_partition_ahead
+    dropped = []
+
+    def dropping(partition: int, after: int, limit: int) -> ReadAhead:
+        ahead = send(partition, after, limit)
+        ahead._connection.disconnect()  # the reply is lost with its connection
+        dropped.append(after)
+        return ahead
+
+    monkeypatch.setattr(store, "read_partition_ahead", dropping)
+    runner = ProjectionRunner(store, projection, batch_size=3)
+    assert runner.catch_up_all() == store.head()
+    assert dropped
+    assert live(runner) == reference(store, projection)
 
 
 def test_documents_a_worker_holds_serve_only_the_log_they_came_from(store: EventStore, connection: redis.Redis) -> None:
