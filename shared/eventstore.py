@@ -511,29 +511,29 @@ class EventStore:
 
     def read_partition_stored(self, partition: int, after: int, limit: int) -> StoredEntries:
         """``read_partition``'s entries as stored, not yet decoded."""
-        return stored_entries(
-            self._log_reader.xrange(self.keys.partition(partition), f"{after + 1}-0", "+", count=limit)
-        )
+        command = self._partition_read(partition, after, limit)
+        return stored_entries(self._log_reader.execute_command(*command))  # type: ignore[no-untyped-call]
+
+    def _partition_read(self, partition: int, after: int, limit: int) -> tuple[str | int, ...]:
+        return ("XRANGE", self.keys.partition(partition), f"{after + 1}-0", "+", "COUNT", limit)
 
     def decode(self, entries: StoredEntries) -> list[RecordedEvent]:
         """Stored entries (``scan_stored``, ``read_partition_stored``) as events."""
         return [self._decode(entry_id, fields) for entry_id, fields in entries]
 
     def read_partition_ahead(self, partition: int, after: int, limit: int) -> ReadAhead:
-        """``read_partition``, sent now and its reply taken later (``ReadAhead.events``), on a connection of its
-        own: the server reads a worker's next batch while the worker folds this one, time it otherwise spent
+        """``read_partition_stored``, sent now and its reply taken later (``ReadAhead.stored``), on a connection of
+        its own: the server reads a worker's next batch while the worker folds this one, time it otherwise spent
         waiting. Entries up to a position never change, so a read sent early is one made at that moment."""
         pool = self._log_reader.connection_pool
         connection = pool.get_connection()
         try:
-            connection.send_command(  # type: ignore[no-untyped-call]
-                "XRANGE", self.keys.partition(partition), f"{after + 1}-0", "+", "COUNT", limit
-            )
+            connection.send_command(*self._partition_read(partition, after, limit))  # type: ignore[no-untyped-call]
         except BaseException:
             connection.disconnect()  # type: ignore[no-untyped-call]
             pool.release(connection)
             raise
-        return ReadAhead(self, partition, after, connection)
+        return ReadAhead(partition, after, connection, pool)
 
     def partition_head(self, partition: int) -> int:
         newest = stream_entries(self.redis.xrevrange(self.keys.partition(partition), "+", "-", count=1))
@@ -600,12 +600,12 @@ def _result(counts: Sequence[tuple[str, int]], pairs: Sequence[str], *, duplicat
 
 
 class ReadAhead:
-    """A partition's read sent ahead (``EventStore.read_partition_ahead``): its events, taken once; or thrown
+    """A partition's read sent ahead (``EventStore.read_partition_ahead``): its entries, taken once; or thrown
     away, which reads the reply all the same, so that its connection can serve again."""
 
-    def __init__(self, store: EventStore, partition: int, after: int, connection: Any) -> None:
+    def __init__(self, partition: int, after: int, connection: Any, pool: Any) -> None:
         self.partition, self.after = partition, after
-        self._store, self._connection = store, connection
+        self._connection, self._pool = connection, pool
 
     def stored(self) -> StoredEntries:
         """The entries read, not yet decoded (``EventStore.decode``)."""
@@ -626,4 +626,4 @@ class ReadAhead:
             connection.disconnect()  # a reply half read would be taken for the next command's
             raise
         finally:
-            self._store._log_reader.connection_pool.release(connection)
+            self._pool.release(connection)

@@ -323,8 +323,8 @@ class ProjectionRunner:
 
     def _read_batch(self, partition: int, after: int) -> list[RecordedEvent]:
         """The partition's events after the checkpoint. A full batch sends the next one's read, from where it ends,
-        before it is decoded and folded (the server reads while this process works: a tenth of a worker's time
-        was spent waiting); the next batch takes it if it starts there, whoever committed up to there (entries
+        before it is decoded and folded (the server reads while this process works: a worker spent about a seventh
+        of its time waiting); the next batch takes it if it starts there, whoever committed up to there (entries
         up to a position never change, so the read is what one made now would give, up to its end). A read ahead
         is sent and taken without the client's retries: one whose connection dropped is made again with them."""
         ahead, self._ahead = self._ahead, None
