@@ -547,18 +547,15 @@ class EventStore:
         occurred_at, occurred_on = _instant(occurred)
         return RecordedEvent.from_log(
             {
-                "event_id": event_id.decode(),
                 "event_type": event_type.name,
                 "schema_version": event_type.version,
                 "stream_id": stream_id.decode(),
                 "stream_position": int(position),
                 "global_position": int(entry_id.partition(b"-")[0]),
                 "occurred_at": occurred_at,
-                "recorded_at": datetime.fromisoformat(recorded.decode()),
-                "actor": actor.decode(),
                 "payload": self.registry.load_type(event_type, int(version), payload),
-                "metadata": orjson.loads(meta) if meta != b"{}" else {},
                 "occurred_on": occurred_on,
+                "_deferred": (_deferred_fields, event_id, recorded, actor, meta),
             }
         )
 
@@ -570,6 +567,16 @@ def _instant(stored: bytes) -> tuple[datetime, date]:
     date's time zone conversion cost as much as the rest of an envelope). Both are immutable, so shared."""
     instant = datetime.fromisoformat(stored.decode())
     return instant, danish_date(instant)
+
+
+def _deferred_fields(event_id: bytes, recorded: bytes, actor: bytes, meta: bytes) -> dict[str, Any]:
+    """The envelope fields an event read from the log decodes when first asked (``envelope.DEFERRED``)."""
+    return {
+        "event_id": event_id.decode(),
+        "recorded_at": datetime.fromisoformat(recorded.decode()),
+        "actor": actor.decode(),
+        "metadata": orjson.loads(meta) if meta != b"{}" else {},
+    }
 
 
 def _in_stored_order(stored: StoredFields) -> list[bytes]:

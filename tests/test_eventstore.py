@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 import threading
 from datetime import UTC, datetime
 
@@ -12,7 +14,7 @@ import redis
 
 from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived
 from shared.events import DomainEvent, NewEvent
-from shared.events.envelope import COPENHAGEN
+from shared.events.envelope import COPENHAGEN, DEFERRED
 from shared.eventstore import (
     ANY_VERSION,
     AppendResult,
@@ -266,6 +268,25 @@ def test_an_event_read_from_the_log_is_the_one_its_constructor_would_build(store
         stored = orjson.dumps(event.payload)
         validated = store.registry.load(event.event_type, event.schema_version, stored, validate=True)
         assert list(vars(event.payload).items()) == list(vars(validated).items())
+
+
+def test_an_events_envelope_fields_left_stored_read_as_appended_and_nothing_else_is_made_up(store: EventStore) -> None:
+    """The reader leaves the fields projections never read stored (``DEFERRED``), decoded on first read: each reads
+    what was appended, whichever is read first, in a copy too; an attribute the class lacks is still an error."""
+    at = datetime(2016, 1, 15, tzinfo=UTC)
+    appended = NewEvent("case-a", REFERRAL, at, "reden:k1", metadata={"request_id": "r1"})
+    store.append("case-a", [appended], expected_version=0)
+    for first in sorted(DEFERRED):
+        (event,) = store.read_stream("case-a")
+        assert DEFERRED.isdisjoint(vars(event))
+        getattr(event, first)
+        assert (event.event_id, event.actor, event.metadata) == (appended.event_id, "reden:k1", {"request_id": "r1"})
+        assert event.recorded_at.tzinfo is not None and event.recorded_at > appended.occurred_at
+        assert vars(event).keys() - {"occurred_on"} == {f.name for f in dataclasses.fields(event)}
+    (unread,) = store.read_stream("case-a")
+    assert pickle.loads(pickle.dumps(unread)) == event == copy.copy(unread)
+    with pytest.raises(AttributeError, match="no attribute 'occured_at'"):
+        unread.occured_at  # type: ignore[attr-defined]  # noqa: B018
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 1000])
