@@ -26,7 +26,7 @@ import logging
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +35,7 @@ from redis.client import Pipeline
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, ReadAhead
+from shared.gc_tuning import no_collections
 from shared.keys import ProjectionKeys
 from shared.redis_values import entry_position, load_script, stream_entries
 
@@ -274,7 +275,7 @@ class ProjectionRunner:
             if not self.redis.set(lease, token, nx=True, px=self._lease_ttl_ms):
                 return applied  # the holder re-checks the partition after it lets go
             try:
-                while (done := self._apply_batch(partition)) != 0:
+                while (done := self._apply_batch_uncollected(partition)) != 0:
                     applied += max(done, 0)
                     self._renew(keys=[lease], args=[token, self._lease_ttl_ms])
             finally:
@@ -294,6 +295,11 @@ class ProjectionRunner:
         for _ in range(SETTLE_PASSES):
             if not self.projection.settle(self.redis, self.namespace):
                 return
+
+    def _apply_batch_uncollected(self, partition: int) -> int:
+        """``_apply_batch`` with no collection meanwhile (``no_collections``): its events are let go on return."""
+        with no_collections():
+            return self._apply_batch(partition)
 
     def _apply_batch(self, partition: int) -> int:
         """Apply one batch; 0 when caught up, -1 when another worker committed first."""
@@ -451,19 +457,30 @@ def replay_into(
     flush_every, keep_docs = flush_every or FLUSH_EVERY, keep_docs or KEEP_DOCS
     states = [(projection, ProjectionState(store.redis, namespace)) for projection, namespace in targets]
     applied = unwritten = 0
-    for events in store.scan(after, until, partitions, batch_size):
-        for projection, state in states:
-            projection.apply(events, state)
-        applied, unwritten = applied + len(events), unwritten + len(events)
+    batches = store.scan(after, until, partitions, batch_size)
+    while folded := _fold_next(batches, states):
+        applied, unwritten = applied + folded, unwritten + folded
         if unwritten >= flush_every:
             _write_behind(store.redis, [state for _, state in states], keep_docs)
             unwritten = 0
         if progress:
-            progress(len(events))
+            progress(folded)
     _write_behind(store.redis, [state for _, state in states], keep_docs)
     if partitions is None:  # the whole log; a share of it (a rebuild process's) is settled by ``rebuild`` after all
         settle_all(store.redis, targets)
     return applied
+
+
+def _fold_next(batches: Iterator[list[RecordedEvent]], states: Sequence[tuple[Projection, ProjectionState]]) -> int:
+    """Read and fold the next batch, with no collection meanwhile (``no_collections``); how many events it held,
+    0 at the end."""
+    with no_collections():
+        events = next(batches, [])
+        for projection, state in states:
+            projection.apply(events, state)
+        folded = len(events)
+        del events  # let go here: leaving the block may already allocate, and so collect
+    return folded
 
 
 def _write_behind(connection: redis.Redis, states: Sequence[ProjectionState], keep_docs: int) -> None:

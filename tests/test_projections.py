@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -21,6 +22,7 @@ from shared.domain import events as ev
 from shared.events import DomainEvent, NewEvent, RecordedEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore, ReadAhead
+from shared.gc_tuning import no_collections
 from shared.nudges import SUBSCRIBERS
 from shared.projections import (
     Projection,
@@ -101,6 +103,75 @@ def test_a_crash_mid_batch_commits_nothing_and_the_retry_applies_it_once(
     healthy.catch_up_all()
     assert before_retry != live(healthy)  # the crash left work undone...
     assert live(healthy) == reference(store, projection)  # ...which the retry did exactly once
+
+
+class CollectionWatch(Wrapping):
+    """Notes, for each collection the collector starts, whether it started while a batch was being folded."""
+
+    def __init__(self, inner: Projection) -> None:
+        super().__init__(inner)
+        self.folding, self.batches = False, 0
+        self.started_while_folding: list[bool] = []
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        self.batches += 1
+        self.folding = True
+        try:
+            self.inner.apply(events, state)
+            if self.batches == 1:
+                gc.collect(0)  # an explicit collection is the caller's: it still runs
+        finally:
+            self.folding = False
+
+    def __enter__(self) -> CollectionWatch:
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(50, 10, 10)  # frequent collections: without the hold, many would start mid-batch
+        gc.callbacks.append(self._noted)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._noted)
+        gc.set_threshold(*self._thresholds)
+
+    def _noted(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started_while_folding.append(self.folding)
+
+
+@pytest.mark.parametrize("run", ["partition worker", "replay"])
+def test_no_collection_starts_while_a_batch_is_folded_and_collections_go_on_between_batches(
+    store: EventStore, run: str
+) -> None:
+    """A young collection mid-batch would walk each of the batch's events, alive until it ends
+    (``shared.gc_tuning.no_collections``, 7 % of a caseflow worker's instructions): the collector waits for
+    the batch's end, runs between batches (what a batch left in cycles is freed), and is on after a batch that
+    failed. One explicit collection in the first batch shows the watch sees collections started inside."""
+    generate_log(store, cases=60)
+    with CollectionWatch(CaseflowProjection()) as watch:
+        if run == "replay":
+            replay_into(store, [(watch, "watched")], until=store.head(), batch_size=10)
+        else:
+            ProjectionRunner(store, watch, batch_size=10).catch_up_all()
+    assert watch.batches > 3 and gc.isenabled()
+    assert watch.started_while_folding.count(True) == 1  # the explicit one, and none other
+    assert watch.started_while_folding.count(False) > 0  # between batches
+    failing = ProjectionRunner(store, CrashingProjection(CaseflowProjection(), crash_at=25), prefix="x", batch_size=10)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        failing.catch_up_all()
+    assert gc.isenabled()
+
+
+def test_collections_held_off_by_one_who_turned_the_collector_off_stay_off() -> None:
+    gc.disable()
+    try:
+        with no_collections():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with no_collections(), no_collections():
+        assert not gc.isenabled()
+    assert gc.isenabled()
 
 
 class OvertakenProjection(Wrapping):
