@@ -81,6 +81,9 @@ class EmbeddedRedis:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         install_shims()
         self._server = TcpFakeServer((host, port), server_type="redis")
+        # Connections are served by daemon threads, which stopping does not wait for: a worker's thread may be
+        # blocked in BLMOVE, with RQ's timeout (45 s), after the worker itself is gone.
+        self._server.daemon_threads = True
         host_bound, self.port = self._server.server_address[:2]
         self.host = host_bound.decode() if isinstance(host_bound, bytes) else str(host_bound)
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-redis", daemon=True)

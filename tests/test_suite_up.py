@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,40 @@ def test_the_embedded_store_holds_a_blocking_move_until_a_job_arrives() -> None:
         assert waiting.lrange("intermediate", 0, -1) == [b"job-3", b"job-1"]
     finally:
         server.stop()
+
+
+def test_the_embedded_store_stops_while_a_connection_waits_in_a_blocking_move() -> None:
+    """Ctrl-C on ``caseflow-suite up`` stopped every child within a second, then took up to 45 s more: stopping
+    the store waited for the thread serving each worker's connection, blocked in BLMOVE until RQ's timeout."""
+    import threading
+
+    import redis
+
+    from shared.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis().start()
+    waiting = redis.Redis.from_url(server.url)
+    waiting.ping()  # connected: the move below is sent at once
+
+    def wait_for_a_job() -> None:
+        with contextlib.suppress(redis.ConnectionError):
+            waiting.blmove("empty", "other", 30)
+
+    threading.Thread(target=wait_for_a_job, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not _serving_a_blocking_command() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _serving_a_blocking_command()
+    stopping = threading.Thread(target=server.stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=15)  # half the move's timeout: without daemon threads, stop returns only after it
+    assert not stopping.is_alive()
+
+
+def _serving_a_blocking_command() -> bool:
+    """Whether a thread of this process (the embedded store's) is waiting in fakeredis' blocking loop."""
+    return any(
+        frame.name == "_blocking"
+        for stack in sys._current_frames().values()
+        for frame in traceback.extract_stack(stack)
+    )
