@@ -9,8 +9,9 @@ from scratch, two worker processes projecting it together, a replay of both (wha
 the naive peer (``bench/naive_peer.py``: one RQ job per event, run by an in-process SimpleWorker). The
 figures run in ``--repeat`` rounds, each a raw read, then what is compared with it: a ratio is the median of
 the rounds' own ratios (this shared machine's speed drifts by a third between runs minutes apart, far less
-within a round), and each events/s the best of its runs, as ``timeit`` keeps. Prints a table and writes
-bench/results/projection-<citizens>.json.
+within a round), and each events/s the best of its runs, as ``timeit`` keeps. Each round also reads the log
+raw past redis-py's parsing of entries (``raw_read_unparsed``), a stricter baseline reported beside the
+issue's. Prints a table and writes bench/results/projection-<citizens>.json.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
-from shared.gc_tuning import make_full_collections_rare
+from shared.gc_tuning import make_full_collections_rare, no_collections
 from shared.projections import Projection, ProjectionRunner, replay
+from shared.redis_values import entry_position, unparsed
 
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
 
@@ -90,6 +92,19 @@ def raw_read(store: EventStore) -> float:
     return time.perf_counter() - started
 
 
+def raw_read_unparsed(store: EventStore) -> float:
+    """The raw read as the workers make it, past redis-py's turning each entry's fields into a dict
+    (``shared.redis_values.unparsed``): the least a reader of this log through redis-py pays. A second, stricter
+    baseline: the issue's is the raw XRANGE above."""
+    reader = unparsed(store.redis, "XRANGE")
+    started = time.perf_counter()
+    for partition in range(store.partitions):
+        position = 0
+        while entries := reader.xrange(store.keys.partition(partition), f"{position + 1}-0", "+", count=1000):
+            position = entry_position(cast(list[list[bytes]], entries)[-1][0])
+    return time.perf_counter() - started
+
+
 def read_and_decode(store: EventStore) -> float:
     """Every partition read and decoded, as a worker reads it (batches of 1,000), with no projection."""
     started = time.perf_counter()
@@ -108,15 +123,25 @@ def read_decode_fold(store: EventStore, batch_size: int) -> float:
     for partition in range(store.partitions):
         held: dict[str, Any] = {}
         position = 0
-        while batch := store.read_partition(partition, position, batch_size):
-            for event in batch:
-                if (found := kind_of(event.stream_id)) is not None:
-                    kind, key = found
-                    before = held.get(key)
-                    start = before if before is not None else kind.initial(key)
-                    held[key] = kind.evolve(start, key, event.payload, event.occurred_on)
-            position = batch[-1].global_position
+        while position := _fold_batch(store, partition, position, batch_size, held):
+            pass
     return time.perf_counter() - started
+
+
+def _fold_batch(store: EventStore, partition: int, after: int, batch_size: int, held: dict[str, Any]) -> int:
+    """One batch read, decoded and folded into ``held``, with no collection meanwhile, as a worker's; where it
+    ended (0: nothing was left)."""
+    with no_collections():
+        batch = store.read_partition(partition, after, batch_size)
+        for event in batch:
+            if (found := kind_of(event.stream_id)) is not None:
+                kind, key = found
+                before = held.get(key)
+                start = before if before is not None else kind.initial(key)
+                held[key] = kind.evolve(start, key, event.payload, event.occurred_on)
+        end = batch[-1].global_position if batch else 0
+        del batch
+    return end
 
 
 def replay_both(store: EventStore) -> float:
@@ -161,6 +186,7 @@ def main() -> None:
             "redis_bytes_per_event_log": round(connection.info("memory")["used_memory"] / events),
         }
         raw_reads: list[float] = []  # every raw read of the run, in seconds
+        unparsed_reads: list[float] = []  # and every raw read past redis-py's parsing
 
         def raw_read_timed() -> float:
             raw_reads.append(raw_read(store))
@@ -181,6 +207,7 @@ def main() -> None:
                     raw_read_timed(),
                     project(url, name, 1, args.batch_size),
                     project(url, name, 2, args.batch_size),
+                    raw_read_unparsed(store),
                 )
                 for _ in range(args.repeat)
             ]
@@ -190,12 +217,15 @@ def main() -> None:
             results[f"{name}_two_over_one"] = median_ratio([(t[1], t[2]) for t in timed], digits=2)
             results[f"{name}_one_worker_vs_raw"] = median_ratio([(t[0], t[1]) for t in timed])
             results[f"{name}_one_worker_vs_raw_rounds"] = [round(t[0] / t[1], 3) for t in timed]
+            results[f"{name}_one_worker_vs_raw_unparsed"] = median_ratio([(t[3], t[1]) for t in timed])
+            unparsed_reads.extend(t[3] for t in timed)
             if args.skip_peer:
                 continue
             peer = best(args.repeat, partial(naive_peer, connection, url, name, peer_events))
             results[f"{name}_naive_peer_events_per_s"] = round(peer_events / peer)
             results[f"{name}_one_worker_vs_naive_peer"] = round((events / one) / (peer_events / peer), 1)
         results["raw_xrange_events_per_s"] = round(events / min(raw_reads))
+        results["raw_xrange_unparsed_events_per_s"] = round(events / min(unparsed_reads))
         both = best(args.repeat, lambda: replay_both(store))
         results["replay_both_s"] = round(both, 2)
         results["replay_events_per_s"] = round(2 * events / both)
