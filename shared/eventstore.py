@@ -17,7 +17,7 @@ import contextlib
 import functools
 import uuid
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,12 +29,14 @@ from shared.events import EventRegistry, NewEvent, RecordedEvent
 from shared.events.envelope import danish_date
 from shared.keys import LogKeys
 from shared.redis_values import (
+    Command,
     StoredEntries,
     StoredFields,
     as_text,
     entry_position,
     field_pairs,
     load_script,
+    round_trip,
     stored_entries,
     stream_entries,
     unparsed,
@@ -46,7 +48,7 @@ ANY_VERSION = -1
 # of their names).
 STORED_FIELDS = ("id", "type", "v", "stream", "sp", "occurred_at", "recorded_at", "actor", "payload", "meta")
 _STORED_NAMES = [name.encode() for name in STORED_FIELDS]
-Alongside = Callable[[Any], object]  # queues a command on a pipeline, so its reply is parsed as redis-py's own
+Alongside = Command  # sent before an append in its round trip; its reply is the server's, as sent
 
 # KEYS: position, event-ids, idempotency key, then per stream: its position list, its partition's stream,
 #       then flags to set (NX, with a TTL) when events are written, then the position lists of streams observed,
@@ -365,8 +367,6 @@ class EventStore:
 
     def _append_with(self, alongside: Sequence[Alongside], keys: list[str], argv: list[Any]) -> list[Any]:
         """The commands sent alongside, then the append script, in one round trip."""
-        if not alongside:
-            return [self._append_script(keys=keys, args=argv)]
         return self._pipelined(self._append_script, [(keys, argv)], before=alongside)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -462,10 +462,7 @@ class EventStore:
             )
             for s, after in after_versions.items()
         ]
-        if len(calls) == 1:
-            replies = [self._read_stream(keys=calls[0][0], args=calls[0][1])]
-        else:
-            replies = self._pipelined(self._read_stream, calls)
+        replies = self._pipelined(self._read_stream, calls)
         return Streams(
             as_text(replies[0][0]),
             {
@@ -475,24 +472,20 @@ class EventStore:
         )
 
     def _pipelined(
-        self, script: Any, calls: Sequence[tuple[list[str], list[Any]]], before: Sequence[Alongside] = ()
+        self, script: Any, calls: Sequence[tuple[list[str], list[Any]]], before: Sequence[Command] = ()
     ) -> list[Any]:
-        """The commands ``before`` queue, then the script once per call, in one round trip: EVALSHA in a plain pipeline
-        (redis-py would first ask SCRIPT EXISTS, a round trip of its own). A server that forgot the script (a
-        restart) gets it loaded and everything sent again, so what goes before must be harmless repeated."""
-        for attempt in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            for queue in before:
-                queue(pipe)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            try:
-                return pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                self.redis.script_load(script.script)
-        raise AssertionError("unreachable")
+        """The commands ``before``, then the script once per call, in one round trip (``round_trip``): EVALSHA
+        alone (redis-py's script object would first ask SCRIPT EXISTS, a round trip of its own). A server that
+        forgot the script (a restart) gets it loaded and everything sent again, so what goes before must be
+        harmless repeated. An error reply is raised, once every reply is read."""
+        commands = [*before, *(("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls)]
+        replies = round_trip(self.redis, commands)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+            self.redis.script_load(script.script)
+            replies = round_trip(self.redis, commands)
+        if error := next((reply for reply in replies if isinstance(reply, redis.ResponseError)), None):
+            raise error
+        return replies
 
     def stream_version(self, stream_id: str) -> int:
         return int(self.redis.llen(self.keys.stream(stream_id)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
+import hiredis
 import redis
 
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
@@ -11,6 +13,8 @@ StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 # redis-py's when its parsing is left out (see ``unparsed``).
 StoredFields = list[bytes]
 StoredEntries = list[tuple[bytes, StoredFields]]
+# A command as sent: its name and arguments (what ``hiredis.pack_command`` takes).
+Command = tuple[str | bytes | int | float, ...]
 
 
 def as_text(value: bytes | str | int) -> str:
@@ -57,3 +61,38 @@ def load_script(connection: Any, source: str) -> Any:
     script = connection.register_script(source)
     connection.script_load(source)
     return script
+
+
+def round_trip(connection: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Commands written to the server at once and their replies read in order, on a connection of the client's
+    pool and with its retries: a pipeline, packed by hiredis in C. redis-py's own pipeline encodes each argument
+    in Python, and a referral's append has 44 of them: a tenth of a referral's instructions went to its pipeline
+    (docs/benchmarks.md, intake). Replies are as the server sent them, with no redis-py response callback; an
+    error reply is returned in its place, not raised, as by a pipeline's ``execute(raise_on_error=False)``.
+
+    Sent again whole on a dropped connection or a timeout, as redis-py's pipeline is, so each command must be
+    harmless repeated."""
+    # hiredis types its argument as a one-item tuple; it takes any number
+    packed = [b"".join(hiredis.pack_command(command) for command in commands)]  # type: ignore[arg-type]
+    pool = connection.connection_pool
+    client: Any = pool.get_connection()  # redis-py leaves its connections' methods untyped
+
+    def send_and_read() -> list[Any]:
+        client.send_packed_command(packed)
+        return [_reply(client) for _ in commands]
+
+    try:
+        replies: list[Any] = client.retry.call_with_retry(send_and_read, lambda _: client.disconnect())
+        return replies
+    except BaseException:
+        client.disconnect()  # replies may be left unread on it: never hand it to the next command
+        raise
+    finally:
+        pool.release(client)
+
+
+def _reply(client: Any) -> Any:
+    try:
+        return client.read_response()
+    except redis.ResponseError as error:  # an error reply: the rest are still to be read
+        return error

@@ -49,10 +49,10 @@ class NewCitizenKey:
     def seal(self, plaintext: str | None) -> str | None:
         return None if plaintext is None else _sealed(self.key, self.citizen_id, plaintext)
 
-    def store(self, pipe: Any) -> None:
-        """Queue the command that stores it. NX GET: harmless if sent twice, and a key already there (never, for a
+    def store(self) -> tuple[str, str, bytes, str, str]:
+        """The command that stores it. NX GET: harmless if sent twice, and a key already there (never, for a
         citizen id just made) shows in the reply."""
-        pipe.set(self.name, self.wrapped, nx=True, get=True)
+        return ("SET", self.name, self.wrapped, "NX", "GET")
 
     def stored(self, reply: Any) -> bool:
         return reply is None or reply == self.wrapped

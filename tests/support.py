@@ -87,27 +87,40 @@ def grant_test_keys(store: EventStore) -> None:
 
 @contextmanager
 def counting_round_trips() -> Iterator[list[str]]:
-    """Every round trip to Redis made inside, by what it sent (a pipeline counts once): a single command and a
-    pipeline's execute are each one, on either backend."""
+    """Every round trip to Redis made inside, by what it wrote to a connection: a command alone by its name, several
+    written at once as ``pipeline:NAME,NAME``, on either backend and by whatever path (redis-py's commands and
+    pipelines, ``shared.redis_values.round_trip``). What a new connection says to introduce itself is left out."""
     sent: list[str] = []
-    single: Callable[..., Any] = redis.Redis.execute_command  # redis-py leaves it unannotated
-    batch = redis.client.Pipeline.execute
+    send: Callable[..., None] = redis.connection.AbstractConnection.send_packed_command  # unannotated in redis-py
 
-    def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return single(self, *args, **options)
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        names = [name for name in _command_names(command) if name != "CLIENT SETINFO"]
+        if names:
+            sent.append(names[0] if len(names) == 1 else "pipeline:" + ",".join(names))
+        send(self, command, check_health)
 
-    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
-        sent.append("pipeline:" + ",".join(str(c[0][0]) for c in self.command_stack))
-        return batch(self, raise_on_error)
-
-    redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
-    redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
+    redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        redis.Redis.execute_command = single  # type: ignore[method-assign]
-        redis.client.Pipeline.execute = batch  # type: ignore[method-assign]
+        redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+
+
+def _command_names(packed: bytes | list[bytes]) -> list[str]:
+    """The names of the commands in a write (RESP arrays of bulk strings; ``CLIENT SETINFO`` by its first two)."""
+    data = b"".join(bytes(chunk) for chunk in packed) if isinstance(packed, list) else bytes(packed)
+    names, at = [], 0
+    while at < len(data):
+        end = data.index(b"\r\n", at)
+        count, at = int(data[at + 1 : end]), end + 2
+        args = []
+        for _ in range(count):
+            end = data.index(b"\r\n", at)
+            size, at = int(data[at + 1 : end]), end + 2
+            args.append(data[at : at + size])
+            at += size + 2
+        names.append("CLIENT SETINFO" if args[:2] == [b"CLIENT", b"SETINFO"] else args[0].decode().upper())
+    return names
 
 
 def _new(stream: str, payload: DomainEvent) -> NewEvent:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shared.domain.events import AssessmentStarted, ReferralDeclined, ReferralReceived
 from shared.events import DomainEvent, NewEvent
@@ -26,6 +28,7 @@ from shared.eventstore import (
     WrongExpectedVersion,
     partition_of,
 )
+from shared.redis_values import round_trip
 from tests.support import generate_log
 
 REFERRAL = ReferralReceived(programme_id="demo", source="reden", consent_given=True)
@@ -213,12 +216,12 @@ def test_an_append_reports_the_versions_it_left_and_sends_commands_alongside(sto
     result = store.append_many(
         [StreamWrite("case-a", [new("case-a")], 0), StreamWrite("programme-demo", [], 1)],
         observe=["caseload-demo", "case-never-written"],
-        alongside=[lambda pipe: pipe.set("cf:alongside", 1, nx=True, get=True)],
+        alongside=[("SET", "cf:alongside", 1, "NX", "GET")],
     )
     assert result.versions_at_append == {"case-a": 1, "programme-demo": 1, "caseload-demo": 2, "case-never-written": 0}
     assert result.log_id == store.log_id and result.alongside == (None,) and store.redis.get("cf:alongside") == b"1"
     with pytest.raises(WrongExpectedVersion):  # refused: what went alongside stays (so it must be harmless)
-        store.append_many([StreamWrite("case-a", [new("case-a")], 0)], alongside=[lambda p: p.incr("cf:alongside")])
+        store.append_many([StreamWrite("case-a", [new("case-a")], 0)], alongside=[("INCR", "cf:alongside")])
     assert store.redis.get("cf:alongside") == b"2" and store.stream_version("case-a") == 1
 
 
@@ -229,10 +232,43 @@ def test_a_server_that_forgot_the_scripts_gets_them_again_in_pipelined_calls(sto
     store.redis.script_flush()
     assert [len(events) for events in store.read_streams({"case-a": 0, "case-b": 0}).events.values()] == [1, 0]
     store.redis.script_flush()
-    result = store.append_many(
-        [StreamWrite("case-b", [new("case-b")], 0)], alongside=[lambda pipe: pipe.set("cf:x", 1, nx=True, get=True)]
-    )
+    result = store.append_many([StreamWrite("case-b", [new("case-b")], 0)], alongside=[("SET", "cf:x", 1, "NX", "GET")])
     assert result.versions_at_append == {"case-b": 1} and result.alongside == (b"1",)  # our own, sent twice
+
+
+def test_a_round_trip_gives_each_reply_in_its_place_an_error_reply_among_them(connection: redis.Redis) -> None:
+    """Replies as the server sent them, in order; an error reply in its place, the replies after it still read,
+    so the connection serves the next command cleanly."""
+    connection.set("cf:text", "not a number")
+    replies = round_trip(connection, [("SET", "cf:n", 41), ("INCR", "cf:text"), ("INCR", "cf:n"), ("GET", "cf:n")])
+    assert replies[0] == b"OK" and replies[2:] == [42, b"42"]
+    assert isinstance(replies[1], redis.ResponseError)
+    assert round_trip(connection, [("GET", "cf:n")]) == [b"42"] and connection.get("cf:n") == b"42"
+
+
+def test_a_round_trip_whose_connection_drops_before_its_replies_is_sent_again_by_the_clients_retries(
+    real_redis_url: str,
+) -> None:
+    """An append's round trip rides out a connection dropped mid-flight as redis-py's pipeline did: with the
+    client's retries, sent again whole (an append's event ids make a second sending write nothing). Here the
+    connection drops while the server holds the second command (a blocking pop), the first one's reply read."""
+
+    def dropped_mid_flight(retries: int) -> list[object]:
+        client = redis.Redis.from_url(real_redis_url, retry=Retry(NoBackoff(), retries=retries))
+        [connection_id] = round_trip(client, [("CLIENT", "ID")])  # the pool's one connection, used again below
+        killer = threading.Timer(
+            0.3, redis.Redis.from_url(real_redis_url).client_kill_filter, kwargs={"_id": connection_id}
+        )
+        killer.start()
+        try:
+            return round_trip(client, [("INCR", "cf:sent"), ("BLPOP", "cf:never", 1)])
+        finally:
+            killer.join()
+
+    redis.Redis.from_url(real_redis_url).delete("cf:sent", "cf:never")
+    assert dropped_mid_flight(retries=1) == [2, None]  # the INCR sent twice: the whole round trip again
+    with pytest.raises(redis.ConnectionError):  # what the retries rode out
+        dropped_mid_flight(retries=0)
 
 
 def test_a_read_check_guards_a_stream_that_is_not_written(store: EventStore) -> None:

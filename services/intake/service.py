@@ -281,7 +281,7 @@ class Intake:
                 on,
                 [Write(new_case_id(), [event], 0), *writes],
                 course_of=referral.programme_id,
-                alongside=[new_key.store] if new_key else (),
+                alongside=[new_key.store()] if new_key else (),
             )
             if new_key and not result.duplicate and not new_key.stored(result.alongside[0]):
                 raise RuntimeError(f"{citizen_id} had a key already")  # a fresh uuid4: never in practice
