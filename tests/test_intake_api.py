@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.eventstore import EventStore
@@ -285,3 +288,22 @@ def test_the_cpr_number_is_never_stored(intake: FlaskClient, cph: str, connectio
     for key in connection.scan_iter():
         dumped = repr(connection.dump(key))
         assert "0101901234" not in dumped and "010190-1234" not in dumped, key
+
+
+def test_whether_a_view_or_hook_is_async_is_asked_once_not_on_every_request(
+    intake: FlaskClient, cph: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask asks it before every call of a view or hook (a referral runs nine hooks); the answer cannot change."""
+    asked: list[object] = []
+    ask = Flask.ensure_sync
+
+    def asking(app: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
+        asked.append(func)
+        return ask(app, func)
+
+    monkeypatch.setattr(Flask, "ensure_sync", asking)
+    assert post(intake, "/referrals", referral_body()).status_code == 201
+    assert asked  # the referral's view and hooks, asked the first time they ran
+    first = list(asked)
+    assert post(intake, "/referrals", referral_body()).status_code == 201
+    assert asked == first
