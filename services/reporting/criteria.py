@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
 from shared.domain.calendar import add_months
 
 Steps = dict[tuple[str, str], int]  # (ISO day, field) -> change on that day
@@ -70,11 +72,7 @@ def citizen_on(courses: Sequence[dict[str, Any]], day: str) -> dict[str, int]:
     own records up to its own closure, housing and treatment in date order across courses, education-ready
     within a year of the first activity-ready whichever course recorded it, CTI or ICM if any course was, and
     the age band they came in with."""
-    # In the order they ran: a course reopened on the day of its first's closure comes after it.
-    begun = sorted(
-        (c for c in courses if c.get("enrolled_on") and c["enrolled_on"] <= day),
-        key=lambda c: (c["enrolled_on"], c.get("closed_on") or "9999-12-31"),
-    )
+    begun = sorted((c for c in courses if c.get("enrolled_on") and c["enrolled_on"] <= day), key=_course_order)
     if not begun:
         return {}
     closures = [_dated_by(c.get("closed_on"), day) for c in begun]
@@ -101,6 +99,23 @@ def citizen_on(courses: Sequence[dict[str, Any]], day: str) -> dict[str, int]:
         "education_ready_on": education,
     }
     return criteria_on(one, day)
+
+
+def _course_order(course: dict[str, Any]) -> tuple[Any, ...]:
+    """The order a citizen's courses ran in: by enrolment, a course reopened on the day of its first's closure
+    after it. Courses begun on the same day (two referrals enrolled at once) are ordered by what the criteria read
+    of them, a known age band first: otherwise the citizen's age band, and the order of a day's records across the
+    courses, would follow the order the courses were listed in, which differs between a settle and a report."""
+    band = course.get("age_band")
+    records = orjson.dumps([course.get(key, []) for key in ("housing", "treatment", "jobcentre")])
+    return (
+        course["enrolled_on"],
+        course.get("closed_on") or "9999-12-31",
+        band is None,
+        band or "",
+        course.get("method") or "",
+        records,
+    )
 
 
 def citizen_steps(courses: Sequence[dict[str, Any]]) -> Steps:

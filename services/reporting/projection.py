@@ -173,8 +173,8 @@ class ReportingProjection:
     # open; 15: early discharges against the planned end the closure recorded; 16: the success criteria read no
     # record dated after a course's closure; 17: each referral's status moves and the citizens with more than
     # one referral, for a status count per citizen; 18: the success criteria count a citizen once over their
-    # courses (rebuilt from the log on upgrade)
-    version = 18
+    # courses; 19: a citizen's courses begun on the same day are read in one order (rebuilt from the log on upgrade)
+    version = 19
     # A commit's counters script holds Redis for its whole length, every append waiting meanwhile: at most 15 ms
     # for 500 events, 46 ms for 2,000 (SLOWLOG, catching up a 247,740-event log).
     batch_size = 500
