@@ -332,7 +332,7 @@ class EventStore:
         keys += [self.keys.stream(stream_id) for stream_id in observe]
         keys.append(self.keys.meta)
         argv += [flag_ttl_s, len(observe)]
-        replies = self._append_with(alongside, keys, argv)
+        replies = self._pipelined(self._append_script, [(keys, argv)], before=alongside)  # alongside first
         reply = [as_text(x) for x in replies[-1]]
         outcome, rest = reply[0], reply[1:]
         if outcome == "restoring":
@@ -364,10 +364,6 @@ class EventStore:
         decision would be refused if taken again (a second enrolment), so its retry is answered before."""
         recorded = self.redis.get(self.keys.idempotency(idempotency.scope, idempotency.key))
         return _replayed(as_text(recorded), idempotency) if recorded is not None else None
-
-    def _append_with(self, alongside: Sequence[Alongside], keys: list[str], argv: list[Any]) -> list[Any]:
-        """The commands sent alongside, then the append script, in one round trip."""
-        return self._pipelined(self._append_script, [(keys, argv)], before=alongside)
 
     # -- reading ---------------------------------------------------------------------------------
 
