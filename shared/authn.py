@@ -17,12 +17,12 @@ import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, current_app, session
 
 from shared.aggregates import Folds, partner_fold
 from shared.domain.access import Authority, Partner, Principal, Role, authenticate, parse_api_key, partner_stream
 from shared.eventstore import AppendResult, EventStore
-from shared.http import ApiError, bearer, error_response
+from shared.http import ApiError, bearer, error_response, this_app, this_g, this_request
 
 
 class Authenticator:
@@ -59,18 +59,19 @@ def _parsed(authorization: str | None) -> tuple[str, str, str] | None:
 def caller(*roles: Role, checked_by_append: bool = False) -> Principal:
     """The authenticated caller of this request: 401 without a valid key, 403 for a role the endpoint never
     serves. ``checked_by_append``: see the module's docstring."""
-    authenticator: Authenticator = current_app.extensions["authenticator"]
-    header = request.headers.get("Authorization")
+    authenticator: Authenticator = this_app().extensions["authenticator"]
+    header = this_request().headers.get("Authorization")
     if header is None and (kept := key_in_session()) is not None:
         header = f"Bearer {kept}"  # the reporting pages' login; read-only, so no CSRF to fear
+    request_g = this_g()
     if checked_by_append:
-        g.authorization = header  # what the key is confirmed by, if no append does it
-        principal, g.authority = authenticator.held_principal(header)
+        request_g.authorization = header  # what the key is confirmed by, if no append does it
+        principal, request_g.authority = authenticator.held_principal(header)
     else:
-        principal, g.authority = authenticator.principal(header), None
+        principal, request_g.authority = authenticator.principal(header), None
     if principal is None:
         raise ApiError(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
-    g.principal = principal  # before the role is checked: a 403 is an answer to this key too
+    request_g.principal = principal  # before the role is checked: a 403 is an answer to this key too
     if principal.role not in roles:
         raise ApiError(403, "forbidden", f"a {principal.role.value} key cannot be used here")
     return principal
@@ -78,9 +79,10 @@ def caller(*roles: Role, checked_by_append: bool = False) -> Principal:
 
 def confirmed_by(result: AppendResult) -> None:
     """The request's key is confirmed if its append found the partner's stream at the version relied on."""
-    authority: Authority | None = g.get("authority")
+    request_g = this_g()
+    authority: Authority | None = request_g.get("authority")
     if authority is not None and result.versions_at_append.get(authority.stream_id) == authority.version:
-        g.authority = None
+        request_g.authority = None
 
 
 def confirm_before_answering(app: Flask) -> None:
@@ -89,10 +91,11 @@ def confirm_before_answering(app: Flask) -> None:
 
     @app.after_request
     def _confirm(response: Response) -> Response:
-        if g.pop("authority", None) is None:
+        request_g = this_g()
+        if request_g.pop("authority", None) is None:
             return response
         authenticator: Authenticator = app.extensions["authenticator"]
-        if authenticator.principal(g.get("authorization")) != g.get("principal"):
+        if authenticator.principal(request_g.get("authorization")) != request_g.get("principal"):
             return error_response(401, "unauthenticated", "send a valid API key: Authorization: Bearer <key>")
         return response
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import uuid
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ import redis
 
 from shared.events import EventRegistry, NewEvent, RecordedEvent
 from shared.events.envelope import danish_date
+from shared.ids import random_hex
 from shared.keys import LogKeys
 from shared.redis_values import (
     Command,
@@ -252,7 +252,7 @@ class EventStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.exists(self.keys.layout_1_events)
         pipe.hsetnx(self.keys.meta, "partitions", wanted)
-        pipe.hsetnx(self.keys.meta, "log_id", uuid.uuid4().hex)
+        pipe.hsetnx(self.keys.meta, "log_id", random_hex())
         pipe.hmget(self.keys.meta, "partitions", "log_id")
         earlier, _, _, (partitions, log_id) = pipe.execute()
         if earlier:

@@ -10,19 +10,22 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-import uuid
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask.ctx import _AppCtxGlobals
 from flask.json.provider import DefaultJSONProvider
+from flask.wrappers import Request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.local import LocalProxy
 
 from shared.config import Settings
 from shared.domain.calendar import EARLIEST_DATE, LATEST_PLANNING_DATE
+from shared.ids import random_hex
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +76,37 @@ def sends_operator_token(token: str) -> bool:
     return not token or hmac.compare_digest(sent.encode(), token.encode())
 
 
+_REQUEST = cast("LocalProxy[Request]", request)
+_G = cast("LocalProxy[_AppCtxGlobals]", g)
+_APP = cast("LocalProxy[Flask]", current_app)
+
+
+def this_request() -> Request:
+    """The request being handled, itself rather than Flask's proxy for it. Each attribute read through the
+    ``request``, ``g`` or ``current_app`` proxy is first looked for on the proxy, and on Python 3.11 that miss
+    formats an AttributeError's message: 1.7 us a read, against 0.08 us on the object, and a referral read them
+    32 times. So the code every request runs (the hooks, authentication, validation, the answer) takes the
+    objects once (werkzeug's ``_get_current_object``, "useful for performance if you are accessing the object
+    multiple times in a function"); elsewhere the proxies read better."""
+    return _REQUEST._get_current_object()
+
+
+def this_g() -> _AppCtxGlobals:
+    """The request's ``g``, itself (see ``this_request``)."""
+    return _G._get_current_object()
+
+
+def this_app() -> Flask:
+    """The app handling the request, itself (see ``this_request``)."""
+    return _APP._get_current_object()
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 4xx that says what is wrong with it."""
-    if not request.is_json:
+    req = this_request()
+    if not req.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    data = request.get_json(silent=True)
+    data = req.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")
     return data
@@ -116,7 +145,7 @@ def request_id(given: str) -> str:
     """A client's request id if it is a UUID (32 hex digits, as a W3C trace id, or with dashes), else one of
     ours. It goes into every log line and every event's metadata, for good: free text there could carry a
     name or a CPR number, which a UUID's shape cannot."""
-    return given if _REQUEST_ID.fullmatch(given.lower()) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given.lower()) else random_hex()
 
 
 def install(app: Flask) -> None:
@@ -125,14 +154,15 @@ def install(app: Flask) -> None:
 
     @app.before_request
     def _request_id() -> None:
-        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
+        this_g().request_id = request_id(this_request().headers.get("X-Request-Id", ""))
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "")
+        req = this_request()
+        response.headers["X-Request-Id"] = this_g().get("request_id", "")
         # The route, not the path: a path is whatever the client typed, a name or a CPR number included.
-        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
-        log.info("%s %s %s", request.method, route, response.status_code)
+        route = req.url_rule.rule if req.url_rule is not None else "(no route)"
+        log.info("%s %s %s", req.method, route, response.status_code)
         return response
 
     @app.errorhandler(ApiError)

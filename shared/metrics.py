@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.http import error_response, sends_operator_token
+from shared.http import error_response, sends_operator_token, this_g, this_request
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("caseflow_http_requests", "HTTP requests", ["service", "endpoint", "status"], registry=REGISTRY)
@@ -59,16 +59,22 @@ def install_metrics(app: Flask, service: str, connection: Any, token: str = "") 
     """``token``, when set, is asked of every scrape (``shared.http.sends_operator_token``)."""
     registry = CollectorRegistry()
     registry.register(RedisCollector(connection))
+    # A request's counter and histogram by (endpoint, status): looking a child up by its labels takes a lock and
+    # checks every label, for the few routes and statuses a service has.
+    children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     @app.before_request
     def _start() -> None:
-        g.metrics_started = time.perf_counter()
+        this_g().metrics_started = time.perf_counter()
 
     @app.after_request
     def _count(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
-        REQUESTS.labels(service, endpoint, str(response.status_code)).inc()
-        LATENCY.labels(service, endpoint).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
+        endpoint, status = this_request().endpoint or "unmatched", response.status_code
+        if (counted := children.get((endpoint, status))) is None:
+            counted = REQUESTS.labels(service, endpoint, str(status)), LATENCY.labels(service, endpoint)
+            children[endpoint, status] = counted
+        counted[0].inc()
+        counted[1].observe(time.perf_counter() - this_g().get("metrics_started", time.perf_counter()))
         return response
 
     @app.get("/metrics")

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import multiprocessing
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -36,6 +35,7 @@ from redis.client import Pipeline
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, ReadAhead
 from shared.gc_tuning import no_collections
+from shared.ids import random_hex
 from shared.keys import ProjectionKeys
 from shared.redis_values import entry_position, load_script, stream_entries
 
@@ -271,7 +271,7 @@ class ProjectionRunner:
         applied = 0
         lease = self.keys.lease(self.namespace, partition)
         while True:
-            token = uuid.uuid4().hex
+            token = random_hex()
             if not self.redis.set(lease, token, nx=True, px=self._lease_ttl_ms):
                 return applied  # the holder re-checks the partition after it lets go
             try:

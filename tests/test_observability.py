@@ -90,6 +90,27 @@ def test_metrics_in_prometheus_format(intake: FlaskClient, cph: str, connection:
     assert lag(intake.get("/metrics").get_data(as_text=True)) == 0
 
 
+def test_each_request_is_counted_once_under_its_endpoint_and_its_own_status(intake: FlaskClient, cph: str) -> None:
+    """The service keeps each (endpoint, status)'s counter at hand (shared.metrics): a referral refused after
+    one accepted must not be counted under the accepted one's status, nor the other way round (the counters are
+    the process's, so what an earlier test counted is taken off)."""
+    counted = 'caseflow_http_requests_total{endpoint="referrals.create_referral",service="intake",status='
+    names = (
+        counted + '"201"}',
+        counted + '"422"}',
+        'caseflow_http_request_seconds_count{endpoint="referrals.create_referral"',
+    )
+
+    def figures() -> list[float]:
+        lines = intake.get("/metrics").get_data(as_text=True).splitlines()
+        return [sum(float(line.split()[-1]) for line in lines if line.startswith(name)) for name in names]
+
+    before = figures()
+    for body in (referral_body(), {}, referral_body(), {}, {}):
+        intake.post("/referrals", json=body, headers=PARTNER)
+    assert [after - earlier for after, earlier in zip(figures(), before, strict=True)] == [2, 3, 5]
+
+
 def test_metrics_and_readiness_figures_ask_for_the_token_when_one_is_set(connection: redis.Redis, keys: None) -> None:
     """The figures say how much the suite does (events by type, requests, jobs, lag, the log's length): for the
     operators' Prometheus, not for whoever reaches the port. /readyz still gives a load balancer its status.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import redis
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, jsonify
 
 from services.intake.admin import admin
 from services.intake.admin import bp as admin_api
@@ -19,6 +19,7 @@ from shared.authn import Authenticator, confirm_before_answering
 from shared.bootstrap import connect, event_store
 from shared.cli import jobs_commands, log_commands, projections, vault_commands
 from shared.config import Settings
+from shared.http import this_g
 from shared.vault import Vault
 
 
@@ -41,12 +42,12 @@ def create_app(connection: redis.Redis | None = None, settings: Settings | None 
 
     @app.before_request
     def _remember_citizen_keys() -> None:
-        g.vault_memory = vault.remembering()
-        g.vault_memory.__enter__()
+        this_g().vault_memory = memory = vault.remembering()
+        memory.__enter__()
 
     @app.teardown_request
     def _forget_citizen_keys(_: BaseException | None) -> None:
-        if (memory := g.pop("vault_memory", None)) is not None:
+        if (memory := this_g().pop("vault_memory", None)) is not None:
             memory.__exit__(None, None, None)
 
     @app.get("/openapi.json")

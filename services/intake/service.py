@@ -7,7 +7,6 @@ lost races it gives up and the caller gets 409.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -46,6 +45,7 @@ from shared.eventstore import (
     StreamWrite,
     WrongExpectedVersion,
 )
+from shared.ids import random_hex
 from shared.metrics import EVENTS
 from shared.nudges import NUDGE_FLAG_TTL_S, enqueue_nudges, enqueue_offers, nudge_flags
 from shared.vault import Vault
@@ -63,7 +63,7 @@ def course_streams(programme_id: str) -> tuple[str, str]:
 
 
 def new_case_id() -> str:
-    return f"case-{uuid.uuid4().hex}"
+    return f"case-{random_hex()}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class Referral:
 
 
 def new_citizen_id() -> str:
-    return f"citizen-{uuid.uuid4().hex}"
+    return f"citizen-{random_hex()}"
 
 
 class Intake:

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from marshmallow import Schema
 
 from services.intake.service import Context, Intake, NotFound
@@ -28,7 +28,7 @@ from shared.domain.status import course_status
 from shared.events import DomainEvent
 from shared.events.envelope import today
 from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, LogRestoring, WrongExpectedVersion
-from shared.http import ApiError, error_response, json_body
+from shared.http import ApiError, error_response, json_body, this_app, this_g, this_request
 from shared.vault import ERASED
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ STAFF = (Role.COORDINATOR, Role.WORKER)
 
 
 def intake() -> Intake:
-    service: Intake = current_app.extensions["intake"]
+    service: Intake = this_app().extensions["intake"]
     return service
 
 
@@ -79,8 +79,8 @@ def log_role_refusals(app: Flask) -> None:
 
     @app.after_request
     def _log(response: Response) -> Response:
-        principal: Principal | None = g.get("principal")
-        case_id = (request.view_args or {}).get("case_id")
+        principal: Principal | None = this_g().get("principal")
+        case_id = (this_request().view_args or {}).get("case_id")
         if response.status_code != 403 or principal is None or not isinstance(case_id, str):
             return response
         return logged_refusal(response, principal, lambda: scoped_case(principal, case_id, allowed=False))
@@ -137,12 +137,13 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
     """The caller's context and the validated body (422 with every field named on bad input)."""
     body = json_body()
     data: dict[str, Any] = _instance(schema).load(body)
-    key = request.headers.get("Idempotency-Key")
+    req, request_g = this_request(), this_g()
+    key = req.headers.get("Idempotency-Key")
     idempotency = None
     if key is not None:
         if not IDEMPOTENCY_KEY_FORMAT.match(key):
             raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-128 of A-Z a-z 0-9 . _ : -")
-        canonical = json.dumps({"path": request.path, "body": body}, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps({"path": req.path, "body": body}, sort_keys=True, separators=(",", ":"))
         # Scoped to the caller's own key, not its partner: a replay answers with what the first request was
         # answered, which another key of the same partner (a worker's, say) may not be allowed to see.
         scope = f"{principal.partner_id}:{principal.key_id}"
@@ -151,7 +152,7 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
         fingerprint = hmac.new(intake().secret, b"idempotency:" + canonical.encode(), hashlib.sha256).hexdigest()
         idempotency = IdempotencyKey(scope, key, fingerprint)
     actor = f"{principal.partner_id}:{principal.key_id}"
-    return Context(actor, g.request_id, idempotency, g.get("authority")), data
+    return Context(actor, request_g.request_id, idempotency, request_g.get("authority")), data
 
 
 @cache

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+from shared.ids import random_uuid
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 
@@ -25,7 +26,7 @@ class NewEvent:
     payload: DomainEvent
     occurred_at: datetime
     actor: str
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=random_uuid)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
