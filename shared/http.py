@@ -187,7 +187,7 @@ def install(app: Flask) -> None:
 
 class ServiceApp(Flask):
     """Flask, asking once per view or hook whether it is an ``async def`` rather than on every call: a referral
-    runs nine hooks and a view, and asking was 1 % of its instructions."""
+    runs eight hooks and a view, and asking was 1 % of its instructions."""
 
     def __init__(self, import_name: str) -> None:
         super().__init__(import_name)

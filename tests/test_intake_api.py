@@ -293,7 +293,7 @@ def test_the_cpr_number_is_never_stored(intake: FlaskClient, cph: str, connectio
 def test_whether_a_view_or_hook_is_async_is_asked_once_not_on_every_request(
     intake: FlaskClient, cph: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Flask asks it before every call of a view or hook (a referral runs nine hooks); the answer cannot change."""
+    """Flask asks it before every call of a view or hook (a referral runs eight hooks); the answer cannot change."""
     asked: list[object] = []
     ask = Flask.ensure_sync
 
