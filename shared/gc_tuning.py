@@ -3,7 +3,7 @@
 A worker or a rebuild holds hundreds of thousands of folded documents between batches. CPython's
 full collection walks every object alive, and under its default thresholds (700, 10, 10) it ran 26
 times in one replay of 247,740 events: a third of the replay's time, to free 10 objects that sat in
-reference cycles (docs/benchmarks.md, "Seventeenth session"). What these processes make is freed by
+reference cycles (docs/benchmarks-history.md, "Seventeenth session"). What these processes make is freed by
 reference counting; young collections still run as often as before and catch the few cycles early,
 except while a batch is read and folded (``no_collections``): then they wait for its end.
 

@@ -114,7 +114,7 @@ def json_body() -> dict[str, Any]:
 
 class OrjsonProvider(DefaultJSONProvider):
     """Flask's JSON in and out through orjson: a referral's body and answer cost a third of the standard
-    library's time (docs/benchmarks.md, intake). Keys keep their order and dates are ISO 8601; what orjson
+    library's time (docs/benchmarks-history.md, intake). Keys keep their order and dates are ISO 8601; what orjson
     cannot encode goes to Flask's own ``default``, an integer beyond 64 bits to the standard library. Input
     that is not strict JSON (``NaN``) is malformed."""
 
