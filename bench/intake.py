@@ -14,7 +14,10 @@ between runs minutes apart, a ratio within a round far less.
 course document, i.e. the reporting worker has committed it. A probe posts a referral every 20 ms on its
 own connection, takes the time its 201 arrives, and polls Redis every half millisecond until then. The
 workers start after the rounds, so measure 5 begins once they have projected the rounds' referrals (the
-time they took is reported as ``workers_caught_up``).
+time they took is reported as ``workers_caught_up``). Its baseline, under the same load: one RQ job that does
+nothing, from its enqueueing to its being finished by a third worker (a SimpleWorker of its own), polled the same
+way: one hop through the queue, the least any work done after an answer, in a worker, takes on this stack. The
+probe alternates the two.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from rq import Queue
+from rq.job import JobStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -123,19 +128,45 @@ def wrk(port: int, headers: dict[str, str], body: str, seconds: int, connections
     }
 
 
+HOP_QUEUE = "bench-hop"
+
+
 def start_workers(url: str) -> list[subprocess.Popen[bytes]]:
-    """One caseflow and one reporting worker, as ``caseflow-suite up`` runs them (real RQ workers)."""
+    """One caseflow and one reporting worker, as ``caseflow-suite up`` runs them (real RQ workers), and the
+    baseline's SimpleWorker on a queue of its own."""
     bin_dir = Path(sys.executable).parent
+    commands = [[str(bin_dir / "caseflow-worker")], [str(bin_dir / "caseflow-reporting-worker")]]
+    commands.append([str(bin_dir / "rq"), "worker", "--url", url, "--worker-class", "rq.SimpleWorker", HOP_QUEUE])
     return [
         subprocess.Popen(
-            [str(bin_dir / command)],
+            command,
             env={**os.environ, **DEVELOPMENT_SECRETS, "REDIS_URL": url},
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for command in ("caseflow-worker", "caseflow-reporting-worker")
+        for command in commands
     ]
+
+
+def one_hop(queue: Queue) -> float:
+    """ms from enqueueing a job that does nothing to its being finished by a worker, polled every half ms."""
+    job = queue.enqueue("os.getpid")
+    enqueued = time.perf_counter()
+    while job.get_status(refresh=True) != JobStatus.FINISHED:
+        if time.perf_counter() - enqueued > 30:
+            raise RuntimeError("the baseline's job not finished after 30 s")
+        time.sleep(0.0005)
+    return (time.perf_counter() - enqueued) * 1000
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    return {
+        "median_ms": round(statistics.median(samples), 1),
+        "p99_ms": round(samples[max(0, int(len(samples) * 0.99) - 1)], 1),
+        "max_ms": round(samples[-1], 1),
+    }
 
 
 def wait_until_caught_up(store: EventStore, limit_s: float = 900) -> float:
@@ -152,12 +183,17 @@ def wait_until_caught_up(store: EventStore, limit_s: float = 900) -> float:
 
 def end_to_end(
     connection: redis.Redis, port: int, headers: dict[str, str], body: str, seconds: float
-) -> dict[str, float]:
-    """Post a referral every 20 ms for ``seconds``; for each, ms from its 201 to its course in reporting."""
+) -> dict[str, Any]:
+    """Post a referral every 20 ms for ``seconds``; for each, ms from its 201 to its course in reporting. Between
+    referrals, the baseline's job through a queue of its own (``one_hop``)."""
     namespace = active_namespace(connection, "cf", ReportingProjection())
     client = http.client.HTTPConnection("127.0.0.1", port)
-    samples, stop = [], time.perf_counter() + seconds
+    hop_queue = Queue(HOP_QUEUE, connection=connection)
+    samples: list[float] = []
+    hops: list[float] = []
+    stop = time.perf_counter() + seconds
     while time.perf_counter() < stop:
+        hops.append(one_hop(hop_queue))
         client.request("POST", "/referrals", body=body, headers=headers)
         response = client.getresponse()
         accepted = time.perf_counter()
@@ -170,12 +206,12 @@ def end_to_end(
             time.sleep(0.0005)
         samples.append((time.perf_counter() - accepted) * 1000)
         time.sleep(max(0.0, 0.02 - (time.perf_counter() - accepted)))
-    samples.sort()
+    ours, baseline = summary(samples), summary(hops)
     return {
         "referrals": len(samples),
-        "median_ms": round(statistics.median(samples), 1),
-        "p99_ms": round(samples[max(0, int(len(samples) * 0.99) - 1)], 1),
-        "max_ms": round(samples[-1], 1),
+        **ours,
+        "baseline_one_rq_job": {"jobs": len(hops), **baseline},
+        "baseline_over_ours_median": round(baseline["median_ms"] / ours["median_ms"], 3),
     }
 
 

@@ -81,13 +81,15 @@ def median_ratio(rounds: list[tuple[float, float]], digits: int = 3) -> float:
     return round(statistics.median(base / measured for base, measured in rounds), digits)
 
 
-def raw_read(store: EventStore) -> float:
+def raw_read(store: EventStore, until: int | None = None) -> float:
     """The baseline: every partition's stream (the log, see ``shared.eventstore``) read by XRANGE in batches of
-    1,000, nothing decoded: what a worker reads, at the speed of redis-py and hiredis."""
+    1,000, nothing decoded: what a worker reads, at the speed of redis-py and hiredis. ``until``: the log as it
+    stood at that position (a rebuild's prefix, ``bench/scale.py``)."""
+    end = "+" if until is None else f"{until}-0"
     started = time.perf_counter()
     for partition in range(store.partitions):
         position = 0
-        while entries := store.redis.xrange(store.keys.partition(partition), f"{position + 1}-0", "+", count=1000):
+        while entries := store.redis.xrange(store.keys.partition(partition), f"{position + 1}-0", end, count=1000):
             position = int(cast(bytes, entries[-1][0]).split(b"-")[0])
     return time.perf_counter() - started
 

@@ -9,9 +9,12 @@ held N events, or when its N-th citizen was referred.
 - Rebuild: for each size, a fresh process (so its peak memory is its own) runs ``rebuild`` up to that size
   with ``--processes`` forked processes (default: one per core), exactly what ``projections rebuild all``
   does. Reports seconds, events/s, peak RSS of the largest process, and Redis memory per event (log, and
-  read models).
+  read models). Its baseline, in the same run: the same prefix of the log read raw (``bench/projection.py``'s
+  XRANGE of every partition, nothing decoded; the best of three); and its peer: both read models written the
+  obvious way, one RQ job per event and read model (``bench/naive_peer.py``), timed on the log's first events.
 - Queries: the reporting read model is projected up to each citizen count, then each query is called 200
-  times through ``Reports`` (what the API calls, without HTTP): median and p99.
+  times through ``Reports`` (what the API calls, without HTTP): median and p99. Its baseline, at each size:
+  one Redis round trip through the same client (a GET of the log's head), the least any report can cost.
 
 Writes bench/results/scale.json and, with matplotlib installed (``pip install -e '.[bench]'``), the plots
 docs/img/rebuild.png and docs/img/queries.png.
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "scale.json"
 sys.path.insert(0, str(ROOT))
 
+from bench.projection import best, naive_peer, raw_read  # noqa: E402
 from bench.workload import drop, workload_log  # noqa: E402
 from services.caseflow.projection import CaseflowProjection  # noqa: E402
 from services.reporting.projection import ReportingProjection  # noqa: E402
@@ -78,9 +83,10 @@ def timed(call: Callable[[], object], runs: int = 200) -> dict[str, float]:
     return {"median_ms": round(statistics.median(samples), 3), "p99_ms": round(samples[int(runs * 0.99) - 1], 3)}
 
 
-def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int], processes: int) -> list[dict[str, Any]]:
-    rows = []
+def measure_rebuilds(store: EventStore, url: str, sizes: list[int], processes: int) -> list[dict[str, Any]]:
+    connection, rows = store.redis, []
     for size in sizes:
+        raw = best(3, partial(raw_read, store, until=size))
         before = connection.info("memory")["used_memory"]
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             result = pool.submit(rebuild_both, url, size, processes).result()
@@ -92,6 +98,9 @@ def measure_rebuilds(connection: redis.Redis, url: str, sizes: list[int], proces
             "events_per_s_both_models": round(size / result["seconds"]),
             "peak_rss_mb": round(result["peak_rss_mb"], 1),
             "read_models_bytes_per_event": round(models / size),
+            "raw_read_s": round(raw, 2),
+            "raw_read_events_per_s": round(size / raw),
+            "vs_raw_read": round(raw / result["seconds"], 3),
         }
         print("rebuild", json.dumps(row), flush=True)
         rows.append(row)
@@ -111,6 +120,7 @@ def measure_queries(store: EventStore, heads: dict[int, int], sizes: list[int]) 
         row: dict[str, Any] = {
             "citizens": citizens,
             "events": until,
+            "one_round_trip": timed(lambda: connection.get(store.keys.position)),
             "status_on_date": timed(lambda: reports.status_on(PROGRAMME, ON)),
             "success_criteria": timed(lambda: reports.success_criteria(PROGRAMME, ON)),
             "intake_per_month": timed(lambda: reports.intake(PROGRAMME, None, None)),
@@ -139,6 +149,7 @@ def plot(results: dict[str, Any]) -> None:
     left.plot(
         events, [r["both_s"] for r in rebuilds], "o-", label=f"both read models, {rebuilds[0]['processes']} processes"
     )
+    left.plot(events, [r["raw_read_s"] for r in rebuilds], "^--", color="grey", label="baseline: the log read raw")
     left.axhline(60, color="grey", linestyle=":", label="target: 60 s at 1M")
     left.set(xlabel="events in the log", ylabel="seconds", title="Rebuild time")
     left.legend()
@@ -154,6 +165,13 @@ def plot(results: dict[str, Any]) -> None:
     for name in ("status_on_date", "success_criteria", "intake_per_month", "referrals_per_partner"):
         ax.plot(citizens, [q[name]["median_ms"] for q in queries], "o-", label=f"{name} (median)")
         ax.plot(citizens, [q[name]["p99_ms"] for q in queries], ":", color=ax.lines[-1].get_color())
+    ax.plot(
+        citizens,
+        [q["one_round_trip"]["median_ms"] for q in queries],
+        "^--",
+        color="grey",
+        label="baseline: one round trip",
+    )
     ax.set(xscale="log", xlabel="citizens (log scale)", ylabel="ms (dotted: p99)", title="Query latency")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -166,6 +184,7 @@ def main() -> None:
     parser.add_argument("--rebuild-events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--query-citizens", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count(), help="rebuild processes")
+    parser.add_argument("--peer-events", type=int, default=1_000, help="events the naive peer projects, per model")
     parser.add_argument("--plot-only", action="store_true", help="redraw the plots from the last results, no run")
     args = parser.parse_args()
     if args.plot_only:
@@ -181,9 +200,12 @@ def main() -> None:
             "log_bytes_per_event": round(connection.info("memory")["used_memory"] / head),
         }
         print(json.dumps(results), flush=True)
-        results["rebuild"] = measure_rebuilds(
-            connection, url, [n for n in args.rebuild_events if n <= head], args.processes
-        )
+        results["rebuild"] = measure_rebuilds(store, url, [n for n in args.rebuild_events if n <= head], args.processes)
+        # The peer rebuilds both read models, each by one job per event: its seconds per event are the two added.
+        peer_s = sum(naive_peer(connection, url, name, args.peer_events) for name in ("caseflow", "reporting"))
+        peer = results["naive_peer_both_models_events_per_s"] = round(args.peer_events / peer_s)
+        for row in results["rebuild"]:
+            row["vs_naive_peer"] = round(row["events_per_s_both_models"] / peer)
         results["queries"] = measure_queries(store, heads, [c for c in args.query_citizens if c in heads])
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     plot(results)
