@@ -22,10 +22,11 @@ class RequestIdFilter(logging.Filter):
 def _current_request_id() -> str | None:
     from flask import has_app_context
 
-    from shared.http import this_g
+    if has_app_context():
+        from shared.http import this_g  # only where an app runs: a worker's lines need none of the HTTP module
 
-    if has_app_context() and (request_id := this_g().get("request_id")):
-        return str(request_id)
+        if request_id := this_g().get("request_id"):
+            return str(request_id)
     from rq import get_current_job
 
     job = get_current_job()
