@@ -40,7 +40,7 @@ from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
-from shared.gc_tuning import make_full_collections_rare, no_collections
+from shared.gc_tuning import frozen_between_batches, make_full_collections_rare, no_collections
 from shared.projections import Projection, ProjectionRunner, replay
 from shared.redis_values import entry_position
 
@@ -124,15 +124,18 @@ def read_decode_fold(store: EventStore, batch_size: int) -> float:
     for partition in range(store.partitions):
         held: dict[str, Any] = {}
         position = 0
-        while position := _fold_batch(store, partition, position, batch_size, held):
-            pass
+        with frozen_between_batches() as freeze:
+            while position := _fold_batch(store, partition, position, batch_size, held, freeze):
+                pass
     return time.perf_counter() - started
 
 
-def _fold_batch(store: EventStore, partition: int, after: int, batch_size: int, held: dict[str, Any]) -> int:
-    """One batch read, decoded and folded into ``held``, with no collection meanwhile, as a worker's; where it
-    ended (0: nothing was left)."""
-    with no_collections():
+def _fold_batch(
+    store: EventStore, partition: int, after: int, batch_size: int, held: dict[str, Any], freeze: bool
+) -> int:
+    """One batch read, decoded and folded into ``held``, with no collection meanwhile and what it left frozen, as
+    a worker's; where it ended (0: nothing was left)."""
+    with no_collections(freeze):
         batch = store.read_partition(partition, after, batch_size)
         for event in batch:
             if (found := kind_of(event.stream_id)) is not None:

@@ -29,12 +29,13 @@ def make_full_collections_rare() -> None:
 
 
 @contextlib.contextmanager
-def no_collections() -> Iterator[None]:
+def no_collections(freeze: bool = False) -> Iterator[None]:
     """No collection while a batch is read, folded and committed: its thousands of events, alive until it ends,
     would each be walked by a young collection and again by a middle one (the collector was 9 % of a caseflow
     worker's instructions; this saves 7). The batch's allocations still count, so the first allocation after it
-    collects what is left: the documents it folded, with the events gone. Nested, the outermost enables
-    collections again."""
+    collects what is left: the documents it folded, with the events gone; with ``freeze`` (inside
+    ``frozen_between_batches``, which says whether it may) what is left is frozen instead, and not walked at all.
+    Nested, the outermost enables collections again."""
     if not gc.isenabled():
         yield
         return
@@ -42,4 +43,24 @@ def no_collections() -> Iterator[None]:
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         gc.enable()
+
+
+@contextlib.contextmanager
+def frozen_between_batches() -> Iterator[bool]:
+    """For a run of batches (a worker's catch-up of a partition, a replay): what each batch leaves alive, the
+    documents it folded, is frozen at the batch's end (``gc.freeze``, which moves the collector's lists whole)
+    rather than walked by the young collection that follows it and the middle one after that, which were 5 % of
+    a caseflow worker's time (docs/benchmarks.md, projection). At the run's end all is handed back to the oldest
+    generation (``gc.unfreeze``): a cycle left by a batch is freed by a full collection then, not by the next
+    young one. Yields whether the run's batches may freeze (``no_collections(freeze=...)``): not when the
+    collector is off, or when something else froze objects (a server's preload), since unfreezing would hand
+    back theirs too; not inside another such run, which unfreezes at its own end."""
+    mine = gc.isenabled() and gc.get_freeze_count() == 0
+    try:
+        yield mine
+    finally:
+        if mine:
+            gc.unfreeze()

@@ -34,7 +34,7 @@ from redis.client import Pipeline
 
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, ReadAhead
-from shared.gc_tuning import no_collections
+from shared.gc_tuning import frozen_between_batches, no_collections
 from shared.ids import random_hex
 from shared.keys import ProjectionKeys
 from shared.redis_values import entry_position, load_script, stream_entries
@@ -275,9 +275,10 @@ class ProjectionRunner:
             if not self.redis.set(lease, token, nx=True, px=self._lease_ttl_ms):
                 return applied  # the holder re-checks the partition after it lets go
             try:
-                while (done := self._apply_batch_uncollected(partition)) != 0:
-                    applied += max(done, 0)
-                    self._renew(keys=[lease], args=[token, self._lease_ttl_ms])
+                with frozen_between_batches() as freeze:
+                    while (done := self._apply_batch_uncollected(partition, freeze)) != 0:
+                        applied += max(done, 0)
+                        self._renew(keys=[lease], args=[token, self._lease_ttl_ms])
             finally:
                 self._discard_ahead()
                 self._release(keys=[lease], args=[token])
@@ -296,9 +297,9 @@ class ProjectionRunner:
             if not self.projection.settle(self.redis, self.namespace):
                 return
 
-    def _apply_batch_uncollected(self, partition: int) -> int:
+    def _apply_batch_uncollected(self, partition: int, freeze: bool = False) -> int:
         """``_apply_batch`` with no collection meanwhile (``no_collections``): its events are let go on return."""
-        with no_collections():
+        with no_collections(freeze):
             return self._apply_batch(partition)
 
     def _apply_batch(self, partition: int) -> int:
@@ -458,23 +459,26 @@ def replay_into(
     states = [(projection, ProjectionState(store.redis, namespace)) for projection, namespace in targets]
     applied = unwritten = 0
     batches = store.scan(after, until, partitions, batch_size)
-    while folded := _fold_next(batches, states):
-        applied, unwritten = applied + folded, unwritten + folded
-        if unwritten >= flush_every:
-            _write_behind(store.redis, [state for _, state in states], keep_docs)
-            unwritten = 0
-        if progress:
-            progress(folded)
+    with frozen_between_batches() as freeze:
+        while folded := _fold_next(batches, states, freeze):
+            applied, unwritten = applied + folded, unwritten + folded
+            if unwritten >= flush_every:
+                _write_behind(store.redis, [state for _, state in states], keep_docs)
+                unwritten = 0
+            if progress:
+                progress(folded)
     _write_behind(store.redis, [state for _, state in states], keep_docs)
     if partitions is None:  # the whole log; a share of it (a rebuild process's) is settled by ``rebuild`` after all
         settle_all(store.redis, targets)
     return applied
 
 
-def _fold_next(batches: Iterator[list[RecordedEvent]], states: Sequence[tuple[Projection, ProjectionState]]) -> int:
+def _fold_next(
+    batches: Iterator[list[RecordedEvent]], states: Sequence[tuple[Projection, ProjectionState]], freeze: bool
+) -> int:
     """Read and fold the next batch, with no collection meanwhile (``no_collections``); how many events it held,
     0 at the end."""
-    with no_collections():
+    with no_collections(freeze):
         events = next(batches, [])
         for projection, state in states:
             projection.apply(events, state)

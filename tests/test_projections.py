@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import random
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import date
 
@@ -138,27 +139,93 @@ class CollectionWatch(Wrapping):
             self.started_while_folding.append(self.folding)
 
 
+@pytest.mark.parametrize("frozen_before", [False, True], ids=["run freezes", "objects frozen before"])
 @pytest.mark.parametrize("run", ["partition worker", "replay"])
 def test_no_collection_starts_while_a_batch_is_folded_and_collections_go_on_between_batches(
-    store: EventStore, run: str
+    store: EventStore, run: str, frozen_before: bool
 ) -> None:
     """A young collection mid-batch would walk each of the batch's events, alive until it ends
     (``shared.gc_tuning.no_collections``, 7 % of a caseflow worker's instructions): the collector waits for
-    the batch's end, runs between batches (what a batch left in cycles is freed), and is on after a batch that
-    failed. One explicit collection in the first batch shows the watch sees collections started inside."""
+    the batch's end and is on after a batch that failed. A run that may not freeze what its batches leave
+    (something else froze objects first) lets the collections run between batches instead. One explicit
+    collection in the first batch shows the watch sees collections started inside."""
     generate_log(store, cases=60)
-    with CollectionWatch(CaseflowProjection()) as watch:
-        if run == "replay":
-            replay_into(store, [(watch, "watched")], until=store.head(), batch_size=10)
-        else:
-            ProjectionRunner(store, watch, batch_size=10).catch_up_all()
+    if frozen_before:
+        gc.freeze()
+    try:
+        with CollectionWatch(CaseflowProjection()) as watch:
+            if run == "replay":
+                replay_into(store, [(watch, "watched")], until=store.head(), batch_size=10)
+            else:
+                ProjectionRunner(store, watch, batch_size=10).catch_up_all()
+    finally:
+        gc.unfreeze()
     assert watch.batches > 3 and gc.isenabled()
     assert watch.started_while_folding.count(True) == 1  # the explicit one, and none other
-    assert watch.started_while_folding.count(False) > 0  # between batches
+    if frozen_before:
+        assert watch.started_while_folding.count(False) > 0  # between batches
     failing = ProjectionRunner(store, CrashingProjection(CaseflowProjection(), crash_at=25), prefix="x", batch_size=10)
     with pytest.raises(RuntimeError, match="worker killed"):
         failing.catch_up_all()
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+class Cycle:
+    """An object in a reference cycle: only the collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+class CycleLeaver(Wrapping):
+    """Leaves a cycle behind in its first batch, and in each later batch asks a collection to free it."""
+
+    def __init__(self, inner: Projection) -> None:
+        super().__init__(inner)
+        self.left: weakref.ref[Cycle] | None = None
+        self.freed_during_run: list[bool] = []
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        self.inner.apply(events, state)
+        if self.left is None:
+            self.left = weakref.ref(Cycle())  # unreachable at once, but alive until a collection walks it
+        else:
+            gc.collect()
+            self.freed_during_run.append(self.left() is None)
+
+
+@pytest.mark.parametrize("run", ["partition worker", "replay"])
+def test_what_a_batch_leaves_is_frozen_until_the_run_ends_and_collected_after_it(store: EventStore, run: str) -> None:
+    """The documents a batch folded are frozen at its end rather than walked by the collections that follow
+    (``shared.gc_tuning.frozen_between_batches``, 5 % of a caseflow worker's time): a cycle left in one batch is
+    out of the collector's sight in the next ones, and is freed once the run has ended and handed all back."""
+    generate_log(store, cases=60)
+    leaver = CycleLeaver(CaseflowProjection())
+    if run == "replay":
+        replay_into(store, [(leaver, "leaver")], until=store.head(), batch_size=10)
+    else:  # one run: the partition with the most events
+        fullest = max(range(store.partitions), key=lambda p: len(store.read_partition(p, 0, store.head())))
+        ProjectionRunner(store, leaver, batch_size=3).catch_up(fullest)
+    assert len(leaver.freed_during_run) > 2
+    assert leaver.freed_during_run == [False] * len(leaver.freed_during_run)  # frozen: not collected
+    assert gc.get_freeze_count() == 0  # handed back...
+    gc.collect()
+    assert leaver.left is not None and leaver.left() is None  # ...and freed by the next full collection
+
+
+def test_a_run_of_batches_leaves_what_another_froze_frozen_and_freezes_nothing_itself(store: EventStore) -> None:
+    """A server that froze its preloaded objects keeps them frozen: a run that finds objects frozen neither
+    freezes (it could not tell its own from theirs at its end) nor unfreezes."""
+    generate_log(store, cases=30)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        leaver = CycleLeaver(CaseflowProjection())
+        replay_into(store, [(leaver, "leaver")], until=store.head(), batch_size=10)
+        assert 0 < gc.get_freeze_count() <= frozen  # theirs still frozen (some freed since), none of the run's
+        assert leaver.freed_during_run[0] is True  # not frozen: the next batch's collection freed it
+    finally:
+        gc.unfreeze()
 
 
 def test_collections_held_off_by_one_who_turned_the_collector_off_stay_off() -> None:
