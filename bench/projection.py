@@ -11,7 +11,8 @@ figures run in ``--repeat`` rounds, each a raw read, then what is compared with 
 the rounds' own ratios (this shared machine's speed drifts by a third between runs minutes apart, far less
 within a round), and each events/s the best of its runs, as ``timeit`` keeps. Each round also reads the log
 raw past redis-py's parsing of entries (``raw_read_unparsed``), a stricter baseline reported beside the
-issue's. Prints a table and writes bench/results/projection-<citizens>.json.
+issue's; and with each worker run, the CPU time an event its processes and Redis took. Prints a table and writes
+bench/results/projection-<citizens>.json.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -54,21 +57,50 @@ def _worker(url: str, name: str, partitions: list[int], batch_size: int | None) 
         runner.catch_up(p)
 
 
-def project(url: str, name: str, workers: int, batch_size: int | None) -> float:
-    """Seconds for ``workers`` processes to bring a fresh read model up to the log."""
+@dataclass(frozen=True)
+class Projected:
+    """One run of ``project``: its seconds, and the CPU time its worker processes and Redis took meanwhile."""
+
+    seconds: float
+    workers_cpu_s: float
+    redis_cpu_s: float
+
+
+def redis_cpu_s(connection: redis.Redis) -> float:
+    """The server's CPU time so far, user and system, all its threads (``INFO cpu``)."""
+    cpu = connection.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def project(url: str, name: str, workers: int, batch_size: int | None) -> Projected:
+    """``workers`` processes bringing a fresh read model up to the log. The last run's read model is deleted
+    before the clocks start: deleting it is not this run's work (it took Redis more than twice the time the run did)."""
     connection = redis.Redis.from_url(url)
     drop(connection, f"cf:proj:{name}:*")
     partitions = list(range(16))
-    started = time.perf_counter()
     processes = [
         multiprocessing.Process(target=_worker, args=(url, name, partitions[i::workers], batch_size))
         for i in range(workers)
     ]
+    redis_before, children_before = redis_cpu_s(connection), os.times()
+    started = time.perf_counter()
     for p in processes:
         p.start()
     for p in processes:
         p.join()
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    children = os.times()  # the workers' time, counted once each has been joined
+    workers_cpu = children.children_user + children.children_system
+    workers_cpu -= children_before.children_user + children_before.children_system
+    return Projected(seconds, workers_cpu, redis_cpu_s(connection) - redis_before)
+
+
+def cpu_per_event(runs: list[Projected], events: int) -> dict[str, float]:
+    """Microseconds of CPU an event (medians over runs): the workers' processes, and Redis serving them."""
+    return {
+        "workers": round(statistics.median(r.workers_cpu_s for r in runs) / events * 1e6, 2),
+        "redis": round(statistics.median(r.redis_cpu_s for r in runs) / events * 1e6, 2),
+    }
 
 
 def best(runs: int, measure: Callable[[], float]) -> float:
@@ -215,13 +247,16 @@ def main() -> None:
                 )
                 for _ in range(args.repeat)
             ]
-            one, two = min(t[1] for t in timed), min(t[2] for t in timed)
+            one, two = min(t[1].seconds for t in timed), min(t[2].seconds for t in timed)
             results[f"{name}_one_worker_events_per_s"] = round(events / one)
             results[f"{name}_two_workers_events_per_s"] = round(events / two)
-            results[f"{name}_two_over_one"] = median_ratio([(t[1], t[2]) for t in timed], digits=2)
-            results[f"{name}_one_worker_vs_raw"] = median_ratio([(t[0], t[1]) for t in timed])
-            results[f"{name}_one_worker_vs_raw_rounds"] = [round(t[0] / t[1], 3) for t in timed]
-            results[f"{name}_one_worker_vs_raw_unparsed"] = median_ratio([(t[3], t[1]) for t in timed])
+            results[f"{name}_two_over_one"] = median_ratio([(t[1].seconds, t[2].seconds) for t in timed], digits=2)
+            results[f"{name}_one_worker_vs_raw"] = median_ratio([(t[0], t[1].seconds) for t in timed])
+            results[f"{name}_one_worker_vs_raw_rounds"] = [round(t[0] / t[1].seconds, 3) for t in timed]
+            results[f"{name}_one_worker_vs_raw_unparsed"] = median_ratio([(t[3], t[1].seconds) for t in timed])
+            # Where two workers' time goes: how much more CPU an event each takes beside the other, and Redis's
+            results[f"{name}_cpu_us_per_event_one_worker"] = cpu_per_event([t[1] for t in timed], events)
+            results[f"{name}_cpu_us_per_event_two_workers"] = cpu_per_event([t[2] for t in timed], events)
             unparsed_reads.extend(t[3] for t in timed)
             if args.skip_peer:
                 continue
