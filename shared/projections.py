@@ -297,8 +297,9 @@ class ProjectionRunner:
             if not self.projection.settle(self.redis, self.namespace):
                 return
 
-    def _apply_batch_uncollected(self, partition: int, freeze: bool = False) -> int:
-        """``_apply_batch`` with no collection meanwhile (``no_collections``): its events are let go on return."""
+    def _apply_batch_uncollected(self, partition: int, freeze: bool) -> int:
+        """``_apply_batch`` with no collection meanwhile (``no_collections``), what it leaves frozen when ``freeze``
+        (``frozen_between_batches``): its events are let go on return."""
         with no_collections(freeze):
             return self._apply_batch(partition)
 
