@@ -18,6 +18,7 @@ from shared.bootstrap import event_store
 from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.projections import Projection, ProjectionState
+from shared.redis_values import write
 
 PROJECTIONS: dict[str, Projection] = {"caseflow": CaseflowProjection(), "reporting": ReportingProjection()}
 
@@ -32,6 +33,4 @@ def project_event(url: str, name: str, position: int, namespace: str) -> None:
     store = _store(url)
     state = ProjectionState(store.redis, namespace)
     PROJECTIONS[name].apply(store.read_all(after=position - 1, limit=1), state)
-    with store.redis.pipeline() as pipe:
-        state.flush(pipe)
-        pipe.execute()
+    write(store.redis, state.take_writes())

@@ -30,14 +30,14 @@ from typing import Any, Protocol
 
 import orjson
 import redis
-from redis.client import Pipeline
 
+from shared.checkpoint_watch import CheckpointWatch, Lease
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, ReadAhead
 from shared.gc_tuning import frozen_between_batches, no_collections
 from shared.ids import random_hex
 from shared.keys import ProjectionKeys
-from shared.redis_values import entry_position, load_script, stream_entries
+from shared.redis_values import Command, entry_position, load_script, stream_entries, write
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,6 @@ for _, t in ipairs(cjson.decode(ARGV[1])) do
 end
 return 0
 """
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 # A document's bytes depend only on its content: a dict's keys are sorted; a dataclass (orjson writes its
@@ -99,13 +95,13 @@ class ProjectionState:
     document into, say, a domain object; ``encode`` turns it back when it is
     written), so a replay that keeps one state across many batches folds each
     case in memory and writes it once per flush, not once per batch. In a
-    partition run the reader is the pipeline that WATCHes the checkpoint and
-    the state lives for one batch. Commutative changes are combined per key and
-    field before they are sent, so a thousand referrals on one day cost one
-    HINCRBY per counter, not a thousand.
+    partition run a state lives from batch to batch while its documents are
+    those committed (``ProjectionRunner._state_at``). Commutative changes are
+    combined per key and field before they are sent, so a thousand referrals
+    on one day cost one HINCRBY per counter, not a thousand.
     """
 
-    def __init__(self, reader: redis.Redis | Pipeline, namespace: str) -> None:
+    def __init__(self, reader: redis.Redis, namespace: str) -> None:
         self._reader = reader
         self._namespace = namespace
         self._docs: dict[str, Any] = {}
@@ -118,10 +114,6 @@ class ProjectionState:
 
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
-
-    def read_through(self, reader: redis.Redis | Pipeline) -> None:
-        """Read what is not held through another connection (a held state's next batch's pipeline)."""
-        self._reader = reader
 
     def load_docs(self, names: Iterable[str], decode: Decode = _as_stored) -> None:
         """Fetch the documents a batch will touch in one round trip (those not already held)."""
@@ -181,14 +173,22 @@ class ProjectionState:
         for name in list(self._docs)[: max(0, len(self._docs) - keep)]:
             del self._docs[name]
 
-    def flush(self, pipe: Pipeline) -> None:
-        """Queue the writes pending so far (a handful of commands however many events) and start afresh."""
+    def take_writes(self) -> list[Command]:
+        """The writes pending so far as commands (a handful however many events), for the caller to send, and
+        start afresh. Commands, not a redis-py pipeline's calls: a pipeline encodes each argument in Python, and
+        a caseflow batch's MSET has thousands (5 % of a worker's CPU); ``shared.redis_values`` packs them in C."""
+        writes: list[Command] = []
         if self._dirty:
-            pipe.mset(
-                {
-                    self.key(name): orjson.dumps(encode(self._docs[name]), option=_SORTED)
-                    for name, encode in self._dirty.items()
-                }
+            docs = self._docs
+            writes.append(
+                (
+                    "MSET",
+                    *[
+                        part
+                        for name, encode in self._dirty.items()
+                        for part in (self.key(name), orjson.dumps(encode(docs[name]), option=_SORTED))
+                    ],
+                )
             )
         if self._increments:
             # One EVAL (the source, not its SHA: a script cache lost in a restart must fail the whole
@@ -196,21 +196,28 @@ class ProjectionState:
             # creates the field, as the separate changes would have.
             names = list(self._increments)
             changes = orjson.dumps([self._increments[name] for name in names])
-            pipe.eval(_INCREMENTS, len(names), *[self.key(name) for name in names], changes)
+            writes.append(("EVAL", _INCREMENTS, len(names), *[self.key(name) for name in names], changes))
         if self._members:
             keys = list(self._members)
-            pipe.eval(_ADDS, len(keys), *keys, orjson.dumps([sorted(self._members[key]) for key in keys]))
+            adds = orjson.dumps([sorted(self._members[key]) for key in keys])
+            writes.append(("EVAL", _ADDS, len(keys), *keys, adds))
         for key, scores in self._lowest.items():
-            pipe.zadd(key, scores, lt=True)
+            writes.append(("ZADD", key, "LT", *_score_pairs(scores)))
         for key, scores in self._scores.items():
-            pipe.zadd(key, scores)
+            writes.append(("ZADD", key, *_score_pairs(scores)))
         if self._marks:  # after the scores above: a range counts the members this batch added
             keys = list(dict.fromkeys(k for t in self._marks.values() for k in t[:2]))
             index = {k: i + 1 for i, k in enumerate(keys)}
             marks = [[index[t[0]], index[t[1]], *t[2:]] for t in self._marks.values()]
-            pipe.eval(_MARKS, len(keys), *keys, orjson.dumps(marks))
+            writes.append(("EVAL", _MARKS, len(keys), *keys, orjson.dumps(marks)))
         self._dirty, self._increments, self._members, self._lowest, self._scores = {}, {}, {}, {}, {}
         self._marks = {}
+        return writes
+
+
+def _score_pairs(scores: dict[str, float]) -> list[str | float]:
+    """ZADD's arguments: score, member, score, member, ..."""
+    return [part for member, score in scores.items() for part in (score, member)]
 
 
 class Projection(Protocol):
@@ -249,7 +256,6 @@ class ProjectionRunner:
         self._lease_ttl_ms = lease_ttl_ms
         self._batch_size = batch_size or projection.batch_size
         self._release = load_script(self.redis, _RELEASE)
-        self._renew = load_script(self.redis, _RENEW)
         self._ahead: ReadAhead | None = None  # the next batch's read, sent while this one is folded
 
     def checkpoint(self, partition: int) -> int:
@@ -269,19 +275,16 @@ class ProjectionRunner:
         # Clear the nudge flag before reading, so an append after this point enqueues a new nudge.
         self.redis.delete(self.keys.nudge_pending(partition))
         applied = 0
-        lease = self.keys.lease(self.namespace, partition)
+        key = self.keys.lease(self.namespace, partition)
         while True:
-            token = random_hex()
-            if not self.redis.set(lease, token, nx=True, px=self._lease_ttl_ms):
+            lease = Lease(key, random_hex(), self._lease_ttl_ms)
+            if not self.redis.set(key, lease.token, nx=True, px=lease.ttl_ms):
                 return applied  # the holder re-checks the partition after it lets go
             try:
-                with frozen_between_batches() as freeze:
-                    while (done := self._apply_batch_uncollected(partition, freeze)) != 0:
-                        applied += max(done, 0)
-                        self._renew(keys=[lease], args=[token, self._lease_ttl_ms])
+                applied += self._apply_batches(partition, lease)
             finally:
                 self._discard_ahead()
-                self._release(keys=[lease], args=[token])
+                self._release(keys=[key], args=[lease.token])
             # An event appended while we held the lease may have seen it held and not been nudged.
             if self.store.partition_head(partition) <= self.checkpoint(partition):
                 if applied:
@@ -297,37 +300,43 @@ class ProjectionRunner:
             if not self.projection.settle(self.redis, self.namespace):
                 return
 
-    def _apply_batch_uncollected(self, partition: int, freeze: bool) -> int:
-        """``_apply_batch`` with no collection meanwhile (``no_collections``), what it leaves frozen when ``freeze``
-        (``frozen_between_batches``): its events are let go on return."""
-        with no_collections(freeze):
-            return self._apply_batch(partition)
-
-    def _apply_batch(self, partition: int) -> int:
-        """Apply one batch; 0 when caught up, -1 when another worker committed first."""
+    def _apply_batches(self, partition: int, lease: Lease) -> int:
+        """Apply the partition's batches until it is caught up, each with no collection meanwhile and what it
+        leaves frozen (``no_collections``, ``frozen_between_batches``); how many events were applied."""
+        applied = 0
         checkpoint_key = self.keys.checkpoint(self.namespace, partition)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(checkpoint_key)  # type: ignore[no-untyped-call]
-                after = int(pipe.get(checkpoint_key) or 0)
+        with CheckpointWatch(self.redis, checkpoint_key, lease) as watch, frozen_between_batches() as freeze:
+            with no_collections(freeze):
+                after = watch.checkpoint()
                 events = self._read_batch(partition, after)
-                if not events:
-                    return 0
-                state = self._state_at(partition, after, pipe)
-                try:
-                    self.projection.apply(events, state)
-                except Exception:
-                    if int(self.redis.get(checkpoint_key) or 0) != after:
-                        return -1  # overtaken mid-batch: what we read was another worker's newer state
-                    raise
-                pipe.multi()
-                state.flush(pipe)
-                pipe.set(checkpoint_key, events[-1].global_position)
-                pipe.execute()
-                self._hold(partition, events[-1].global_position, state)
-                return len(events)
-            except redis.WatchError:
-                return -1
+            while events:
+                with no_collections(freeze):
+                    after, events, done = self._apply_batch(partition, after, events, watch)
+                applied += done
+        return applied
+
+    def _apply_batch(
+        self, partition: int, after: int, events: list[RecordedEvent], watch: CheckpointWatch
+    ) -> tuple[int, list[RecordedEvent], int]:
+        """Fold a batch read after the checkpoint ``after`` (WATCHed since before its documents are read) and commit
+        it; while the server commits, read and decode the batch that follows. Returns the checkpoint as it then
+        stands, the batch after it and how many events were applied (none when another worker committed first)."""
+        state = self._state_at(partition, after)
+        try:
+            self.projection.apply(events, state)
+        except Exception:
+            if (checkpoint := watch.checkpoint()) != after:
+                return checkpoint, self._read_batch(partition, checkpoint), 0  # overtaken: we read its newer state
+            raise
+        end = events[-1].global_position
+        watch.send_commit(state.take_writes(), end)
+        following = self._read_batch(partition, end)  # decoded while the server commits
+        committed, checkpoint = watch.committed()
+        if committed:
+            self._hold(partition, end, state)
+        if checkpoint != end:
+            following = self._read_batch(partition, checkpoint)
+        return checkpoint, following, len(events) if committed else 0
 
     def _read_batch(self, partition: int, after: int) -> list[RecordedEvent]:
         """The partition's events after the checkpoint. A full batch sends the next one's read, from where it ends,
@@ -356,14 +365,14 @@ class ProjectionRunner:
         if ahead is not None:
             ahead.discard()
 
-    def _state_at(self, partition: int, checkpoint: int, reader: Pipeline) -> ProjectionState:
+    def _state_at(self, partition: int, checkpoint: int) -> ProjectionState:
         """The documents this process committed with ``checkpoint``, if that is still the partition's
         checkpoint: every commit moves it forward, so no other worker has written them since. Otherwise
-        (or after a failed batch, whose documents may be half-changed) a state that reads them afresh."""
+        (or after a failed batch, whose documents may be half-changed) a state that reads them afresh (after the
+        WATCH on the checkpoint: a commit between the read and the batch's fails)."""
         held = _HELD.pop((self.store.log_id, self.namespace, partition), None)
         if held is None or held[0] != checkpoint:
-            return ProjectionState(reader, self.namespace)
-        held[1].read_through(reader)
+            return ProjectionState(self.redis, self.namespace)
         return held[1]
 
     def _hold(self, partition: int, checkpoint: int, state: ProjectionState) -> None:
@@ -489,10 +498,9 @@ def _fold_next(
 
 
 def _write_behind(connection: redis.Redis, states: Sequence[ProjectionState], keep_docs: int) -> None:
-    with connection.pipeline(transaction=False) as pipe:  # the namespace is not read until it is switched to
-        for state in states:
-            state.flush(pipe)
-        pipe.execute()
+    """Write what the states hold unwritten (the namespace is not read until it is switched to): once, not again
+    on a dropped connection, which would count its increments twice; the rebuild fails instead."""
+    write(connection, [command for state in states for command in state.take_writes()])
     for state in states:
         if state.documents_held > keep_docs:
             state.forget_oldest(keep_docs // 2)

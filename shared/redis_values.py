@@ -63,7 +63,7 @@ def load_script(connection: Any, source: str) -> Any:
     return script
 
 
-def round_trip(connection: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+def round_trip(connection: redis.Redis, commands: Sequence[Command], repeatable: bool = True) -> list[Any]:
     """Commands written to the server at once and their replies read in order, on a connection of the client's
     pool and with its retries: a pipeline, packed by hiredis in C. redis-py's own pipeline encodes each argument
     in Python, and a referral's append has 44 of them: a tenth of a referral's instructions went to its pipeline
@@ -71,17 +71,18 @@ def round_trip(connection: redis.Redis, commands: Sequence[Command]) -> list[Any
     error reply is returned in its place, not raised, as by a pipeline's ``execute(raise_on_error=False)``.
 
     Sent again whole on a dropped connection or a timeout, as redis-py's pipeline is, so each command must be
-    harmless repeated."""
-    # hiredis types its argument as a one-item tuple; it takes any number
-    packed = [b"".join(hiredis.pack_command(command) for command in commands)]  # type: ignore[arg-type]
+    harmless repeated; unless not ``repeatable`` (an increment), when the connection's error is raised."""
+    data = packed(commands)
     pool = connection.connection_pool
     client: Any = pool.get_connection()  # redis-py leaves its connections' methods untyped
 
     def send_and_read() -> list[Any]:
-        client.send_packed_command(packed)
+        client.send_packed_command(data)
         return [_reply(client) for _ in commands]
 
     try:
+        if not repeatable:
+            return send_and_read()
         replies: list[Any] = client.retry.call_with_retry(send_and_read, lambda _: client.disconnect())
         return replies
     except BaseException:
@@ -89,6 +90,20 @@ def round_trip(connection: redis.Redis, commands: Sequence[Command]) -> list[Any
         raise
     finally:
         pool.release(client)
+
+
+def write(connection: redis.Redis, commands: Sequence[Command]) -> None:
+    """Commands sent once (``round_trip``, not ``repeatable``), the first error reply raised once all are read."""
+    if commands:
+        replies = round_trip(connection, commands, repeatable=False)
+        if error := next((reply for reply in replies if isinstance(reply, redis.ResponseError)), None):
+            raise error
+
+
+def packed(commands: Sequence[Command]) -> list[bytes]:
+    """Commands as sent on the wire (``send_packed_command``'s argument), packed by hiredis."""
+    # hiredis types its argument as a one-item tuple; it takes any number
+    return [b"".join(hiredis.pack_command(command) for command in commands)]  # type: ignore[arg-type]
 
 
 def _reply(client: Any) -> Any:

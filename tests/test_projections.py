@@ -18,6 +18,7 @@ from services.reporting.citizens import ReferralSummary
 from services.reporting.projection import ReportingProjection
 from shared import projections
 from shared.bootstrap import event_store
+from shared.checkpoint_watch import CheckpointWatch
 from shared.config import Settings
 from shared.domain import events as ev
 from shared.events import DomainEvent, NewEvent, RecordedEvent
@@ -35,6 +36,7 @@ from shared.projections import (
     replay,
     replay_into,
 )
+from shared.redis_values import write
 from tests.support import generate_log, run_workers, snapshot, suite_queue
 
 PROJECTIONS: list[Projection] = [CaseflowProjection(), ReportingProjection()]
@@ -414,26 +416,28 @@ def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, conn
 
 @pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
 def test_a_batch_read_ahead_is_not_taken_once_another_worker_moved_the_partition_on(
-    store: EventStore, projection: Projection
+    store: EventStore, projection: Projection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A worker sends its next batch's read while it folds the current one. If another worker commits the
-    partition's next batches before this one starts its next, the read starts behind the checkpoint: taken, its
-    events would be applied twice."""
+    """A worker sends its next batch's read while it folds the current one, and decodes it while its commit is
+    applied. If another worker commits the partition's next batches meanwhile, the read starts behind the
+    checkpoint: taken, its events would be applied twice."""
     generate_log(store, cases=40)
     partition = max(range(store.partitions), key=store.partition_head)
     slow = ProjectionRunner(store, projection, batch_size=3)
-    renew, overtaken = slow._renew, list[int]()
+    committed, overtaken = CheckpointWatch.committed, list[int]()
 
-    def between_batches(**kwargs: object) -> object:  # after the first batch committed, before the second
+    def another_worker_first(watch: CheckpointWatch) -> tuple[bool, int]:  # as the slow one's first commit lands
         if not overtaken:
+            overtaken.append(0)  # once: the other worker's own commits go on as usual
             other = ProjectionRunner(store, projection)
             store.redis.delete(other.keys.lease(other.namespace, partition))  # the lease ran out
-            overtaken.append(other.catch_up(partition))
-        return renew(**kwargs)
+            overtaken[0] = other.catch_up(partition)
+        return committed(watch)
 
-    slow._renew = between_batches
+    monkeypatch.setattr(CheckpointWatch, "committed", another_worker_first)
     slow.catch_up(partition)
     assert overtaken[0] > 0
+    monkeypatch.undo()
     ProjectionRunner(store, projection).catch_up_all()  # the other partitions
     assert live(slow) == reference(store, projection)
 
@@ -461,6 +465,29 @@ def test_a_batch_read_ahead_on_a_connection_that_dropped_is_read_again(
     assert live(runner) == reference(store, projection)
 
 
+@pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
+def test_a_commit_whose_answer_is_lost_with_its_connection_is_found_out_from_the_checkpoint(
+    store: EventStore, projection: Projection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's commit is sent, and its connection drops before the answer is read: the server may or may not
+    have applied it. The worker reads the checkpoint again on a new connection and goes on from there, reading its
+    documents afresh, rather than fail its job or take the batch for done."""
+    generate_log(store, cases=40)
+    committed, dropped = CheckpointWatch.committed, list[bool]()
+
+    def answer_lost(watch: CheckpointWatch) -> tuple[bool, int]:
+        if len(dropped) < 3:
+            watch._connection.disconnect()
+            dropped.append(True)
+        return committed(watch)
+
+    monkeypatch.setattr(CheckpointWatch, "committed", answer_lost)
+    runner = ProjectionRunner(store, projection, batch_size=3)
+    runner.catch_up_all()
+    assert len(dropped) == 3
+    assert live(runner) == reference(store, projection)
+
+
 def test_documents_a_worker_holds_serve_only_the_log_they_came_from(store: EventStore, connection: redis.Redis) -> None:
     """A process keeps each partition's documents with the checkpoint it committed. Another log restored into
     the same Redis may bring the same read model's namespace to the same checkpoint: the held documents must
@@ -470,14 +497,14 @@ def test_documents_a_worker_holds_serve_only_the_log_they_came_from(store: Event
     ProjectionRunner(store, projection).catch_up_all()
     partition = next(p for p in range(store.partitions) if store.partition_head(p))
     checkpoint = ProjectionRunner(store, projection).checkpoint(partition)
-    held = ProjectionRunner(store, projection)._state_at(partition, checkpoint, connection.pipeline())
+    held = ProjectionRunner(store, projection)._state_at(partition, checkpoint)
     assert held.documents_held > 0  # the same log, the same checkpoint: this process's documents
     ProjectionRunner(store, projection)._hold(partition, checkpoint, held)
     connection.flushdb()  # another log is restored into this Redis...
     restored = EventStore(connection, store.registry, partitions=store.partitions)
     assert restored.log_id != store.log_id
     # ...and its read model stands at the same checkpoint: nothing held is offered for it.
-    state = ProjectionRunner(restored, projection)._state_at(partition, checkpoint, connection.pipeline())
+    state = ProjectionRunner(restored, projection)._state_at(partition, checkpoint)
     assert state.documents_held == 0
 
 
@@ -588,8 +615,6 @@ def test_a_flush_adds_every_member_to_every_set_however_many(connection: redis.R
     for member in many:
         state.add("programme:p:cases", member)
     state.add("citizen:c:cases", "case-00001")
-    with connection.pipeline() as pipe:
-        state.flush(pipe)
-        pipe.execute()
+    write(connection, state.take_writes())
     assert connection.smembers("flushed:programme:p:cases") == {m.encode() for m in many}
     assert connection.smembers("flushed:citizen:c:cases") == {b"case-00001"}
