@@ -63,7 +63,6 @@ class CheckpointWatch:
     def checkpoint(self) -> int:
         """WATCH the checkpoint afresh (a WATCH that saw a change fails every EXEC until UNWATCH) and read it, with
         the client's retries: on a dropped connection the three are sent again on a new one."""
-
         key, connection = self._checkpoint_key, self._connection
 
         def watch_and_read() -> int:
