@@ -100,10 +100,27 @@ def write(connection: redis.Redis, commands: Sequence[Command]) -> None:
             raise error
 
 
+_JOINED_UP_TO = 64 * 1024  # bytes of packed commands joined into one item
+
+
 def packed(commands: Sequence[Command]) -> list[bytes]:
-    """Commands as sent on the wire (``send_packed_command``'s argument), packed by hiredis."""
-    # hiredis types its argument as a one-item tuple; it takes any number
-    return [b"".join(hiredis.pack_command(command) for command in commands)]  # type: ignore[arg-type]
+    """Commands as sent on the wire (``send_packed_command``'s argument: one ``sendall`` per item), packed by
+    hiredis. Small ones are joined into items of up to 64 KB (a referral's two make one system call); one larger
+    (a rebuild's write-behind, tens of MB of documents in one MSET) is an item of its own, not copied again."""
+    items: list[bytes] = []
+    joined: list[bytes] = []
+    size = 0
+    for command in commands:
+        piece: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]  # typed as one item; takes any number
+        if joined and size + len(piece) > _JOINED_UP_TO:
+            items.append(b"".join(joined))
+            joined, size = [], 0
+        if len(piece) > _JOINED_UP_TO:
+            items.append(piece)
+        else:
+            joined.append(piece)
+            size += len(piece)
+    return [*items, b"".join(joined)] if joined else items
 
 
 def _reply(client: Any) -> Any:

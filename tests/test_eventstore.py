@@ -8,9 +8,12 @@ import pickle
 import threading
 from datetime import UTC, datetime
 
+import hiredis
 import orjson
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -28,7 +31,7 @@ from shared.eventstore import (
     WrongExpectedVersion,
     partition_of,
 )
-from shared.redis_values import round_trip
+from shared.redis_values import packed, round_trip
 from tests.support import generate_log
 
 REFERRAL = ReferralReceived(programme_id="demo", source="reden", consent_given=True)
@@ -253,7 +256,7 @@ def test_a_round_trip_whose_connection_drops_before_its_replies_is_sent_again_by
     client's retries, sent again whole (an append's event ids make a second sending write nothing). Here the
     connection drops while the server holds the second command (a blocking pop), the first one's reply read."""
 
-    def dropped_mid_flight(retries: int) -> list[object]:
+    def dropped_mid_flight(retries: int, repeatable: bool = True) -> list[object]:
         client = redis.Redis.from_url(real_redis_url, retry=Retry(NoBackoff(), retries=retries))
         [connection_id] = round_trip(client, [("CLIENT", "ID")])  # the pool's one connection, used again below
         killer = threading.Timer(
@@ -261,7 +264,7 @@ def test_a_round_trip_whose_connection_drops_before_its_replies_is_sent_again_by
         )
         killer.start()
         try:
-            return round_trip(client, [("INCR", "cf:sent"), ("BLPOP", "cf:never", 1)])
+            return round_trip(client, [("INCR", "cf:sent"), ("BLPOP", "cf:never", 1)], repeatable)
         finally:
             killer.join()
 
@@ -269,6 +272,33 @@ def test_a_round_trip_whose_connection_drops_before_its_replies_is_sent_again_by
     assert dropped_mid_flight(retries=1) == [2, None]  # the INCR sent twice: the whole round trip again
     with pytest.raises(redis.ConnectionError):  # what the retries rode out
         dropped_mid_flight(retries=0)
+    with pytest.raises(redis.ConnectionError):  # one that is not repeatable is sent once, retries or not
+        dropped_mid_flight(retries=1, repeatable=False)
+    assert redis.Redis.from_url(real_redis_url).get("cf:sent") == b"4"
+
+
+def one_packed(command: tuple[str, str, bytes]) -> bytes:
+    piece: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]  # typed as a one-item tuple; takes any
+    return piece
+
+
+@given(st.lists(st.integers(min_value=0, max_value=150_000), max_size=12))
+def test_commands_are_packed_in_order_small_ones_joined_and_a_large_one_not_copied(sizes: list[int]) -> None:
+    """What ``packed`` sends is every command's hiredis packing, in order; small commands go in items of at most
+    64 KB (a referral's two in one system call), a larger one in an item of its own."""
+    commands = [("SET", f"k{i}", b"x" * size) for i, size in enumerate(sizes)]
+    pieces = [one_packed(command) for command in commands]
+    items = packed(commands)
+    assert b"".join(items) == b"".join(pieces)
+    assert all(len(item) <= 64 * 1024 or item in pieces for item in items)
+    if sum(len(piece) for piece in pieces) <= 64 * 1024:
+        assert len(items) == min(1, len(commands))
+
+
+def test_a_round_trip_of_small_and_large_commands_gives_every_reply(connection: redis.Redis) -> None:
+    large = b"d" * 200_000
+    replies = round_trip(connection, [("SET", "cf:a", 1), ("MSET", "cf:b", large, "cf:c", 2), ("GET", "cf:b")])
+    assert replies == [b"OK", b"OK", large]
 
 
 def test_a_read_check_guards_a_stream_that_is_not_written(store: EventStore) -> None:
