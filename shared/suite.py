@@ -193,6 +193,30 @@ def _load_synthetic(intake: str, reporting: str, keys: dict[str, str], citizens:
         )
 
 
+def _stop_children(children: list[subprocess.Popen[bytes]], grace_s: float = 10) -> None:
+    """Terminate every child and wait for it, killing what is left after ``grace_s``. A further Ctrl-C or SIGTERM
+    meanwhile (pressed twice, or a service manager signalling the whole group) kills them at once: it used to
+    interrupt this wait, and the suite died with the embedded store its children were still talking to."""
+
+    def kill_now(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+
+    signal.signal(signal.SIGINT, kill_now)
+    signal.signal(signal.SIGTERM, kill_now)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="caseflow-suite")
     parser.add_argument("command", choices=["up"])
@@ -274,13 +298,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_children(children)
         if embedded:
             embedded.stop()

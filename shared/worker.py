@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import redis
 from rq import Queue, get_current_job
 from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 from rq.worker import SimpleWorker
 
 from shared.bootstrap import connect, event_store, projection_runner
@@ -103,7 +106,16 @@ def run_scheduler() -> None:
             interval=SWEEP_INTERVAL_S,
             name=f"sweep-{subscriber.projection}",
         )
-    scheduler.start()  # type: ignore[no-untyped-call]
+    try:
+        scheduler.start()  # type: ignore[no-untyped-call]
+    except StopRequested:
+        # RQ raises it on every stop signal, from inside its farewell too: a second one arrives when a service
+        # manager signals the whole group and the suite signals its children as well. RQ's registry drops a
+        # scheduler whose heartbeats stop, so one that could not deregister needs no more than a line.
+        logging.getLogger(__name__).info("the scheduler stopped before it could deregister")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a signal from here on would raise from RQ's handler again
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _import(path: str) -> Any:

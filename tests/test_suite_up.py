@@ -29,8 +29,11 @@ def call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
-def start_suite(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
-    """``caseflow-suite up`` as the README's run command starts it, and what it printed until it was up."""
+def start_suite(
+    tmp_path: Path, env: dict[str, str], *args: str, group: bool = False
+) -> tuple[subprocess.Popen[str], str]:
+    """``caseflow-suite up`` as the README's run command starts it, and what it printed until it was up; with
+    ``group``, in a process group of its own, as a service manager starts it."""
     suite = subprocess.Popen(
         [sys.executable, "-c", "from shared.suite import main; main()", "up", *args],
         env={**env, "PYTHONUNBUFFERED": "1"},
@@ -38,6 +41,7 @@ def start_suite(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subpro
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp_path,
+        start_new_session=group,
     )
     lines: list[str] = []
     deadline = time.monotonic() + 90
@@ -99,6 +103,24 @@ def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_pa
     assert "Worker" in (tmp_path / ".suite/logs/caseflow-worker.log").read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{intake_port}/healthz", timeout=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_stop_signalled_to_the_whole_group_ends_the_suite_cleanly(tmp_path: Path, signals: int) -> None:
+    """A service manager stops the suite by signalling its whole process group, and an impatient one (or user)
+    signals again: a second signal used to interrupt the suite's wait for its children, and it died with a
+    traceback, its embedded store gone under children still stopping. Now it kills them at once and ends cleanly."""
+    _, _, env = ports_env()
+    suite, _ = start_suite(tmp_path, env | {"EMBEDDED_REDIS_PORT": str(free_port())}, "--no-demo", group=True)
+    for _ in range(signals):
+        os.killpg(suite.pid, signal.SIGTERM)
+        time.sleep(0.3)
+    rest, _ = suite.communicate(timeout=60)
+    assert suite.returncode == 0, rest
+    assert "stopping" in rest and "Traceback" not in rest
+    for log in (tmp_path / ".suite/logs").glob("*.log"):
+        assert "Traceback" not in log.read_text(), log.name
 
 
 @pytest.mark.slow
@@ -192,3 +214,37 @@ def _serving_a_blocking_command() -> bool:
         for stack in sys._current_frames().values()
         for frame in traceback.extract_stack(stack)
     )
+
+
+@pytest.mark.slow
+def test_a_scheduler_signalled_to_stop_twice_stops_without_a_traceback(real_redis_url: str) -> None:
+    """A service manager stopping the suite signals its whole process group, and the suite signals its children too,
+    so the scheduler gets two SIGTERMs at once. RQ's scheduler raises on each, from inside its farewell too: the
+    scheduler must still end quietly, not with a traceback in its log and a failed exit."""
+    slow_farewell = (  # RQ's deregistration held up long enough for the second signal to land inside it
+        "import time; from rq import cron_scheduler_registry as registry; unregister = registry.unregister\n"
+        "def slow(*args, **kwargs):\n    time.sleep(1.0)\n    return unregister(*args, **kwargs)\n"
+        "registry.unregister = slow\n"
+        "from shared.worker import run_scheduler; run_scheduler()"
+    )
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", slow_farewell],
+        env={**os.environ, "REDIS_URL": real_redis_url, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert scheduler.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while not any("Enqueued job" in line for line in lines):  # past its start: sleeping between rounds
+        assert scheduler.poll() is None and time.monotonic() < deadline, "".join(lines)
+        lines.append(scheduler.stdout.readline())
+    scheduler.send_signal(signal.SIGTERM)
+    while not any("registering death" in line for line in lines):
+        assert time.monotonic() < deadline, "".join(lines)
+        lines.append(scheduler.stdout.readline())
+    scheduler.send_signal(signal.SIGTERM)
+    rest, _ = scheduler.communicate(timeout=30)
+    assert scheduler.returncode == 0, rest
+    assert "Traceback" not in rest
