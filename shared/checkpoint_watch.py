@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from shared.redis_values import Command, packed
+from shared.redis_values import Command, packed, raise_first_error
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -44,7 +44,7 @@ class CheckpointWatch:
         self._connection: Any = self._pool.get_connection()  # redis-py leaves its connections' methods untyped
         self._checkpoint_key = checkpoint_key
         self._renewal: Command = ("EVAL", _RENEW, 1, lease.key, lease.token, lease.ttl_ms)
-        self._replies = 0  # replies to the commit sent, not yet read; -1: it was not sent whole
+        self._replies = 0  # replies to the commit sent, not yet read (none: nothing sent, or not sent whole)
 
     def __enter__(self) -> CheckpointWatch:
         return self
@@ -76,7 +76,6 @@ class CheckpointWatch:
         the lease's renewal and the next WATCH and read of the checkpoint; their replies are ``committed``'s."""
         key = self._checkpoint_key
         commands = [("MULTI",), *writes, ("SET", key, position), ("EXEC",), self._renewal, ("WATCH", key), ("GET", key)]
-        self._replies = -1
         try:
             self._connection.send_packed_command(packed(commands))
         except (redis.ConnectionError, redis.TimeoutError):
@@ -95,8 +94,8 @@ class CheckpointWatch:
             except (redis.ConnectionError, redis.TimeoutError):
                 self._connection.disconnect()
             else:
-                if done is not None and (error := next((r for r in done if isinstance(r, Exception)), None)):
-                    raise error
+                if done is not None:
+                    raise_first_error(done)
                 return done is not None, int(checkpoint or 0)
         return False, self.checkpoint()
 

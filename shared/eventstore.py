@@ -36,6 +36,7 @@ from shared.redis_values import (
     entry_position,
     field_pairs,
     load_script,
+    raise_first_error,
     round_trip,
     stored_entries,
     stream_entries,
@@ -479,8 +480,7 @@ class EventStore:
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             self.redis.script_load(script.script)
             replies = round_trip(self.redis, commands)
-        if error := next((reply for reply in replies if isinstance(reply, redis.ResponseError)), None):
-            raise error
+        raise_first_error(replies)
         return replies
 
     def stream_version(self, stream_id: str) -> int:

@@ -95,9 +95,13 @@ def round_trip(connection: redis.Redis, commands: Sequence[Command], repeatable:
 def write(connection: redis.Redis, commands: Sequence[Command]) -> None:
     """Commands sent once (``round_trip``, not ``repeatable``), the first error reply raised once all are read."""
     if commands:
-        replies = round_trip(connection, commands, repeatable=False)
-        if error := next((reply for reply in replies if isinstance(reply, redis.ResponseError)), None):
-            raise error
+        raise_first_error(round_trip(connection, commands, repeatable=False))
+
+
+def raise_first_error(replies: Sequence[Any]) -> None:
+    """Raise the first error reply among replies read whole (a round trip's, or a transaction's EXEC)."""
+    if error := next((reply for reply in replies if isinstance(reply, redis.ResponseError)), None):
+        raise error
 
 
 _JOINED_UP_TO = 64 * 1024  # bytes of packed commands joined into one item

@@ -24,6 +24,8 @@ from shared.logs import configure_logging
 from shared.nudges import SUBSCRIBERS, enqueue_sweeps, queue_name
 from shared.projections import Projection, ProjectionRunner
 
+log = logging.getLogger(__name__)
+
 SWEEP_INTERVAL_S = 30
 OFFER_INTERVAL_S = 60
 PHASE_INTERVAL_S = 3600
@@ -112,7 +114,7 @@ def run_scheduler() -> None:
         # RQ raises it on every stop signal, from inside its farewell too: a second one arrives when a service
         # manager signals the whole group and the suite signals its children as well. RQ's registry drops a
         # scheduler whose heartbeats stop, so one that could not deregister needs no more than a line.
-        logging.getLogger(__name__).info("the scheduler stopped before it could deregister")
+        log.info("the scheduler stopped before it could deregister")
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a signal from here on would raise from RQ's handler again
         signal.signal(signal.SIGINT, signal.SIG_IGN)
