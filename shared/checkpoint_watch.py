@@ -26,6 +26,16 @@ return 0
 """
 
 
+class PartlyCommitted(Exception):
+    """Redis refused a write inside a batch's transaction (a key of another type, a script's error) and, as EXEC
+    does, applied the rest, the checkpoint with them: the read model lacks that write for good, and redoing the
+    batch would count its counters twice. Only a rebuild puts it right."""
+
+    def __init__(self, refused: redis.ResponseError) -> None:
+        super().__init__(f"a write in the batch's transaction was refused: {refused}")
+        self.refused = refused
+
+
 @dataclass(frozen=True)
 class Lease:
     """A worker's hold on a partition (``ProjectionRunner.catch_up``): it keeps workers from doing the same work at
@@ -86,7 +96,7 @@ class CheckpointWatch:
     def committed(self) -> tuple[bool, int]:
         """Whether the batch sent was committed, and the checkpoint as it stands now, WATCHed again. A batch whose
         connection dropped before its answer counts as not committed: its documents are read again, whoever
-        committed them. An error in the transaction (a write Redis refused) is raised."""
+        committed them. A write Redis refused in the transaction is raised as ``PartlyCommitted``."""
         replies, self._replies = self._replies, 0
         if replies > 0:
             try:
@@ -95,7 +105,10 @@ class CheckpointWatch:
                 self._connection.disconnect()
             else:
                 if done is not None:
-                    raise_first_error(done)
+                    try:
+                        raise_first_error(done)
+                    except redis.ResponseError as refused:
+                        raise PartlyCommitted(refused) from refused
                 return done is not None, int(checkpoint or 0)
         return False, self.checkpoint()
 

@@ -17,7 +17,14 @@ from shared.config import Settings
 from shared.eventstore import EventStore
 from shared.gc_tuning import make_full_collections_rare
 from shared.nudges import queue_health, requeue_failed
-from shared.projections import Projection, ProjectionRunner, RebuildOverlapped, can_fork_readers, rebuild
+from shared.projections import (
+    Projection,
+    ProjectionRunner,
+    RebuildOverlapped,
+    can_fork_readers,
+    damage,
+    rebuild,
+)
 from shared.vault import Vault, export_keys, import_keys
 
 projections = AppGroup("projections", help="Read models: rebuild from the log, show checkpoints and lag.")
@@ -57,12 +64,14 @@ def rebuild_command(name: str, processes: int) -> None:
 @projections.command("status")
 @click.option("--partitions", is_flag=True, help="Also each partition's checkpoint and newest event.")
 def status_command(partitions: bool) -> None:
-    """Each read model's generation, and which partitions have events it has not applied yet."""
+    """Each read model's generation, which partitions have events it has not applied yet, and any damage."""
     store, prefix = _store()
     for projection in ALL.values():
         runner = ProjectionRunner(store, projection, prefix=prefix)
         lagging = [p for p in range(store.partitions) if store.partition_head(p) > runner.checkpoint(p)]
         state = "caught up" if not lagging else f"behind in partitions {lagging}"
+        if marked := damage(store.redis, runner.namespace):
+            state += f"; DAMAGED in partitions {list(marked)}, rebuild it (projections rebuild {projection.name})"
         click.echo(f"{projection.name}\t{runner.namespace}\tlog head {store.head()}\t{state}")
         for p in range(store.partitions) if partitions else []:
             head, checkpoint = store.partition_head(p), runner.checkpoint(p)

@@ -229,7 +229,8 @@ def install_health(app: Flask, connection: Any, token: str = "") -> None:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        """Ready: Redis answers and no read model is further behind the log than the threshold (else 503).
+        """Ready: Redis answers, and no read model is damaged or further behind the log than the threshold (else
+        503).
         Also reported: the log's durability, and queued and failed jobs per queue."""
         from shared.health import readiness
 
@@ -238,7 +239,7 @@ def install_health(app: Flask, connection: Any, token: str = "") -> None:
             ready, report = readiness(connection)
         except Exception:  # Redis unreachable: not ready, and say so without a stack trace
             return error_response(503, "redis_unreachable", "the event log cannot be reached")
-        status = "ready" if ready else "lagging"
+        status = "ready" if ready else "damaged" if "damaged" in report else "lagging"
         if sends_operator_token(token):
             response = jsonify(status=status, durable=durability.durable, durability=durability.detail, **report)
         else:

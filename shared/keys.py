@@ -71,6 +71,12 @@ class ProjectionKeys:
         return f"{namespace}:checkpoint:{partition}"
 
     @staticmethod
+    def damage(namespace: str) -> str:
+        """A hash, per partition, of the batch whose commit Redis applied only in part (see ``PartlyCommitted``):
+        set, the read model is wrong until a rebuild writes a new generation, which has none."""
+        return f"{namespace}:damage"
+
+    @staticmethod
     def lease(namespace: str, partition: int) -> str:
         return f"{namespace}:lease:{partition}"
 

@@ -31,13 +31,13 @@ from typing import Any, Protocol
 import orjson
 import redis
 
-from shared.checkpoint_watch import CheckpointWatch, Lease
+from shared.checkpoint_watch import CheckpointWatch, Lease, PartlyCommitted
 from shared.events import RecordedEvent
 from shared.eventstore import EventStore, ReadAhead
 from shared.gc_tuning import frozen_between_batches, no_collections
 from shared.ids import random_hex
 from shared.keys import ProjectionKeys
-from shared.redis_values import Command, entry_position, load_script, stream_entries, write
+from shared.redis_values import Command, as_text, entry_position, load_script, stream_entries, write
 
 log = logging.getLogger(__name__)
 
@@ -331,12 +331,23 @@ class ProjectionRunner:
         end = events[-1].global_position
         watch.send_commit(state.take_writes(), end)
         following = self._read_batch(partition, end)  # decoded while the server commits
-        committed, checkpoint = watch.committed()
+        try:
+            committed, checkpoint = watch.committed()
+        except PartlyCommitted as partly:
+            self._damaged(partition, events[0].global_position, end, partly)
+            raise
         if committed:
             self._hold(partition, end, state)
         if checkpoint != end:
             following = self._read_batch(partition, checkpoint)
         return checkpoint, following, len(events) if committed else 0
+
+    def _damaged(self, partition: int, first: int, end: int, partly: PartlyCommitted) -> None:
+        """Say so where readiness and ``projections status`` look, and in the log: the checkpoint moved past a batch
+        whose writes were applied in part, so the read model is wrong from here on, and silently so otherwise."""
+        what = f"events {first}-{end}: {partly.refused}"
+        self.redis.hset(ProjectionKeys.damage(self.namespace), str(partition), what)
+        log.error("%s: DAMAGED in partition %d, %s; rebuild it (projections rebuild)", self.namespace, partition, what)
 
     def _read_batch(self, partition: int, after: int) -> list[RecordedEvent]:
         """The partition's events after the checkpoint. A full batch sends the next one's read, from where it ends,
@@ -405,6 +416,12 @@ def lag(store: EventStore, namespace: str) -> int:
         head = entry_position(stream_entries(newest)[0][0]) if newest else 0
         gaps.append(max(0, head - int(checkpoint or 0)))
     return max(gaps)
+
+
+def damage(connection: redis.Redis, namespace: str) -> dict[int, str]:
+    """Each partition whose batch a commit applied only in part, and what was refused: empty for a sound read model."""
+    marked = connection.hgetall(ProjectionKeys.damage(namespace))
+    return {int(partition): as_text(what) for partition, what in sorted(marked.items(), key=lambda p: int(p[0]))}
 
 
 def caught_up(store: EventStore, namespace: str) -> bool:

@@ -18,7 +18,7 @@ from services.reporting.citizens import ReferralSummary
 from services.reporting.projection import ReportingProjection
 from shared import projections
 from shared.bootstrap import event_store
-from shared.checkpoint_watch import CheckpointWatch
+from shared.checkpoint_watch import CheckpointWatch, PartlyCommitted
 from shared.config import Settings
 from shared.domain import events as ev
 from shared.events import DomainEvent, NewEvent, RecordedEvent
@@ -32,6 +32,7 @@ from shared.projections import (
     ProjectionState,
     RebuildOverlapped,
     can_fork_readers,
+    damage,
     rebuild,
     replay,
     replay_into,
@@ -276,6 +277,44 @@ def test_a_worker_that_lost_its_lease_cannot_commit_a_stale_batch(
     assert slow.projection.overtaken  # type: ignore[attr-defined]
     ProjectionRunner(store, projection).catch_up_all()
     assert live(slow) == reference(store, projection)
+
+
+class RefusedWrite(Wrapping):
+    """Adds to a set that the read model holds as a string: Redis refuses that one write of the batch's commit."""
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        self.inner.apply(events, state)
+        state.add("refused", "member")
+
+
+def test_a_commit_redis_applies_in_part_marks_the_read_model_damaged_until_a_rebuild(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    """EXEC applies the writes it can and the checkpoint with them, so the batch cannot be redone (its counters
+    would count twice): the read model is marked damaged, readiness and ``projections status`` say so, and a
+    rebuild, into a new generation, is sound again."""
+    from services.reporting.app import create_app
+    from shared.health import readiness
+
+    generate_log(store, cases=20)
+    runner = ProjectionRunner(store, RefusedWrite(CaseflowProjection()))
+    connection.set(f"{runner.namespace}:refused", "a string")
+    partition = max(range(store.partitions), key=store.partition_head)
+    with pytest.raises(PartlyCommitted, match="WRONGTYPE"):
+        runner.catch_up(partition)
+    assert runner.checkpoint(partition) == store.partition_head(partition)  # the rest was applied, checkpoint too
+    assert list(damage(connection, runner.namespace)) == [partition]
+    ready, report = readiness(connection)
+    assert not ready and "WRONGTYPE" in report["damaged"]["caseflow"][partition]
+    app = create_app(connection, Settings.from_env({}))
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 503 and answer.get_json()["status"] == "damaged"
+    status = app.test_cli_runner().invoke(args=["projections", "status"]).output
+    assert f"DAMAGED in partitions [{partition}], rebuild it (projections rebuild caseflow)" in status
+    rebuild(store, PROJECTIONS, "cf")
+    assert readiness(connection)[0] and app.test_client().get("/readyz").status_code == 200
+    assert "DAMAGED" not in app.test_cli_runner().invoke(args=["projections", "status"]).output
+    assert live(ProjectionRunner(store, CaseflowProjection())) == reference(store, CaseflowProjection())
 
 
 def test_duplicate_and_reordered_nudges_through_rq_give_the_replay_state(
