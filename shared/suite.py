@@ -104,6 +104,12 @@ DEMO_KEYS = (
     ),
 )
 KEYS_FILE = Path(".suite/demo-keys.env")
+# For the operators' commands (``flask --app ... projections status``, ``jobs status``, ``log export``) on the
+# embedded store: its address and the development secrets it runs with. Apart from the keys' file, so that
+# sourcing those does not point a later ``make run`` at a store that has gone; removed when the suite stops.
+STORE_FILE = Path(".suite/store.env")
+FLASK = os.path.relpath(Path(sys.executable).parent / "flask")  # the project's, as ``make run`` installed it
+STATUS_COMMAND = "services.reporting.app projections status"
 
 
 def provision_demo_keys(env: dict[str, str]) -> dict[str, str]:
@@ -255,6 +261,10 @@ def main() -> None:
     intake = f"http://127.0.0.1:{env.setdefault('INTAKE_PORT', '5001')}"
     reporting = f"http://127.0.0.1:{env.setdefault('REPORTING_PORT', '5002')}"
     LOG_DIR.mkdir(parents=True, exist_ok=True)
+    if embedded:
+        store_env = {"REDIS_URL": embedded.url, **{name: env[name] for name in DEVELOPMENT_SECRETS}}
+        STORE_FILE.write_text("".join(f"export {name}={value}\n" for name, value in store_env.items()))
+        STORE_FILE.chmod(0o600)
     children = [_spawn(child, env) for child in CHILDREN]
     print(f"Started {', '.join(c.name for c in CHILDREN)}; their logs are in {LOG_DIR}/", flush=True)
 
@@ -288,7 +298,8 @@ def main() -> None:
             f"    -d '{json.dumps(EXAMPLE_REFERRAL)}'\n"
             f"  curl -s {reporting}/programmes/demo-cph/referrals-per-partner \\\n"
             '    -H "Authorization: Bearer $COORDINATOR_KEY"\n'
-            "Ctrl-C stops everything.\n",
+            + (f"  (source {STORE_FILE}; {FLASK} --app {STATUS_COMMAND})\n" if embedded else "")
+            + "Ctrl-C stops everything.\n",
             flush=True,
         )
         while all(c.poll() is None for c in children):
@@ -301,3 +312,4 @@ def main() -> None:
         _stop_children(children)
         if embedded:
             embedded.stop()
+            STORE_FILE.unlink(missing_ok=True)

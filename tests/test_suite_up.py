@@ -97,9 +97,25 @@ def test_suite_up_runs_everything_on_the_embedded_store_and_stops_cleanly(tmp_pa
             assert time.monotonic() < deadline, "the new referral never reached reporting"
             time.sleep(0.2)
         assert call(f"http://127.0.0.1:{intake_port}/readyz", "")["durable"] is False
+        # The operators' commands on the embedded store, with what the suite wrote for them (and printed)
+        store_env = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in (tmp_path / ".suite/store.env").read_text().splitlines()
+        )
+        assert "source .suite/store.env;" in output
+        flask = str(Path(sys.executable).parent / "flask")
+        status = subprocess.run(
+            [flask, "--app", "services.reporting.app", "projections", "status"],
+            env=env | store_env,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert status.returncode == 0 and "caseflow\tcf:proj:caseflow" in status.stdout, status.stderr
     finally:
         rest = stop_suite(suite)
     assert "stopping" in rest
+    assert not (tmp_path / ".suite/store.env").exists()  # it names a store that has gone
     assert "Worker" in (tmp_path / ".suite/logs/caseflow-worker.log").read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{intake_port}/healthz", timeout=2)
