@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import redis
 from rq import Queue, get_current_job
 from rq.cron import CronScheduler
-from rq.exceptions import StopRequested
 from rq.worker import SimpleWorker
 
 from shared.bootstrap import connect, event_store, projection_runner
@@ -82,13 +80,27 @@ def run_worker(queue: str, service: str) -> None:
     worker.work(with_scheduler=True)  # the scheduler moves retries that are due back to the queue
 
 
+class _Scheduler(CronScheduler):
+    """RQ's cron scheduler, stopped by the first stop signal only. RQ's handler raises StopRequested on every one,
+    wherever the scheduler is, and a second one comes at once when a service manager signals the whole group and
+    the suite its children as well: raised inside RQ's farewell it cut the deregistration short, and inside a log
+    line being written, logging printed it as a traceback of its own."""
+
+    _stopping = False
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if not self._stopping:
+            self._stopping = True
+            super()._request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+
 def run_scheduler() -> None:
     """RQ's cron scheduler: sweeps (a lost nudge waits at most one interval), waitlist offers, phase moves."""
     configure_logging("scheduler")
     settings = Settings.from_env()
     connection = connect(settings)
     caseflow = queue_name(settings.key_prefix, "caseflow")
-    scheduler = CronScheduler(connection=connection)
+    scheduler = _Scheduler(connection=connection)
     scheduler.register(
         _import("services.caseflow.jobs.offer_free_slots_everywhere"),
         caseflow,
@@ -108,16 +120,7 @@ def run_scheduler() -> None:
             interval=SWEEP_INTERVAL_S,
             name=f"sweep-{subscriber.projection}",
         )
-    try:
-        scheduler.start()  # type: ignore[no-untyped-call]
-    except StopRequested:
-        # RQ raises it on every stop signal, from inside its farewell too: a second one arrives when a service
-        # manager signals the whole group and the suite signals its children as well. RQ's registry drops a
-        # scheduler whose heartbeats stop, so one that could not deregister needs no more than a line.
-        log.info("the scheduler stopped before it could deregister")
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a signal from here on would raise from RQ's handler again
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    scheduler.start()  # type: ignore[no-untyped-call]
 
 
 def _import(path: str) -> Any:

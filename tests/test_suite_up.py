@@ -232,19 +232,35 @@ def _serving_a_blocking_command() -> bool:
     )
 
 
-@pytest.mark.slow
-def test_a_scheduler_signalled_to_stop_twice_stops_without_a_traceback(real_redis_url: str) -> None:
-    """A service manager stopping the suite signals its whole process group, and the suite signals its children too,
-    so the scheduler gets two SIGTERMs at once. RQ's scheduler raises on each, from inside its farewell too: the
-    scheduler must still end quietly, not with a traceback in its log and a failed exit."""
-    slow_farewell = (  # RQ's deregistration held up long enough for the second signal to land inside it
+SLOWED = {  # a part of the scheduler's farewell held up long enough for a second signal to land inside it
+    "its deregistration": (
         "import time; from rq import cron_scheduler_registry as registry; unregister = registry.unregister\n"
         "def slow(*args, **kwargs):\n    time.sleep(1.0)\n    return unregister(*args, **kwargs)\n"
-        "registry.unregister = slow\n"
-        "from shared.worker import run_scheduler; run_scheduler()"
-    )
+        "registry.unregister = slow\n",
+        "registering death",
+    ),
+    "a log line being written": (
+        "import sys, time; from shared.logs import JsonFormatter; write = JsonFormatter.format\n"
+        "def slow(self, record):\n"
+        "    if 'stop requested' in record.getMessage():\n"
+        "        print('writing the farewell line', flush=True); time.sleep(1.0)\n"
+        "    return write(self, record)\n"
+        "JsonFormatter.format = slow\n",
+        "writing the farewell line",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slowed", SLOWED)
+def test_a_scheduler_signalled_to_stop_twice_stops_without_a_traceback(real_redis_url: str, slowed: str) -> None:
+    """A service manager stopping the suite signals its whole process group, and the suite signals its children too,
+    so the scheduler gets two SIGTERMs at once. RQ's scheduler raises on each, wherever it is: inside its farewell
+    (its deregistration cut short) or inside a log line (printed by logging as a traceback of its own). The
+    scheduler must end quietly on the first, not with a traceback in its log and a failed exit."""
+    slowing, inside = SLOWED[slowed]
     scheduler = subprocess.Popen(
-        [sys.executable, "-c", slow_farewell],
+        [sys.executable, "-c", slowing + "from shared.worker import run_scheduler; run_scheduler()"],
         env={**os.environ, "REDIS_URL": real_redis_url, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -257,7 +273,7 @@ def test_a_scheduler_signalled_to_stop_twice_stops_without_a_traceback(real_redi
         assert scheduler.poll() is None and time.monotonic() < deadline, "".join(lines)
         lines.append(scheduler.stdout.readline())
     scheduler.send_signal(signal.SIGTERM)
-    while not any("registering death" in line for line in lines):
+    while not any(inside in line for line in lines):
         assert time.monotonic() < deadline, "".join(lines)
         lines.append(scheduler.stdout.readline())
     scheduler.send_signal(signal.SIGTERM)
