@@ -45,6 +45,7 @@ from rq.job import JobStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.workload import machine
 from services.caseflow.projection import CaseflowProjection
 from services.reporting.projection import ReportingProjection, course_doc
 from shared.bootstrap import event_store
@@ -268,6 +269,7 @@ def main() -> None:
             raise RuntimeError(f"answers other than 2xx, so the figures do not count: {failed}")
         median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
         results: dict[str, Any] = {
+            "machine": machine(),
             **median,
             "ratios_of_rounds": [r["ratio"] for r in rounds],
             "without_http_ratios_of_rounds": [r["without_http_ratio"] for r in rounds],

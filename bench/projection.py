@@ -37,7 +37,7 @@ from rq import Queue, SimpleWorker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.naive_peer import project_event
-from bench.workload import drop, workload_log
+from bench.workload import drop, machine, workload_log
 from services.caseflow.projection import CaseflowProjection, kind_of
 from services.reporting.projection import ReportingProjection
 from shared.bootstrap import event_store
@@ -214,7 +214,7 @@ def main() -> None:
         connection = store.redis
         events = store.head()
         results: dict[str, Any] = {
-            "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
+            "machine": machine(),
             "citizens": args.citizens,
             "batch_size": args.batch_size or {name: p.batch_size for name, p in PROJECTIONS.items()},
             "events": events,

@@ -43,7 +43,7 @@ RESULTS = ROOT / "bench" / "results" / "scale.json"
 sys.path.insert(0, str(ROOT))
 
 from bench.projection import best, naive_peer, raw_read  # noqa: E402
-from bench.workload import drop, workload_log  # noqa: E402
+from bench.workload import drop, machine, workload_log  # noqa: E402
 from services.caseflow.projection import CaseflowProjection  # noqa: E402
 from services.reporting.projection import ReportingProjection  # noqa: E402
 from services.reporting.queries import Reports  # noqa: E402
@@ -193,7 +193,7 @@ def main() -> None:
     with workload_log(args.citizens) as (url, store, heads, generate_s):
         connection, head = store.redis, store.head()
         results: dict[str, Any] = {
-            "machine": f"{multiprocessing.cpu_count()} cores, Python {sys.version.split()[0]}",
+            "machine": machine(),
             "citizens": args.citizens,
             "events": head,
             "generate_s": generate_s,

@@ -15,8 +15,11 @@ one stream per programme for a hundred thousand citizens would measure a program
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -235,6 +238,18 @@ def generate(store: EventStore, citizens: int, seed: int = 1, per_call: int = 10
             heads[referred] = appended
     flush()
     return heads
+
+
+def machine() -> str:
+    """Cores, processor and Python, for a result file: this VM's host changes (a Zen 5 EPYC one evening split the
+    two projection lines' figures from the day before's), and ratios are only compared on the same kind."""
+    cpu: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            cpu.setdefault(name.strip(), value.strip())
+    kind = f"{cpu.get('model name', '?')}, family {cpu.get('cpu family', '?')} model {cpu.get('model', '?')}"
+    return f"{os.cpu_count()} cores ({kind}), Python {sys.version.split()[0]}"
 
 
 def drop(connection: redis.Redis, pattern: str) -> None:
