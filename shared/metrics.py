@@ -49,9 +49,16 @@ class RedisCollector(Collector):
         lag = GaugeMetricFamily(
             "caseflow_projection_lag", "Log positions a read model is behind", labels=["projection"]
         )
+        damaged = GaugeMetricFamily(
+            "caseflow_projection_damaged_partitions",
+            "Partitions whose batch a commit applied only in part: the read model is wrong until rebuilt",
+            labels=["projection"],
+        )
         for projection, value in report["projection_lag"].items():
             lag.add_metric([projection], value)
+            damaged.add_metric([projection], len(report.get("damaged", {}).get(projection, {})))
         yield lag
+        yield damaged
         yield GaugeMetricFamily("caseflow_log_head", "Events in the log", value=report["log_head"])
 
 

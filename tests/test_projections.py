@@ -311,8 +311,11 @@ def test_a_commit_redis_applies_in_part_marks_the_read_model_damaged_until_a_reb
     assert answer.status_code == 503 and answer.get_json()["status"] == "damaged"
     status = app.test_cli_runner().invoke(args=["projections", "status"]).output
     assert f"DAMAGED in partitions [{partition}], rebuild it (projections rebuild caseflow)" in status
+    damaged = 'caseflow_projection_damaged_partitions{projection="caseflow"}'
+    assert f"{damaged} 1.0" in app.test_client().get("/metrics").get_data(as_text=True)
     rebuild(store, PROJECTIONS, "cf")
     assert readiness(connection)[0] and app.test_client().get("/readyz").status_code == 200
+    assert f"{damaged} 0.0" in app.test_client().get("/metrics").get_data(as_text=True)
     assert "DAMAGED" not in app.test_cli_runner().invoke(args=["projections", "status"]).output
     assert live(ProjectionRunner(store, CaseflowProjection())) == reference(store, CaseflowProjection())
 
