@@ -268,10 +268,21 @@ def main() -> None:
     children = [_spawn(child, env) for child in CHILDREN]
     print(f"Started {', '.join(c.name for c in CHILDREN)}; their logs are in {LOG_DIR}/", flush=True)
 
+    # A stop signal interrupts start-up wherever it is; once the suite is up, it only says so to the loop below. An
+    # exception raised from a handler can land anywhere, and one that landed inside a child's poll, between its
+    # taking the child's wait lock and the ``try`` that gives it back, left the lock held: the stop then waited for
+    # that child for ever. (Flags, not events: a handler that took a lock the code it interrupted held would wait
+    # for itself.)
+    up = stop_requested = False
+
     def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        nonlocal stop_requested
+        stop_requested = True
+        if not up:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         _wait_healthy(intake)
         _wait_healthy(reporting)
@@ -302,10 +313,13 @@ def main() -> None:
             + "Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(c.poll() is None for c in children):
+        up = True
+        while not stop_requested:
+            if any(c.poll() is not None for c in children):
+                print(f"a child process exited (see {LOG_DIR}/); stopping the suite", file=sys.stderr)
+                sys.exit(1)
             time.sleep(0.5)
-        print(f"a child process exited (see {LOG_DIR}/); stopping the suite", file=sys.stderr)
-        sys.exit(1)
+        print("\nstopping...", flush=True)
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     finally:

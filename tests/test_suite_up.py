@@ -30,12 +30,12 @@ def call(url: str, key: str, body: dict[str, Any] | None = None) -> Any:
 
 
 def start_suite(
-    tmp_path: Path, env: dict[str, str], *args: str, group: bool = False
+    tmp_path: Path, env: dict[str, str], *args: str, group: bool = False, prelude: str = ""
 ) -> tuple[subprocess.Popen[str], str]:
     """``caseflow-suite up`` as the README's run command starts it, and what it printed until it was up; with
-    ``group``, in a process group of its own, as a service manager starts it."""
+    ``group``, in a process group of its own, as a service manager starts it; ``prelude``, code run before it."""
     suite = subprocess.Popen(
-        [sys.executable, "-c", "from shared.suite import main; main()", "up", *args],
+        [sys.executable, "-c", prelude + "from shared.suite import main; main()", "up", *args],
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -137,6 +137,37 @@ def test_a_stop_signalled_to_the_whole_group_ends_the_suite_cleanly(tmp_path: Pa
     assert "stopping" in rest and "Traceback" not in rest
     for log in (tmp_path / ".suite/logs").glob("*.log"):
         assert "Traceback" not in log.read_text(), log.name
+
+
+WIDENED_POLL = (  # the moment between a child's poll taking its wait lock and the try that gives it back, widened
+    "import subprocess, time\n"
+    "poll = subprocess.Popen._internal_poll\n"
+    "def widened(self, *args, **kwargs):\n"
+    "    if self.returncode is None and self._waitpid_lock.acquire(False):\n"
+    "        print('inside a poll', flush=True)\n"
+    "        time.sleep(0.3)\n"
+    "        self._waitpid_lock.release()\n"
+    "    return poll(self, *args, **kwargs)\n"
+    "subprocess.Popen._internal_poll = widened\n"
+)
+
+
+@pytest.mark.slow
+def test_a_stop_signal_landing_inside_a_childs_poll_still_stops_the_suite(tmp_path: Path) -> None:
+    """The suite's handler used to raise wherever the suite was: inside a poll of a child, before the try that
+    gives the child's wait lock back, it left the lock held, and the stop then waited for that child for ever (seen
+    once in make test, a minute's timeout). Once the suite is up, a stop signal only says so to its loop."""
+    _, _, env = ports_env()
+    suite, _ = start_suite(
+        tmp_path, env | {"EMBEDDED_REDIS_PORT": str(free_port())}, "--no-demo", prelude=WIDENED_POLL
+    )
+    assert suite.stdout is not None
+    while "inside a poll" not in suite.stdout.readline():
+        assert suite.poll() is None
+    suite.send_signal(signal.SIGTERM)
+    rest, _ = suite.communicate(timeout=60)
+    assert suite.returncode == 0, rest
+    assert "stopping" in rest and "Traceback" not in rest
 
 
 @pytest.mark.slow
