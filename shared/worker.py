@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
@@ -21,8 +20,6 @@ from shared.gc_tuning import make_full_collections_rare
 from shared.logs import configure_logging
 from shared.nudges import SUBSCRIBERS, enqueue_sweeps, queue_name
 from shared.projections import Projection, ProjectionRunner
-
-log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 30
 OFFER_INTERVAL_S = 60

@@ -56,8 +56,14 @@ def start_suite(
 
 def stop_suite(suite: subprocess.Popen[str]) -> str:
     suite.send_signal(signal.SIGINT)
-    rest, _ = suite.communicate(timeout=30)
+    return ended_cleanly(suite, timeout_s=30)
+
+
+def ended_cleanly(suite: subprocess.Popen[str], timeout_s: float = 60) -> str:
+    """What a suite told to stop printed until it ended, having ended with success and no traceback."""
+    rest, _ = suite.communicate(timeout=timeout_s)
     assert suite.returncode == 0, rest
+    assert "stopping" in rest and "Traceback" not in rest
     return rest
 
 
@@ -132,9 +138,7 @@ def test_a_stop_signalled_to_the_whole_group_ends_the_suite_cleanly(tmp_path: Pa
     for _ in range(signals):
         os.killpg(suite.pid, signal.SIGTERM)
         time.sleep(0.3)
-    rest, _ = suite.communicate(timeout=60)
-    assert suite.returncode == 0, rest
-    assert "stopping" in rest and "Traceback" not in rest
+    ended_cleanly(suite)
     for log in (tmp_path / ".suite/logs").glob("*.log"):
         assert "Traceback" not in log.read_text(), log.name
 
@@ -165,9 +169,7 @@ def test_a_stop_signal_landing_inside_a_childs_poll_still_stops_the_suite(tmp_pa
     while "inside a poll" not in suite.stdout.readline():
         assert suite.poll() is None
     suite.send_signal(signal.SIGTERM)
-    rest, _ = suite.communicate(timeout=60)
-    assert suite.returncode == 0, rest
-    assert "stopping" in rest and "Traceback" not in rest
+    ended_cleanly(suite)
 
 
 @pytest.mark.slow
