@@ -162,9 +162,7 @@ def test_a_stop_signal_landing_inside_a_childs_poll_still_stops_the_suite(tmp_pa
     gives the child's wait lock back, it left the lock held, and the stop then waited for that child for ever (seen
     once in make test, a minute's timeout). Once the suite is up, a stop signal only says so to its loop."""
     _, _, env = ports_env()
-    suite, _ = start_suite(
-        tmp_path, env | {"EMBEDDED_REDIS_PORT": str(free_port())}, "--no-demo", prelude=WIDENED_POLL
-    )
+    suite, _ = start_suite(tmp_path, env | {"EMBEDDED_REDIS_PORT": str(free_port())}, "--no-demo", prelude=WIDENED_POLL)
     assert suite.stdout is not None
     while "inside a poll" not in suite.stdout.readline():
         assert suite.poll() is None

