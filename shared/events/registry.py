@@ -53,7 +53,7 @@ class EventType:
 
     def refusals(self, payload: dict[str, Any]) -> dict[str, Any]:
         """What the schema refuses in a payload of this class, as ``Schema.validate`` says it (``shared.lean_load``:
-        the schema's own pass around its fields was half of validating an event, 9 of 18 us)."""
+        a referral's event in 3 us rather than the schema's 12)."""
         return self.check.refusals(payload)
 
 
