@@ -29,6 +29,9 @@ PHASE_INTERVAL_S = 3600
 # default, 420 s, would take eight), which is what ``caseflow-alive`` looks at. A busy worker's registration
 # lasts its job's timeout and a minute.
 WORKER_TTL_S = 60
+# How long a worker's pubsub thread (RQ's, for stop and kill commands) sleeps waiting for a message: see
+# ``SuiteWorker.subscribe``.
+PUBSUB_WAKE_S = 1.0
 
 
 class SuiteWorker(SimpleWorker):
@@ -44,6 +47,17 @@ class SuiteWorker(SimpleWorker):
             super()._set_ip_address(connection)
         except ValueError:
             self.ip_address = "unknown"
+
+    def subscribe(self) -> None:
+        """RQ's, its pubsub thread waking every second rather than every minute. RQ stops the thread by
+        unsubscribing, whose reply wakes it, and then stopping it; a thread that reads the reply before it is
+        stopped goes back to waiting for a subscription for the whole of its sleep, and redis-py 8's ``stop``
+        waits for it: a worker's teardown took up to a minute (an in-process test worker's, in make test)."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # RQ types it as None alone
+            sleep_time=PUBSUB_WAKE_S, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
 
 def current_store() -> EventStore:

@@ -117,6 +117,28 @@ def test_each_worker_and_the_scheduler_is_checked_by_its_own_registration(connec
     assert alive_main(["nothing"]) == 2
 
 
+def test_a_worker_whose_pubsub_thread_read_its_unsubscription_first_stops_at_once(connection: redis.Redis) -> None:
+    """RQ stops a worker's pubsub thread by unsubscribing and then stopping it. A thread that reads the reply to the
+    unsubscription before the stop goes back to waiting for a subscription, for as long as it sleeps (RQ: a minute),
+    and redis-py 8's stop waits for it (``SuiteWorker.subscribe``). Here it has read the reply before the stop."""
+    worker = suite_worker(connection, Settings.from_env({}).key_prefix, "caseflow")
+    worker.subscribe()
+    pubsub = worker.pubsub
+    assert pubsub is not None
+    deadline = time.monotonic() + 10
+    while not pubsub.subscribed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pubsub.unsubscribe()  # type: ignore[no-untyped-call]
+    while pubsub.subscribed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not pubsub.subscribed  # the thread read the reply, and waits for a subscription again
+    time.sleep(0.1)
+    stopping = threading.Thread(target=worker.unsubscribe, daemon=True)
+    stopping.start()
+    stopping.join(timeout=20)  # a liveness bound, not a speed target: before, it waited out RQ's minute
+    assert not stopping.is_alive()
+
+
 def test_a_running_worker_process_is_alive_and_one_stopped_is_not(
     real_connection: redis.Redis, real_redis_url: str
 ) -> None:
