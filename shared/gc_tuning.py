@@ -28,17 +28,6 @@ def make_full_collections_rare() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
 
 
-def settle_after_start() -> None:
-    """For a server process once its app is built: what start-up made (modules, the app, its schemas) lives as
-    long as the process, so it is frozen out of every collection, and full collections are made rare. An intake
-    worker holds up to 20,000 folds besides (``shared.aggregates.MAX_HELD``); a full collection walked the whole
-    heap, 52-68 ms every ten thousand referrals or so, and the collector took 2.1 % of a referral's time in
-    process; 0.6 % after (docs/benchmarks.md, measure 1). Start-up's cycles are collected before the freeze."""
-    gc.collect()
-    gc.freeze()
-    make_full_collections_rare()
-
-
 @contextlib.contextmanager
 def no_collections(freeze: bool = False) -> Iterator[None]:
     """No collection while a batch is read, folded and committed: its thousands of events, alive until it ends,

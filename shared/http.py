@@ -250,15 +250,11 @@ def install_health(app: Flask, connection: Any, token: str = "") -> None:
 
 def under_gunicorn(create_app: Callable[[], Flask], service: str) -> Flask:
     """The app as a deployment runs it: JSON log lines (request ids, and exceptions by class name only, never
-    their message, which may hold a name) set up before the app, as ``serve`` does for the local suite; once the
-    app is built, the heap settled (``shared.gc_tuning.settle_after_start``)."""
-    from shared.gc_tuning import settle_after_start
+    their message, which may hold a name) set up before the app, as ``serve`` does for the local suite."""
     from shared.logs import configure_logging
 
     configure_logging(service)
-    app = create_app()
-    settle_after_start()
-    return app
+    return create_app()
 
 
 def serve(app: Flask, port_variable: str, default_port: int) -> None:

@@ -6,11 +6,7 @@ so, the worker processes through a job that asks the process it runs in."""
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,27 +66,3 @@ def test_the_rebuild_command_makes_full_collections_rare_before_it_forks(
     )
     assert result.exit_code == 0, result.output
     assert called_with == [(young, middle, FULL_COLLECTION_AFTER)]
-
-
-@pytest.mark.parametrize("service", ["intake", "reporting"])
-def test_an_http_service_under_gunicorn_settles_its_heap_once_its_app_is_built(
-    service: str, real_redis_url: str
-) -> None:
-    """As gunicorn builds each worker's app (``wsgi()``, in a process of its own here): what start-up made is
-    frozen out of the collector, and full collections are rare."""
-    script = (
-        f"import gc; from services.{service}.app import wsgi; before = gc.get_freeze_count(); wsgi(); "
-        "print(before, gc.get_freeze_count() > 0, *gc.get_threshold())"
-    )
-    environment = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    answer = subprocess.run(
-        [sys.executable, "-c", script],
-        env=environment | {"REDIS_URL": real_redis_url},
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.split()
-    young, middle, _ = gc.get_threshold()
-    assert answer == ["0", "True", str(young), str(middle), str(FULL_COLLECTION_AFTER)]
