@@ -20,6 +20,7 @@ from shared.nudges import queue_health, requeue_failed
 from shared.projections import (
     Projection,
     ProjectionRunner,
+    RebuildFailed,
     RebuildOverlapped,
     can_fork_readers,
     damage,
@@ -57,6 +58,10 @@ def rebuild_command(name: str, processes: int) -> None:
             namespaces = rebuild(store, chosen, prefix, progress=bar.update, processes=processes)
     except RebuildOverlapped as overlapped:
         raise click.ClickException(str(overlapped)) from None
+    except RebuildFailed as failed:
+        raise click.ClickException(
+            f"the rebuild failed and switched nothing (what it had built is deleted): {failed}"
+        ) from None
     for projection_name, namespace in namespaces.items():
         click.echo(f"{projection_name}: now reading {namespace}")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -566,13 +567,21 @@ def rebuild(
         for projection in projections
     ]
     head = store.head() if until is None else until
-    if processes > 1:
-        if not can_fork_readers(connection):
-            raise ValueError("several rebuild processes need a Redis server they can connect to")
-        _replay_in_processes(store, targets, head, processes, progress)
-        settle_all(connection, targets)
-    else:
-        replay_into(store, targets, until=head, progress=progress)
+    if processes > 1 and not can_fork_readers(connection):
+        raise ValueError("several rebuild processes need a Redis server they can connect to")
+    try:
+        if processes > 1:
+            _replay_in_processes(store, targets, head, processes, progress)
+            settle_all(connection, targets)
+        else:
+            replay_into(store, targets, until=head, progress=progress)
+    except BaseException as failure:  # an interrupt too: what was built is no one's
+        for projection, _ in targets:
+            keys = ProjectionKeys(prefix, projection.name)
+            _drop_generation(connection, keys, projection.version, generations[projection.name])
+        if isinstance(failure, Exception) and not isinstance(failure, RebuildFailed):
+            raise RebuildFailed(f"{type(failure).__name__}: {failure}") from failure
+        raise
     overtaken = []
     for projection, namespace in targets:
         keys = ProjectionKeys(prefix, projection.name)
@@ -591,6 +600,11 @@ def rebuild(
             f"another rebuild of {', '.join(overtaken)} switched while this one ran: kept that one, dropped this one"
         )
     return {projection.name: namespace for projection, namespace in targets}
+
+
+class RebuildFailed(RuntimeError):
+    """A rebuild stopped part way (Redis refused a write, a process failed): nothing was switched, readers and workers
+    stay on the generation they had, and what the rebuild had built is deleted."""
 
 
 class RebuildOverlapped(RuntimeError):
@@ -636,7 +650,7 @@ def _replay_in_processes(
     progress: Callable[[int], None] | None,
 ) -> None:
     """Each forked process replays every ``processes``-th partition (redis-py gives a forked child its own
-    connections); the parent reports their progress and fails if any of them did."""
+    connections); the parent reports their progress and fails if any of them did, with what failed it."""
     context = multiprocessing.get_context("fork")
     applied = context.Value("q", 0)
 
@@ -644,8 +658,14 @@ def _replay_in_processes(
         with applied.get_lock():
             applied.value += n
 
+    failures = context.SimpleQueue()
+
     def run(partitions: list[int]) -> None:
-        replay_into(store, targets, until=head, partitions=partitions, progress=count)
+        try:
+            replay_into(store, targets, until=head, partitions=partitions, progress=count)
+        except Exception as failure:  # told to the parent, which says it once, rather than a traceback per process
+            failures.put(f"{type(failure).__name__}: {failure}")
+            sys.exit(1)
 
     children = [
         context.Process(target=run, args=(list(range(store.partitions))[i::processes],), daemon=True)
@@ -661,7 +681,10 @@ def _replay_in_processes(
             reported = now
     for child in children:
         child.join()
-    if any(child.exitcode != 0 for child in children):
-        raise RuntimeError("a rebuild process failed; nothing was switched (its traceback is above)")
+    if failed := [child.exitcode for child in children if child.exitcode != 0]:
+        told = []
+        while not failures.empty():
+            told.append(failures.get())
+        raise RebuildFailed("; ".join(told) or f"a rebuild process ended with exit code {failed[0]}")
     if progress and applied.value > reported:
         progress(applied.value - reported)

@@ -25,6 +25,7 @@ from shared.events import DomainEvent, NewEvent, RecordedEvent
 from shared.events.envelope import start_of_day
 from shared.eventstore import EventStore, ReadAhead
 from shared.gc_tuning import no_collections
+from shared.keys import ProjectionKeys
 from shared.nudges import SUBSCRIBERS
 from shared.projections import (
     Projection,
@@ -454,6 +455,40 @@ def test_the_rebuild_command_shows_progress_and_switches(store: EventStore, conn
     assert f"now reading cf:proj:reporting:v{ReportingProjection.version}:g1" in result.output
     status = create_app(connection, Settings.from_env({})).test_cli_runner().invoke(args=["projections", "status"])
     assert "caught up" in status.output and ":g1" in status.output
+
+
+def test_a_rebuild_redis_refuses_a_write_of_switches_nothing_and_leaves_nothing_behind(
+    store: EventStore, connection: redis.Redis
+) -> None:
+    """A write of the rebuild refused (here a key of another type where it adds to a set; Redis out of memory is the
+    likelier case): the command says why in one line, with no traceback (on a Redis server, from each of its
+    processes), readers stay where they were, what it had built is deleted, and the next rebuild is sound."""
+    from services.reporting.app import create_app
+
+    generate_log(store, cases=30)
+    cli = create_app(connection, Settings.from_env({})).test_cli_runner()
+    assert cli.invoke(args=["projections", "rebuild", "all"]).exit_code == 0
+    keys = ProjectionKeys("cf", "caseflow")
+    version = CaseflowProjection.version
+    active = connection.get(keys.active_generation(version))
+    reporting = ProjectionKeys("cf", "reporting")
+
+    def next_generation(keys: ProjectionKeys, version: int) -> str:
+        return keys.namespace(version, int(connection.get(keys.generations(version)) or 0) + 1)
+
+    failing, beside = next_generation(keys, version), next_generation(reporting, ReportingProjection.version)
+    built = keys.namespace(version, int(active or 0))
+    a_set = next(k.decode() for k in connection.scan_iter(match=f"{built}:*") if connection.type(k) == b"set")
+    connection.set(a_set.replace(built, failing), "a string")  # where the rebuild will add to that set
+    result = cli.invoke(args=["projections", "rebuild", "all"])
+    assert result.exit_code == 1
+    assert "the rebuild failed and switched nothing" in result.output and "WRONGTYPE" in result.output
+    assert "Traceback" not in result.output
+    assert connection.get(keys.active_generation(version)) == active
+    assert list(connection.scan_iter(match=f"{failing}:*")) == []
+    assert list(connection.scan_iter(match=f"{beside}:*")) == []  # the read model built beside it too
+    assert cli.invoke(args=["projections", "rebuild", "all"]).exit_code == 0
+    assert live(ProjectionRunner(store, CaseflowProjection())) == reference(store, CaseflowProjection())
 
 
 @pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
