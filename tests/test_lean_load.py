@@ -125,14 +125,18 @@ def test_what_the_lean_pass_refuses_is_answered_by_the_schema_itself(body: Any) 
 
 
 class _FieldsWithStepsOfTheirOwn(Schema):
-    """A field class with a step of its own (Constant's check for a missing value), and a field with load functions
-    of its own: both are asked whole by the lean pass."""
+    """A field class with a step of its own (Constant's check for a missing value), a field with load functions of
+    its own, and a nested schema's field with one: each is asked whole by the lean pass."""
 
     kind = fields.Constant("referral")
     alias = fields.String(pre_load=[str.strip], post_load=[str.upper], validate=validate.Length(1, 10))
+    consent = fields.Nested(schemas.ConsentSchema, post_load=[lambda consent: {"given": not consent["given"]}])
 
 
-@pytest.mark.parametrize("body", [{}, {"kind": None, "alias": "  maja "}, {"alias": "   "}, {"alias": " x" * 9}])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"kind": None, "alias": "  maja "}, {"alias": "   "}, {"alias": " x" * 9}, {"consent": {"given": True}}],
+)
 def test_fields_with_steps_of_their_own_load_lean_as_whole(body: dict[str, Any]) -> None:
     schema = _FieldsWithStepsOfTheirOwn()
     assert LeanLoad(schema).loads_lean
