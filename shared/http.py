@@ -159,10 +159,10 @@ def install(app: Flask) -> None:
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
         req = this_request()
-        response.headers["X-Request-Id"] = this_g().get("request_id", "")
+        response.headers["X-Request-Id"] = rid = this_g().get("request_id", "")
         # The route, not the path: a path is whatever the client typed, a name or a CPR number included.
         route = req.url_rule.rule if req.url_rule is not None else "(no route)"
-        log.info("%s %s %s", req.method, route, response.status_code)
+        log.info("%s %s %s", req.method, route, response.status_code, extra={"request_id": rid or None})
         return response
 
     @app.errorhandler(ApiError)

@@ -12,10 +12,12 @@ import orjson
 
 
 class RequestIdFilter(logging.Filter):
-    """Attach the request id of the HTTP request or RQ job being handled, if any."""
+    """Attach the request id of the HTTP request or RQ job being handled, if any, unless the line was given one
+    (the request's own line, written once per request: looking it up was a fifth of that line's cost)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _current_request_id()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = _current_request_id()
         return True
 
 
