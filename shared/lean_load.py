@@ -115,7 +115,7 @@ def _nested_plan(field: fields.Field[Any]) -> _Plan | None:
     """A nested schema's own plan, when the field adds nothing of its own to loading it."""
     if type(field) is not fields.Nested or field.many or field.validators or field.unknown is not None:
         return None
-    if field.pre_load or field.post_load:
+    if field.pre_load or field.post_load:  # the field's own functions, which only its deserialize runs
         return None
     return _Plan(field.schema) if _runs_lean(field.schema, loading=True) else None
 

@@ -576,9 +576,12 @@ def rebuild(
         else:
             replay_into(store, targets, until=head, progress=progress)
     except BaseException as failure:  # an interrupt too: what was built is no one's
-        for projection, _ in targets:
-            keys = ProjectionKeys(prefix, projection.name)
-            _drop_generation(connection, keys, projection.version, generations[projection.name])
+        # What cannot be deleted now (Redis gone) is deleted by the rebuild after next, as any older generation;
+        # the failure itself is what the caller hears of.
+        with contextlib.suppress(redis.RedisError):
+            for projection, _ in targets:
+                keys = ProjectionKeys(prefix, projection.name)
+                _drop_generation(connection, keys, projection.version, generations[projection.name])
         if isinstance(failure, Exception) and not isinstance(failure, RebuildFailed):
             raise RebuildFailed(f"{type(failure).__name__}: {failure}") from failure
         raise

@@ -31,6 +31,7 @@ from shared.projections import (
     Projection,
     ProjectionRunner,
     ProjectionState,
+    RebuildFailed,
     RebuildOverlapped,
     can_fork_readers,
     damage,
@@ -489,6 +490,28 @@ def test_a_rebuild_redis_refuses_a_write_of_switches_nothing_and_leaves_nothing_
     assert list(connection.scan_iter(match=f"{beside}:*")) == []  # the read model built beside it too
     assert cli.invoke(args=["projections", "rebuild", "all"]).exit_code == 0
     assert live(ProjectionRunner(store, CaseflowProjection())) == reference(store, CaseflowProjection())
+
+
+class RedisGoneMidway(Wrapping):
+    """Redis goes away part way through a rebuild: the batch's read model cannot be written, nor anything deleted."""
+
+    def apply(self, events: Sequence[RecordedEvent], state: ProjectionState) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+
+def test_a_rebuild_that_lost_redis_says_so_even_if_it_cannot_clean_up(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild's failure is what its caller hears of, not the cleanup's that failed after it (what could not be
+    deleted is deleted by the rebuild after next, as any older generation)."""
+    generate_log(store, cases=5)
+
+    def unreachable(*_: object) -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(projections, "_drop_generation", unreachable)
+    with pytest.raises(RebuildFailed, match="ConnectionError: Connection refused"):
+        rebuild(store, [RedisGoneMidway(CaseflowProjection())], "cf")
 
 
 @pytest.mark.parametrize("projection", PROJECTIONS, ids=lambda p: p.name)
