@@ -251,6 +251,7 @@ def main() -> None:
             results[f"{name}_one_worker_events_per_s"] = round(events / one)
             results[f"{name}_two_workers_events_per_s"] = round(events / two)
             results[f"{name}_two_over_one"] = median_ratio([(t[1].seconds, t[2].seconds) for t in timed], digits=2)
+            results[f"{name}_two_over_one_rounds"] = [round(t[1].seconds / t[2].seconds, 2) for t in timed]
             results[f"{name}_one_worker_vs_raw"] = median_ratio([(t[0], t[1].seconds) for t in timed])
             results[f"{name}_one_worker_vs_raw_rounds"] = [round(t[0] / t[1].seconds, 3) for t in timed]
             results[f"{name}_one_worker_vs_raw_unparsed"] = median_ratio([(t[3], t[1].seconds) for t in timed])
